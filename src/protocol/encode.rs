@@ -1,0 +1,203 @@
+//! Encoding of outgoing packets. PUBLISH and CONNECT are written by hand; the rest go
+//! through mqtt-protocol, writing straight into the output buffer.
+
+use std::io;
+
+use bytes::{BufMut, BytesMut};
+use mqtt::control::ConnectReturnCode;
+use mqtt::packet::suback::SubscribeReturnCode;
+use mqtt::packet::{
+    ConnackPacket, DisconnectPacket, EncodablePacket, PingreqPacket, PingrespPacket, PubackPacket,
+    PubcompPacket, PubrecPacket, PubrelPacket, SubackPacket, SubscribePacket, UnsubackPacket,
+    UnsubscribePacket,
+};
+use mqtt::{Encodable, QualityOfService, TopicFilter};
+
+use super::codec::MAX_REMAINING_LENGTH;
+use super::packet::{Connect, Packet, Publish};
+
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, why)
+}
+
+pub(crate) fn encode_packet(packet: &Packet, dst: &mut BytesMut) -> io::Result<()> {
+    match packet {
+        Packet::Connect(c) => encode_connect(c, dst),
+        Packet::ConnAck {
+            session_present,
+            code,
+        } => write(
+            ConnackPacket::new(*session_present, ConnectReturnCode::from_u8(*code)),
+            dst,
+        ),
+        Packet::Publish(p) => match publish_remaining_length(p) {
+            Some(_) => {
+                encode_publish(p, dst);
+                Ok(())
+            }
+            None => Err(invalid(format!(
+                "PUBLISH: not encodable (qos {}, topic of {} bytes)",
+                p.qos,
+                p.topic.len()
+            ))),
+        },
+        Packet::PubAck(pkid) => write(PubackPacket::new(*pkid), dst),
+        Packet::PubRec(pkid) => write(PubrecPacket::new(*pkid), dst),
+        Packet::PubRel(pkid) => write(PubrelPacket::new(*pkid), dst),
+        Packet::PubComp(pkid) => write(PubcompPacket::new(*pkid), dst),
+        Packet::Subscribe { pkid, filters } => {
+            let filters = filters
+                .iter()
+                .map(|(f, qos)| Ok((topic_filter("SUBSCRIBE", f)?, qos_level("SUBSCRIBE", *qos)?)))
+                .collect::<io::Result<Vec<_>>>()?;
+            write(SubscribePacket::new(*pkid, filters), dst)
+        }
+        Packet::SubAck { pkid, codes } => {
+            let codes = codes
+                .iter()
+                .map(|&c| suback_code(c))
+                .collect::<io::Result<Vec<_>>>()?;
+            write(SubackPacket::new(*pkid, codes), dst)
+        }
+        Packet::Unsubscribe { pkid, filters } => {
+            let filters = filters
+                .iter()
+                .map(|f| topic_filter("UNSUBSCRIBE", f))
+                .collect::<io::Result<Vec<_>>>()?;
+            write(UnsubscribePacket::new(*pkid, filters), dst)
+        }
+        Packet::UnsubAck(pkid) => write(UnsubackPacket::new(*pkid), dst),
+        Packet::PingReq => write(PingreqPacket::new(), dst),
+        Packet::PingResp => write(PingrespPacket::new(), dst),
+        Packet::Disconnect => write(DisconnectPacket::new(), dst),
+    }
+}
+
+/// Writes an mqtt-protocol packet into `dst` (no intermediate buffer).
+fn write<P: EncodablePacket>(packet: P, dst: &mut BytesMut) -> io::Result<()> {
+    if packet.encoded_packet_length() as usize > MAX_REMAINING_LENGTH {
+        return Err(invalid(
+            "packet exceeds the MQTT maximum remaining length".to_owned(),
+        ));
+    }
+    dst.reserve(packet.encoded_length() as usize);
+    packet.encode(&mut dst.writer())
+}
+
+fn topic_filter(packet: &str, filter: &str) -> io::Result<TopicFilter> {
+    TopicFilter::new(filter).map_err(|e| invalid(format!("{packet}: {e}")))
+}
+
+fn qos_level(packet: &str, qos: u8) -> io::Result<QualityOfService> {
+    match qos {
+        0 => Ok(QualityOfService::Level0),
+        1 => Ok(QualityOfService::Level1),
+        2 => Ok(QualityOfService::Level2),
+        _ => Err(invalid(format!("{packet}: QoS {qos}"))),
+    }
+}
+
+fn suback_code(code: u8) -> io::Result<SubscribeReturnCode> {
+    match code {
+        0x80 => Ok(SubscribeReturnCode::Failure),
+        qos => qos_level("SUBACK", qos).map(SubscribeReturnCode::from),
+    }
+}
+
+/// Bytes needed to encode `len` as a remaining-length varint.
+fn varint_len(len: usize) -> usize {
+    match len {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+fn put_varint(dst: &mut BytesMut, mut len: usize) {
+    loop {
+        let byte = (len & 0x7F) as u8;
+        len >>= 7;
+        if len == 0 {
+            dst.put_u8(byte);
+            return;
+        }
+        dst.put_u8(byte | 0x80);
+    }
+}
+
+/// The remaining length of `p`, or None if it cannot be encoded (QoS > 2, topic over
+/// 65535 bytes, or packet over the MQTT maximum).
+fn publish_remaining_length(p: &Publish) -> Option<usize> {
+    if p.qos > 2 || p.topic.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    let pkid_len = if p.qos > 0 { 2 } else { 0 };
+    let len = 2 + p.topic.len() + pkid_len + p.payload.len();
+    (len <= MAX_REMAINING_LENGTH).then_some(len)
+}
+
+/// Encodes one PUBLISH straight into `dst` without copying the payload into an
+/// intermediate Vec (the broker fans one message out to many subscribers; this is the hot
+/// path). A PUBLISH that cannot be encoded (QoS > 2, topic over 65535 bytes, packet over
+/// 256 MiB) writes nothing; decoded packets never hit this, and `Encoder` reports it as an
+/// error.
+pub fn encode_publish(p: &Publish, dst: &mut BytesMut) {
+    let Some(len) = publish_remaining_length(p) else {
+        debug_assert!(
+            false,
+            "unencodable PUBLISH (qos {}, topic of {} bytes)",
+            p.qos,
+            p.topic.len()
+        );
+        return;
+    };
+    dst.reserve(1 + varint_len(len) + len);
+    dst.put_u8(0x30 | u8::from(p.dup) << 3 | p.qos << 1 | u8::from(p.retain));
+    put_varint(dst, len);
+    dst.put_u16(p.topic.len() as u16);
+    dst.put_slice(p.topic.as_bytes());
+    if p.qos > 0 {
+        dst.put_u16(p.pkid);
+    }
+    dst.put_slice(&p.payload);
+}
+
+/// By hand: mqtt-protocol cannot carry a binary password.
+fn encode_connect(c: &Connect, dst: &mut BytesMut) -> io::Result<()> {
+    let name: &[u8] = if c.level == 3 { b"MQIsdp" } else { b"MQTT" };
+    let mut fields: Vec<&[u8]> = vec![c.client_id.as_bytes()];
+    let mut flags = u8::from(c.clean_session) << 1;
+    if let Some(will) = &c.will {
+        flags |= 0x04 | (will.qos & 0b11) << 3 | u8::from(will.retain) << 5;
+        fields.push(will.topic.as_bytes());
+        fields.push(&will.payload);
+    }
+    if let Some(username) = &c.username {
+        flags |= 0x80;
+        fields.push(username.as_bytes());
+    }
+    if let Some(password) = &c.password {
+        flags |= 0x40;
+        fields.push(password);
+    }
+    if fields.iter().any(|f| f.len() > usize::from(u16::MAX)) {
+        return Err(invalid(
+            "CONNECT: a field is longer than 65535 bytes".to_owned(),
+        ));
+    }
+    let len = 2 + name.len() + 4 + fields.iter().map(|f| 2 + f.len()).sum::<usize>();
+    dst.reserve(1 + varint_len(len) + len);
+    dst.put_u8(0x10);
+    put_varint(dst, len);
+    dst.put_u16(name.len() as u16);
+    dst.put_slice(name);
+    dst.put_u8(c.level);
+    dst.put_u8(flags);
+    dst.put_u16(c.keep_alive);
+    for field in fields {
+        dst.put_u16(field.len() as u16);
+        dst.put_slice(field);
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! MQTT 3.1.1 (and 3.1) wire protocol for brook: the packet types the broker works with,
+//! a `tokio_util` codec that frames and strictly validates incoming packets, and the
+//! encoders for outgoing ones (`encode_publish` is the fan-out hot path: no intermediate buffer).
+//!
+//! `mqtt-protocol` 0.12 is used where it is correct; the parts it gets wrong (framing,
+//! CONNECT, PUBLISH, UNSUBSCRIBE, several validity checks) are written by hand here.
+//! Server-to-client packet types (CONNACK, SUBACK, UNSUBACK, PINGRESP) decode like any
+//! other packet; the session is expected to reject them when a client sends them.
+
+pub mod codec;
+mod decode;
+mod encode;
+mod packet;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use codec::{DecodeError, MqttCodec};
+pub use encode::encode_publish;
+pub use packet::{Connect, Packet, Publish, Will};

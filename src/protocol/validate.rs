@@ -1,0 +1,46 @@
+//! Validity rules for MQTT strings, topic names and topic filters (MQTT 3.1.1 §1.5.3,
+//! §4.7). Each check returns a short reason suitable for a `Malformed` error message.
+
+/// A topic name (PUBLISH, will topic): non-empty, no U+0000, no `+` or `#`.
+pub fn check_topic_name(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() {
+        return Err("is empty");
+    }
+    if topic.contains('\0') {
+        return Err("contains U+0000");
+    }
+    if topic.contains(['+', '#']) {
+        return Err("contains a wildcard");
+    }
+    Ok(())
+}
+
+/// A topic filter (SUBSCRIBE, UNSUBSCRIBE): non-empty, no U+0000, `+` only as a whole
+/// level, `#` only as the whole last level.
+pub fn check_topic_filter(filter: &str) -> Result<(), &'static str> {
+    if filter.is_empty() {
+        return Err("is empty");
+    }
+    if filter.contains('\0') {
+        return Err("contains U+0000");
+    }
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+            return Err("uses '#' other than as the whole last level");
+        }
+        if level.contains('+') && level != "+" {
+            return Err("uses '+' other than as a whole level");
+        }
+    }
+    Ok(())
+}
+
+/// Decodes an MQTT UTF-8 string: well-formed UTF-8 without U+0000 (§1.5.3).
+pub fn utf8_string(bytes: &[u8]) -> Result<String, &'static str> {
+    let s = std::str::from_utf8(bytes).map_err(|_| "is not valid UTF-8")?;
+    if s.contains('\0') {
+        return Err("contains U+0000");
+    }
+    Ok(s.to_owned())
+}
