@@ -1,0 +1,143 @@
+//! Persistent sessions (clean session = 0) in SQLite: the session itself, its
+//! subscriptions, and its queue of QoS 1/2 messages not yet acknowledged.
+
+use bytes::Bytes;
+use rusqlite::{params, Connection};
+
+/// A queued message for a persistent session.
+#[derive(Debug, Clone)]
+pub struct QueuedRow {
+    /// The broker's message sequence number; order of delivery.
+    pub id: i64,
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
+}
+
+/// A persistent session as loaded at start.
+pub struct SessionRow {
+    pub client_id: String,
+    pub device_id: Option<String>,
+    pub subscriptions: Vec<(String, u8)>,
+}
+
+pub fn upsert_session(
+    conn: &Connection,
+    client_id: &str,
+    device_id: Option<&str>,
+    at: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (client_id, device_id, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(client_id) DO UPDATE SET device_id = excluded.device_id",
+    )?
+    .execute(params![client_id, device_id, at])?;
+    Ok(())
+}
+
+/// Removes a session with its subscriptions and queue (cascade).
+pub fn delete_session(conn: &Connection, client_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM sessions WHERE client_id = ?1")?
+        .execute(params![client_id])?;
+    Ok(())
+}
+
+pub fn add_subscription(
+    conn: &Connection,
+    client_id: &str,
+    filter: &str,
+    qos: u8,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO subscriptions (client_id, filter, qos) VALUES (?1, ?2, ?3)
+         ON CONFLICT(client_id, filter) DO UPDATE SET qos = excluded.qos",
+    )?
+    .execute(params![client_id, filter, qos])?;
+    Ok(())
+}
+
+pub fn remove_subscription(
+    conn: &Connection,
+    client_id: &str,
+    filter: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2")?
+        .execute(params![client_id, filter])?;
+    Ok(())
+}
+
+pub fn enqueue(conn: &Connection, client_id: &str, m: &QueuedRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO session_queue (id, client_id, topic, payload, qos, retain) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![m.id, client_id, m.topic, &m.payload[..], m.qos, m.retain])?;
+    Ok(())
+}
+
+pub fn dequeue(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM session_queue WHERE id = ?1")?
+        .execute(params![id])?;
+    Ok(())
+}
+
+/// Drops the oldest messages of a session beyond `keep`; returns how many.
+pub fn trim(conn: &Connection, client_id: &str, keep: usize) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM session_queue WHERE client_id = ?1 AND id NOT IN
+         (SELECT id FROM session_queue WHERE client_id = ?1 ORDER BY id DESC LIMIT ?2)",
+    )?
+    .execute(params![client_id, keep as i64])
+}
+
+pub fn queue_of(conn: &Connection, client_id: &str) -> rusqlite::Result<Vec<QueuedRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, topic, payload, qos, retain FROM session_queue WHERE client_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![client_id], |r| {
+        Ok(QueuedRow {
+            id: r.get(0)?,
+            topic: r.get(1)?,
+            payload: Bytes::from(r.get::<_, Vec<u8>>(2)?),
+            qos: r.get(3)?,
+            retain: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn all_sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
+    let mut sessions: Vec<SessionRow> = conn
+        .prepare("SELECT client_id, device_id FROM sessions ORDER BY client_id")?
+        .query_map([], |r| {
+            Ok(SessionRow {
+                client_id: r.get(0)?,
+                device_id: r.get(1)?,
+                subscriptions: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt =
+        conn.prepare("SELECT client_id, filter, qos FROM subscriptions ORDER BY client_id")?;
+    let subs = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u8>(2)?,
+        ))
+    })?;
+    for sub in subs {
+        let (client, filter, qos) = sub?;
+        if let Ok(i) = sessions.binary_search_by(|s| s.client_id.as_str().cmp(&client)) {
+            sessions[i].subscriptions.push((filter, qos));
+        }
+    }
+    Ok(sessions)
+}
+
+/// The highest message sequence number in use, so that new ones go above it.
+pub fn max_queue_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM session_queue", [], |r| {
+        r.get(0)
+    })
+}
