@@ -1,0 +1,250 @@
+//! One actor per active topic name: it holds the topic's retained message and
+//! fans each publish out to the clients subscribed, in the order publishes
+//! arrive, so order is kept per topic and publisher.
+//!
+//! The router tells it who subscribes (with the highest QoS each client was
+//! granted among its matching filters); sessions send it publishes directly,
+//! through an address the router gave them. When a subscriber's queue is full
+//! the topic stops taking messages (it `wait`s) until there is room or
+//! `slow_subscriber_timeout` has passed since the queue filled; its publishers'
+//! acknowledgements wait meanwhile, which holds them back.
+//!
+//! A topic with no retained message and no traffic for a while asks the router
+//! to retire it; the router agrees only once no session can still hold its
+//! address (see `router::TOPIC_LEASE`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+
+use super::{Router, TopicIdle};
+use crate::session::subscriber::{next_seq, Delivery, Push, Subscriber};
+use crate::store::{retained, Store, StoreError};
+
+/// How long a topic without a retained message may see no traffic before it
+/// asks to be retired.
+const IDLE_AFTER: Duration = Duration::from_secs(120);
+
+/// A publish to this topic. `done` answers once every subscriber has the
+/// message queued and everything that must be durable is committed; `false`
+/// when a database write failed (the publisher then gets no acknowledgement).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
+    pub done: Option<oneshot::Sender<bool>>,
+}
+
+/// Sets (or with `grant: None` removes) a client's subscription QoS for this
+/// topic; with `retained_qos` set, the retained message (if any) is sent to it
+/// at the lower of that QoS and the message's.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSubscriber {
+    pub client: Arc<str>,
+    pub grant: Option<(u8, Arc<Subscriber>)>,
+    pub retained_qos: Option<u8>,
+}
+
+/// The router agrees that this topic may stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+pub struct Topic {
+    name: Arc<str>,
+    /// The retained message and its QoS; none when cleared.
+    retained: Option<(Bytes, u8)>,
+    /// Who gets a copy, at which granted QoS.
+    subscribers: HashMap<Arc<str>, (u8, Arc<Subscriber>)>,
+    /// When the last publish or subscription change came; for retiring.
+    last_activity: Instant,
+    store: Store,
+    router: Addr<Router>,
+    slow_timeout: Duration,
+}
+
+impl Topic {
+    pub fn new(
+        name: Arc<str>,
+        retained: Option<(Bytes, u8)>,
+        subscribers: HashMap<Arc<str>, (u8, Arc<Subscriber>)>,
+        store: Store,
+        router: Addr<Router>,
+        slow_timeout: Duration,
+    ) -> Topic {
+        Topic {
+            name,
+            retained,
+            subscribers,
+            last_activity: Instant::now(),
+            store,
+            router,
+            slow_timeout,
+        }
+    }
+
+    fn delivery(&self, payload: &Bytes, qos: u8, retain: bool, sub: &Subscriber) -> Delivery {
+        Delivery {
+            topic: self.name.clone(),
+            payload: payload.clone(),
+            qos,
+            retain,
+            seq: if sub.persistent && qos > 0 {
+                next_seq()
+            } else {
+                0
+            },
+            dup: false,
+        }
+    }
+}
+
+impl Actor for Topic {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Topics are many; a large mailbox would only hide a missing bound
+        // elsewhere (sessions limit how many publishes they have outstanding).
+        ctx.run_interval(IDLE_AFTER / 2, |act, ctx| {
+            if act.retained.is_none() && act.last_activity.elapsed() >= IDLE_AFTER {
+                act.router.do_send(TopicIdle {
+                    name: act.name.clone(),
+                    addr: ctx.address(),
+                });
+            }
+        });
+    }
+}
+
+/// Waits for every commit; true when all succeeded.
+async fn all_committed(commits: Vec<BoxFuture<'static, Result<(), StoreError>>>) -> bool {
+    let mut ok = true;
+    for c in commits {
+        if let Err(e) = c.await {
+            tracing::error!(error = %e, "message not stored");
+            ok = false;
+        }
+    }
+    ok
+}
+
+fn answer(
+    done: Option<oneshot::Sender<bool>>,
+    commits: Vec<BoxFuture<'static, Result<(), StoreError>>>,
+) {
+    let Some(done) = done else { return };
+    if commits.is_empty() {
+        let _ = done.send(true);
+    } else {
+        actix::spawn(async move {
+            let ok = all_committed(commits).await;
+            let _ = done.send(ok);
+        });
+    }
+}
+
+impl Handler<Publish> for Topic {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
+        self.last_activity = Instant::now();
+        let mut commits: Vec<BoxFuture<'static, Result<(), StoreError>>> = Vec::new();
+        if msg.retain {
+            self.retained = (!msg.payload.is_empty()).then(|| (msg.payload.clone(), msg.qos));
+            if !self.name.starts_with("$SYS/") {
+                let name = self.name.clone();
+                let payload = msg.payload.clone();
+                let qos = msg.qos;
+                let at = crate::store::now_ms();
+                commits.push(Box::pin(
+                    self.store
+                        .write(move |c| retained::set(c, &name, &payload, qos, at)),
+                ));
+            }
+        }
+        let mut waiting: Vec<(Arc<Subscriber>, Delivery)> = Vec::new();
+        for (grant, sub) in self.subscribers.values() {
+            let d = self.delivery(&msg.payload, msg.qos.min(*grant), false, sub);
+            match sub.push(d, false) {
+                Push::Queued(Some(c)) => commits.push(c),
+                Push::Queued(None) | Push::Dropped => {}
+                Push::Full(_, d) => waiting.push((sub.clone(), d)),
+            }
+        }
+        if waiting.is_empty() {
+            answer(msg.done, commits);
+            return;
+        }
+        // Some subscriber is full: take no further message for this topic
+        // until each has room or has been declared slow.
+        let timeout = self.slow_timeout;
+        let done = msg.done;
+        ctx.wait(
+            async move {
+                for (sub, mut d) in waiting {
+                    loop {
+                        // Created before the push, so a wake-up between the
+                        // two is not missed (notify_waiters reaches it).
+                        let room = sub.space.notified();
+                        match sub.push(d, false) {
+                            Push::Queued(c) => {
+                                commits.extend(c);
+                                break;
+                            }
+                            Push::Dropped => break,
+                            Push::Full(since, back) => {
+                                d = back;
+                                let deadline = tokio::time::Instant::from_std(since + timeout);
+                                if tokio::time::timeout_at(deadline, room).await.is_err() {
+                                    sub.mark_slow();
+                                }
+                            }
+                        }
+                    }
+                }
+                answer(done, commits);
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Handler<SetSubscriber> for Topic {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetSubscriber, _ctx: &mut Self::Context) {
+        self.last_activity = Instant::now();
+        match msg.grant {
+            Some((grant, sub)) => {
+                if let (Some(want), Some((payload, rqos))) = (msg.retained_qos, &self.retained) {
+                    let d = self.delivery(payload, want.min(*rqos), true, &sub);
+                    if let Push::Queued(Some(commit)) = sub.push(d, true) {
+                        actix::spawn(async move {
+                            let _ = commit.await;
+                        });
+                    }
+                }
+                self.subscribers.insert(msg.client, (grant, sub));
+            }
+            None => {
+                self.subscribers.remove(&msg.client);
+            }
+        }
+    }
+}
+
+impl Handler<Retire> for Topic {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,112 @@
+//! `brook serve`: opens the store, starts the actors, the listeners and the
+//! HTTP server, and shuts them down on SIGINT or SIGTERM (stop accepting,
+//! finish pending writes, close). SIGHUP reloads the action files.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::broker::Broker;
+use crate::config::{Config, Synchronous};
+use crate::device::{Auth, Devices};
+use crate::router::{QueueLimits, Router};
+use crate::session::subscriber::SEQ;
+use crate::store::{retained, sessions, Store, Sync};
+
+/// Messages one connected subscriber holds in memory before its publishers
+/// are held back. Past `max_queued_messages` nothing is gained (a
+/// persistent session keeps no more than that anyway), and a smaller queue
+/// keeps memory per slow client small; 1,000 is Mosquitto's default too.
+const MAX_IN_MEMORY_QUEUE: usize = 1000;
+
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let sync = match config.server.synchronous {
+        Synchronous::Normal => Sync::Normal,
+        Synchronous::Full => Sync::Full,
+    };
+    let store = Store::open(&config.server.data_dir, sync)?;
+    let auth = Auth::load(&store)?;
+    let saved = store.read_blocking(sessions::all_sessions)?;
+    let retained = store.read_blocking(retained::all)?;
+    SEQ.store(
+        store.read_blocking(sessions::max_queue_id)?,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    tracing::info!(
+        db = %store.path.display(),
+        sessions = saved.len(),
+        retained = retained.len(),
+        "store opened"
+    );
+
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+        let handles: Vec<ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
+        let limits = QueueLimits {
+            capacity: config
+                .mqtt
+                .max_queued_messages
+                .clamp(1, MAX_IN_MEMORY_QUEUE),
+            max_queued: config.mqtt.max_queued_messages,
+            slow_timeout: config.mqtt.slow_subscriber_timeout,
+        };
+        let router = {
+            let (store, handles) = (store.clone(), handles.clone());
+            Router::create(move |ctx| {
+                let mut router = Router::new(store, handles, limits);
+                router.restore(ctx, saved, retained);
+                router
+            })
+        };
+        let devices = Devices::new(auth.clone(), store.clone()).start();
+        let broker = Arc::new(Broker::new(config, store.clone(), router, devices, auth));
+
+        let listeners = crate::listener::start(broker.clone(), handles).await?;
+        for (kind, addr) in &listeners.bound {
+            tracing::info!(%addr, "listening for {kind}");
+        }
+        let (http, http_addr) = crate::http::start(broker.clone())?;
+        tracing::info!(addr = %http_addr, "listening for HTTP");
+        let http_handle = http.handle();
+        actix::spawn(http);
+        crate::sys::start(broker.clone());
+
+        wait_for_shutdown().await;
+        tracing::info!("shutting down: no new connections, finishing writes");
+        listeners.stop();
+        http_handle.stop(true).await;
+        if let Err(e) = store.flush().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        for a in arbiters {
+            a.stop();
+        }
+        System::current().stop();
+        tracing::info!("stopped");
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; SIGHUP meanwhile reloads actions.
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => tracing::info!("SIGHUP: no action files to reload yet"),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! PUBLISH from the client, and PUBREL.
+//!
+//! Publishes go to their topic actor in the order read; the PUBACK (QoS 1) or
+//! PUBREC (QoS 2) for each goes back in the same order once its topic has
+//! queued it for every subscriber and committed what must be durable. At most
+//! `PUBLISH_WINDOW` are outstanding; past that the socket is not read.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::{gate, PendingAck, Session, PUBLISH_WINDOW};
+use crate::metrics::METRICS;
+use crate::protocol::{Packet, Publish};
+use crate::router::topic;
+use crate::router::{Resolve, TOPIC_LEASE};
+use crate::store::devices::Permission;
+
+/// Topic addresses one session remembers; beyond this the cache starts over.
+const TOPIC_CACHE: usize = 4096;
+
+impl Session {
+    pub(super) fn on_publish(&mut self, p: Publish, ctx: &mut Context<Self>) {
+        METRICS.messages_received.inc();
+        let Some(c) = self.conn.as_mut() else { return };
+        let read_only = c
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.permission == Permission::Read);
+        if read_only || !c.acl.can_publish(&p.topic) {
+            METRICS.dropped_acl.inc();
+            tracing::info!(client_id = %c.client_id, topic = %p.topic, "publish denied");
+            // Acknowledged all the same, so that the client does not resend
+            // it forever (as Mosquitto does).
+            match p.qos {
+                1 => self.send(Packet::PubAck(p.pkid), ctx),
+                2 => {
+                    c.incoming_qos2.insert(p.pkid);
+                    self.send(Packet::PubRec(p.pkid), ctx);
+                }
+                _ => {}
+            }
+            return;
+        }
+        if p.qos == 2 && !c.incoming_qos2.insert(p.pkid) {
+            // A resent QoS 2 publish we already have: acknowledge, don't deliver.
+            if !c.acks.iter().any(|a| a.qos == 2 && a.pkid == p.pkid) {
+                self.send(Packet::PubRec(p.pkid), ctx);
+            }
+            return;
+        }
+        c.pipeline.push_back(p);
+        self.pump(ctx);
+    }
+
+    /// Hands waiting publishes to their topics, as far as the window, the
+    /// topic addresses and pending subscriptions allow.
+    pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let Some(c) = self.conn.as_mut() else { return };
+            if c.subscribing > 0 || c.resolving {
+                return;
+            }
+            let Some(front) = c.pipeline.front() else {
+                if let Some(reason) = self.close_when_flushed {
+                    return self.close(ctx, reason);
+                }
+                break;
+            };
+            if c.acks.len() >= PUBLISH_WINDOW {
+                self.gate.hold(gate::WINDOW_FULL);
+                return;
+            }
+            let addr = match c.topics.get(&front.topic) {
+                Some((addr, at)) if at.elapsed() < TOPIC_LEASE && addr.connected() => addr.clone(),
+                _ => {
+                    c.resolving = true;
+                    let name = front.topic.clone();
+                    let lookup = self.broker.router.send(Resolve(name.clone()));
+                    ctx.spawn(lookup.into_actor(self).map(move |addr, act, ctx| {
+                        let Ok(addr) = addr else {
+                            return act.close(ctx, "router unavailable");
+                        };
+                        let Some(c) = act.conn.as_mut() else { return };
+                        c.resolving = false;
+                        if c.topics.len() >= TOPIC_CACHE {
+                            c.topics.clear();
+                        }
+                        c.topics.insert(name, (addr, Instant::now()));
+                        act.pump(ctx);
+                    }));
+                    return;
+                }
+            };
+            let Some(p) = c.pipeline.pop_front() else {
+                break;
+            };
+            let (done, answer) = oneshot::channel();
+            addr.do_send(topic::Publish {
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                done: Some(done),
+            });
+            let ack = Rc::new(PendingAck {
+                qos: p.qos,
+                pkid: p.pkid,
+                done: std::cell::Cell::new(None),
+            });
+            c.acks.push_back(ack.clone());
+            ctx.spawn(
+                async move { answer.await.unwrap_or(false) }
+                    .into_actor(self)
+                    .map(move |ok, act, ctx| {
+                        ack.done.set(Some(ok));
+                        act.flush_acks(ctx);
+                    }),
+            );
+        }
+    }
+
+    /// Sends the acknowledgements that are due, in the order the publishes came.
+    fn flush_acks(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let Some(c) = self.conn.as_mut() else { return };
+            let Some(ok) = c.acks.front().and_then(|a| a.done.get()) else {
+                break;
+            };
+            let Some(ack) = c.acks.pop_front() else { break };
+            if !ok {
+                // Not stored: no acknowledgement, so the client sends it again.
+                return self.close(ctx, "a message could not be stored");
+            }
+            match ack.qos {
+                1 => self.send(Packet::PubAck(ack.pkid), ctx),
+                2 => self.send(Packet::PubRec(ack.pkid), ctx),
+                _ => {}
+            }
+        }
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.acks.len() < PUBLISH_WINDOW)
+        {
+            self.gate.release(gate::WINDOW_FULL);
+            self.pump(ctx);
+        }
+    }
+
+    pub(super) fn on_pubrel(&mut self, pkid: u16, ctx: &mut Context<Self>) {
+        if let Some(c) = self.conn.as_mut() {
+            c.incoming_qos2.remove(&pkid);
+        }
+        self.send(Packet::PubComp(pkid), ctx);
+    }
+}

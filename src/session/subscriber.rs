@@ -1,0 +1,282 @@
+//! A client's delivery queue: what topic actors hand messages to, and what its
+//! session actor drains onto the socket.
+//!
+//! It is shared (`Arc`) between the topic actors that feed it and the session
+//! actor that drains it, and it outlives the connection for a persistent
+//! session. It is where the flow-control contract lives:
+//!
+//! - while the client is connected, messages wait here in memory, at most
+//!   `capacity` of them. A QoS 0 message past that is dropped and counted; a
+//!   QoS 1/2 message makes the topic actor wait for room ([`Push::Full`]),
+//!   which holds its publishers back, for up to `slow_subscriber_timeout`
+//!   after the queue became full. Then the subscriber is marked slow, its
+//!   session is told to close, and the topic goes on.
+//! - for a persistent session every QoS 1/2 message is also written to
+//!   SQLite before the publisher is acknowledged, and deleted when the client
+//!   acknowledges it, so a `kill -9` loses nothing acknowledged. While the
+//!   client is away messages go to SQLite only, at most `max_queued` of them.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::metrics::METRICS;
+use crate::store::{sessions, Store, StoreError};
+
+/// One message on its way to one client.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    /// The QoS it is delivered at: the lower of the publish's and the grant.
+    pub qos: u8,
+    /// Set only when it is a retained message sent because of a new subscription.
+    pub retain: bool,
+    /// The row id in `session_queue` for a persistent session's QoS 1/2
+    /// message, 0 otherwise; the session deletes the row on acknowledgement.
+    pub seq: i64,
+    /// Set when it may have been sent before (redelivery after a reconnect).
+    pub dup: bool,
+}
+
+/// The broker-wide message sequence, above every id in `session_queue`, so
+/// that reading a queue by id gives each topic's messages in publish order.
+pub static SEQ: AtomicI64 = AtomicI64::new(0);
+
+pub fn next_seq() -> i64 {
+    SEQ.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// What [`Subscriber::push`] did with a message.
+pub enum Push {
+    /// Queued; for a persistent session, the future resolves when its row is committed.
+    Queued(Option<BoxFuture<'static, Result<(), StoreError>>>),
+    /// Not delivered (QoS 0 past a full queue, or nobody to deliver to); counted.
+    Dropped,
+    /// The queue is full and has been since the given instant: wait for room,
+    /// then push the message (handed back) again.
+    Full(Instant, Delivery),
+}
+
+/// Protocol state a persistent session hands from one connection to the next.
+#[derive(Default, Debug)]
+pub struct Resume {
+    /// Sequence numbers that were sent and not acknowledged: redelivered with DUP.
+    pub was_inflight: HashSet<i64>,
+    /// Outgoing QoS 2 packet ids that got PUBREC but not yet PUBCOMP: PUBREL is sent again.
+    pub pubrel: Vec<u16>,
+    /// Incoming QoS 2 packet ids delivered but not yet released by PUBREL.
+    pub incoming_qos2: HashSet<u16>,
+}
+
+struct Inner {
+    /// A connection is attached and draining.
+    online: bool,
+    /// The current connection was found to be a slow consumer and is closing.
+    slow: bool,
+    queue: VecDeque<Delivery>,
+    /// Since when the queue has been full (cleared once it drains to half).
+    full_since: Option<Instant>,
+    /// Rows in SQLite for this session while it is away, to enforce `max_queued`.
+    offline_count: usize,
+    resume: Resume,
+    /// Counts attachments, so that a late detach from a connection that was
+    /// taken over does not undo the new connection's attach.
+    generation: u64,
+}
+
+pub struct Subscriber {
+    pub client_id: Arc<str>,
+    /// clean session = 0: messages go through SQLite and survive restarts.
+    pub persistent: bool,
+    capacity: usize,
+    max_queued: usize,
+    store: Store,
+    inner: Mutex<Inner>,
+    /// Wakes the session when a message arrives in an empty queue.
+    pub items: Notify,
+    /// Wakes topic actors waiting for room.
+    pub space: Notify,
+    /// Tells the session to close: it was found to be a slow consumer.
+    pub kick: Notify,
+}
+
+impl Subscriber {
+    pub fn new(
+        client_id: Arc<str>,
+        persistent: bool,
+        capacity: usize,
+        max_queued: usize,
+        store: Store,
+    ) -> Arc<Subscriber> {
+        Arc::new(Subscriber {
+            client_id,
+            persistent,
+            capacity: capacity.max(1),
+            max_queued,
+            store,
+            inner: Mutex::new(Inner {
+                online: false,
+                slow: false,
+                queue: VecDeque::new(),
+                full_since: None,
+                offline_count: 0,
+                resume: Resume::default(),
+                generation: 0,
+            }),
+            items: Notify::new(),
+            space: Notify::new(),
+            kick: Notify::new(),
+        })
+    }
+
+    /// Hands a message to this client. `force` ignores the capacity (a
+    /// retained message on subscribe, a will).
+    pub fn push(&self, d: Delivery, force: bool) -> Push {
+        let persist = self.persistent && d.qos > 0;
+        let mut g = self.inner.lock();
+        if g.online && !g.slow {
+            if g.queue.len() >= self.capacity && !force {
+                if d.qos == 0 {
+                    METRICS.dropped_qos0_full.inc();
+                    return Push::Dropped;
+                }
+                let since = *g.full_since.get_or_insert_with(Instant::now);
+                return Push::Full(since, d);
+            }
+            let commit = persist.then(|| self.enqueue_row(&d));
+            let was_empty = g.queue.is_empty();
+            g.queue.push_back(d);
+            drop(g);
+            if was_empty {
+                self.items.notify_one();
+            }
+            return Push::Queued(commit);
+        }
+        if !persist {
+            if g.slow || d.qos > 0 {
+                METRICS.dropped_qos0_full.inc();
+            }
+            return Push::Dropped;
+        }
+        g.offline_count += 1;
+        let commit = self.enqueue_row(&d);
+        if g.offline_count > self.max_queued {
+            let over = (g.offline_count - self.max_queued) as u64;
+            g.offline_count = self.max_queued;
+            METRICS.dropped_queue_overflow.add(over);
+            let client = self.client_id.clone();
+            let keep = self.max_queued;
+            self.store.write_detached("trim session queue", move |c| {
+                sessions::trim(c, &client, keep).map(|_| ())
+            });
+        }
+        Push::Queued(Some(commit))
+    }
+
+    fn enqueue_row(&self, d: &Delivery) -> BoxFuture<'static, Result<(), StoreError>> {
+        let client = self.client_id.clone();
+        let row = sessions::QueuedRow {
+            id: d.seq,
+            topic: d.topic.to_string(),
+            payload: d.payload.clone(),
+            qos: d.qos,
+            retain: d.retain,
+        };
+        self.store
+            .write(move |c| sessions::enqueue(c, &client, &row))
+            .boxed()
+    }
+
+    /// Takes up to `max` messages for the session to send.
+    pub fn pop_into(&self, out: &mut VecDeque<Delivery>, max: usize) {
+        let mut g = self.inner.lock();
+        let n = max.min(g.queue.len());
+        out.extend(g.queue.drain(..n));
+        if n > 0 && g.full_since.is_some() {
+            if g.queue.len() <= self.capacity / 2 {
+                g.full_since = None;
+            }
+            drop(g);
+            self.space.notify_waiters();
+        }
+    }
+
+    /// Whether the connection of this generation was found to be slow.
+    pub fn is_slow(&self, generation: u64) -> bool {
+        let g = self.inner.lock();
+        g.generation == generation && g.slow
+    }
+
+    /// The sequence numbers now queued in memory, to skip when the same
+    /// messages are loaded from SQLite on a reconnect.
+    pub fn queued_seqs(&self) -> HashSet<i64> {
+        self.inner
+            .lock()
+            .queue
+            .iter()
+            .filter(|d| d.seq > 0)
+            .map(|d| d.seq)
+            .collect()
+    }
+
+    /// A connection takes this subscriber over; returns its generation and
+    /// what the previous connection left unfinished.
+    pub fn attach(&self) -> (u64, Resume) {
+        let mut g = self.inner.lock();
+        g.generation += 1;
+        g.online = true;
+        g.slow = false;
+        g.queue.clear();
+        g.full_since = None;
+        g.offline_count = 0;
+        (g.generation, std::mem::take(&mut g.resume))
+    }
+
+    /// The connection is gone. `unacked` is how many of this session's rows
+    /// remain in SQLite (for the `max_queued` bound while away).
+    pub fn detach(&self, generation: u64, resume: Resume, unacked: usize) {
+        let mut g = self.inner.lock();
+        if g.generation != generation {
+            return;
+        }
+        g.online = false;
+        g.queue.clear();
+        g.full_since = None;
+        g.offline_count = unacked;
+        g.resume = resume;
+        drop(g);
+        self.space.notify_waiters();
+    }
+
+    /// Marks the current connection a slow consumer and tells its session to
+    /// close. Messages that were waiting in memory stay in SQLite for a
+    /// persistent session.
+    pub fn mark_slow(&self) {
+        let mut g = self.inner.lock();
+        if g.slow || !g.online {
+            return;
+        }
+        g.slow = true;
+        let dropped = g
+            .queue
+            .iter()
+            .filter(|d| !(self.persistent && d.qos > 0))
+            .count();
+        g.queue.clear();
+        g.full_since = None;
+        drop(g);
+        METRICS.slow_consumers.inc();
+        METRICS.dropped_qos0_full.add(dropped as u64);
+        tracing::warn!(client_id = %self.client_id, "slow consumer: disconnecting");
+        self.space.notify_waiters();
+        self.kick.notify_one();
+    }
+}
