@@ -1,0 +1,204 @@
+//! Persistent sessions and what survives the process: queued QoS 1 messages
+//! for an offline client, redelivery of unacknowledged ones with DUP, and
+//! retained messages and sessions surviving `kill -9` and SIGTERM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::{self, ConnectOpts, Raw};
+use common::{text, Mqtt, Server, WAIT};
+use rumqttc::QoS;
+
+/// Connects `client_id` with clean_session = false; returns the client and
+/// the CONNACK's session-present flag.
+fn connect_persistent(s: &Server, client_id: &str, token: &str) -> (Mqtt, bool) {
+    let mut o = s.mqtt_options(client_id, token);
+    o.set_clean_session(false);
+    let (m, ack) = Mqtt::try_connect(o, 100);
+    let ack = ack.unwrap_or_else(|e| panic!("{client_id} could not connect: {e}"));
+    (m, ack.session_present)
+}
+
+fn publish_numbered(s: &Server, token: &str, topic: &str, n: usize) {
+    let mut publisher = s.mqtt("publisher", token);
+    for i in 0..n {
+        publisher.publish_acked(topic, QoS::AtLeastOnce, false, format!("m{i}"));
+    }
+    publisher.disconnect();
+}
+
+fn expect_numbered(m: &mut Mqtt, topic: &str, n: usize) {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let p = m.recv(WAIT);
+        assert_eq!(p.topic, topic);
+        got.push(text(&p));
+    }
+    let expected: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, expected, "queued messages, in order");
+}
+
+#[test]
+fn persistent_session_receives_queued_messages_in_order_after_reconnect() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let (mut sub, present) = connect_persistent(&s, "keeper", &token);
+    assert!(!present, "a brand-new client id has no session");
+    sub.subscribe("ps/t", QoS::AtLeastOnce);
+    sub.disconnect();
+
+    publish_numbered(&s, &token, "ps/t", 10);
+
+    let (mut sub, present) = connect_persistent(&s, "keeper", &token);
+    assert!(present, "CONNACK session present = 1 for a stored session");
+    expect_numbered(&mut sub, "ps/t", 10);
+}
+
+#[test]
+fn clean_session_connect_discards_the_stored_session() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let (mut sub, _) = connect_persistent(&s, "forgetful", &token);
+    sub.subscribe("cs/t", QoS::AtLeastOnce);
+    sub.disconnect();
+    publish_numbered(&s, &token, "cs/t", 3);
+
+    // clean_session = true: the stored session (and its queue) is dropped.
+    let clean = s.mqtt("forgetful", &token);
+    clean.disconnect();
+    let (mut sub, present) = connect_persistent(&s, "forgetful", &token);
+    assert!(
+        !present,
+        "after a clean-session connect, no session is present"
+    );
+    // Nothing queued arrives, and the old subscription is gone: a marker on
+    // a new subscription comes first.
+    sub.subscribe("cs/marker", QoS::AtLeastOnce);
+    let mut publisher = s.mqtt("pub", &token);
+    publisher.publish_acked("cs/t", QoS::AtLeastOnce, false, "not subscribed");
+    publisher.publish_acked("cs/marker", QoS::AtLeastOnce, false, "marker");
+    let got = sub.recv_until_topic("cs/marker", WAIT);
+    assert_eq!(common::topics(&got), vec!["cs/marker"]);
+}
+
+#[test]
+fn unacknowledged_qos1_message_is_redelivered_with_dup_after_reconnect() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let opts = ConnectOpts::new("no-acker", Some(&token)).clean(false);
+    let mut raw = Raw::login(s.mqtt_port, &opts);
+    assert_eq!(raw.subscribe(1, &[("dup/t", 1)]), vec![1]);
+
+    let mut publisher = s.mqtt("pub", &token);
+    publisher.publish_acked("dup/t", QoS::AtLeastOnce, false, "once more");
+
+    let first = raw.expect_publish(WAIT);
+    assert_eq!(
+        (first.topic.as_str(), first.payload.as_slice(), first.qos),
+        ("dup/t", &b"once more"[..], 1)
+    );
+    assert!(!first.dup, "first delivery must not have DUP set");
+    // No PUBACK: leave.
+    raw.send(&raw::disconnect_packet());
+    raw.assert_closed(WAIT, "the broker closes after DISCONNECT");
+
+    let (mut raw, code, present) = Raw::connect(s.mqtt_port, &opts);
+    assert_eq!(code, 0);
+    assert!(present, "session present after reconnect");
+    let again = raw.expect_publish(WAIT);
+    assert_eq!(
+        again.payload, b"once more",
+        "the unacknowledged message is sent again"
+    );
+    assert!(again.dup, "redelivery must have DUP set (spec 4.4)");
+    assert_eq!(again.qos, 1);
+    raw.send(&raw::puback_packet(again.pkid));
+}
+
+#[test]
+fn retained_message_survives_kill_9() {
+    let mut s = Server::start();
+    let token = s.token("d1");
+    let mut publisher = s.mqtt("pub", &token);
+    publisher.publish_acked("kill/retained", QoS::AtLeastOnce, true, "still here");
+    s.kill9();
+    s.restart();
+    let mut sub = s.mqtt("sub", &token);
+    sub.subscribe("kill/retained", QoS::AtLeastOnce);
+    let p = sub.recv(WAIT);
+    assert_eq!(
+        text(&p),
+        "still here",
+        "retained message after kill -9 and restart"
+    );
+    assert!(p.retain);
+}
+
+#[test]
+fn queued_session_messages_survive_kill_9() {
+    let mut s = Server::start();
+    let token = s.token("d1");
+    let (mut sub, _) = connect_persistent(&s, "sleeper", &token);
+    sub.subscribe("kill/q", QoS::AtLeastOnce);
+    sub.disconnect();
+    publish_numbered(&s, &token, "kill/q", 20);
+
+    s.kill9();
+    s.restart();
+
+    let (mut sub, present) = connect_persistent(&s, "sleeper", &token);
+    assert!(present, "the persistent session survives kill -9");
+    expect_numbered(&mut sub, "kill/q", 20);
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully_and_keeps_state() {
+    let mut s = Server::start();
+    let token = s.token("d1");
+    let mut publisher = s.mqtt("pub", &token);
+    publisher.publish_acked("term/retained", QoS::AtLeastOnce, true, "kept");
+    let mut watcher = s.mqtt("watcher", &token);
+    let status = s.terminate(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "brook exit status after SIGTERM: {status}"
+    );
+    let err = watcher.wait_closed(WAIT);
+    assert!(!err.is_empty());
+    s.restart();
+    let mut sub = s.mqtt("sub", &token);
+    sub.subscribe("term/retained", QoS::AtLeastOnce);
+    assert_eq!(text(&sub.recv(WAIT)), "kept");
+}
+
+#[test]
+fn offline_session_keeps_only_the_newest_max_queued_messages() {
+    let s = Server::start_with(common::Config::new().mqtt("max_queued_messages", "100"));
+    let token = s.token("d1");
+    let (mut sub, _) = connect_persistent(&s, "away", &token);
+    sub.subscribe("lim/t", QoS::AtLeastOnce);
+    sub.disconnect();
+    publish_numbered(&s, &token, "lim/t", 150);
+
+    let (mut sub, present) = connect_persistent(&s, "away", &token);
+    assert!(present);
+    let mut publisher = s.mqtt("marker", &token);
+    publisher.publish_acked("lim/t", QoS::AtLeastOnce, false, "marker");
+    let mut got = Vec::new();
+    loop {
+        let p = sub.recv(WAIT);
+        let t = text(&p);
+        if t == "marker" {
+            break;
+        }
+        got.push(t);
+    }
+    let expected: Vec<String> = (50..150).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some("m50"),
+        "the oldest 50 of 150 must be dropped with max_queued_messages = 100"
+    );
+    assert_eq!(got, expected, "the newest 100 messages, in order");
+}
