@@ -13,6 +13,7 @@
 //! writes. A read that must come after earlier writes (loading a session's
 //! queue on reconnect) goes through [`Store::write`], which keeps order.
 
+pub mod data;
 pub mod devices;
 pub mod retained;
 pub mod sessions;
@@ -29,7 +30,10 @@ use rusqlite_migration::{Migrations, M};
 const MAX_BATCH: usize = 2048;
 
 /// The schema, one file per change, applied in order at start.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_broker.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_broker.sql"),
+    include_str!("../../migrations/0002_data.sql"),
+];
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
