@@ -6,17 +6,20 @@
 //! `PUBLISH_WINDOW` are outstanding; past that the socket is not read.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::{gate, PendingAck, Session, PUBLISH_WINDOW};
+use crate::actions::supervisor::Triggered;
 use crate::metrics::METRICS;
 use crate::protocol::{Packet, Publish};
 use crate::router::topic;
 use crate::router::{Resolve, TOPIC_LEASE};
 use crate::store::devices::Permission;
+use crate::store::now_ms;
 
 /// Topic addresses one session remembers; beyond this the cache starts over.
 const TOPIC_CACHE: usize = 4096;
@@ -97,6 +100,24 @@ impl Session {
             let Some(p) = c.pipeline.pop_front() else {
                 break;
             };
+            // A publish that triggers actions is acknowledged only once they
+            // have stored what they store.
+            let mut stored = None;
+            if let Some(id) = &c.identity {
+                id.last_input.store(now_ms(), Ordering::Relaxed);
+                if self.broker.action_index().wants(&p.topic) {
+                    if let Some(device) = self.broker.auth.device(&id.device_id) {
+                        let (done, answer) = oneshot::channel();
+                        self.broker.actions.do_send(Triggered {
+                            device,
+                            topic: p.topic.clone(),
+                            payload: p.payload.clone(),
+                            done: Some(done),
+                        });
+                        stored = Some(answer);
+                    }
+                }
+            }
             let (done, answer) = oneshot::channel();
             addr.do_send(topic::Publish {
                 payload: p.payload,
@@ -111,12 +132,19 @@ impl Session {
             });
             c.acks.push_back(ack.clone());
             ctx.spawn(
-                async move { answer.await.unwrap_or(false) }
-                    .into_actor(self)
-                    .map(move |ok, act, ctx| {
-                        ack.done.set(Some(ok));
-                        act.flush_acks(ctx);
-                    }),
+                async move {
+                    let delivered = answer.await.unwrap_or(false);
+                    let stored = match stored {
+                        Some(s) => s.await.unwrap_or(false),
+                        None => true,
+                    };
+                    delivered && stored
+                }
+                .into_actor(self)
+                .map(move |ok, act, ctx| {
+                    ack.done.set(Some(ok));
+                    act.flush_acks(ctx);
+                }),
             );
         }
     }
