@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod watch;
+
 use actix::prelude::*;
 use parking_lot::RwLock;
+pub use watch::Watch;
 
 use crate::actions::supervisor::DeviceEvent;
 use crate::store::devices::{self, hash_secret, Device, Param, Permission, Tag, Token};
@@ -37,6 +40,12 @@ pub struct Identity {
     /// The device's last input time (unix ms), shared with the cache so a
     /// publish updates it without a lock or a database write.
     pub last_input: Arc<AtomicI64>,
+    /// An analysis run's token (HTTP only: it may store data for the
+    /// triggering device and publish, nothing else).
+    pub run: bool,
+    pub token_last4: String,
+    /// The device's Live Inspector viewers.
+    pub watch: Arc<Watch>,
 }
 
 /// A device as the running broker needs it. Replaced whole on change; the
@@ -51,6 +60,7 @@ pub struct DeviceInfo {
     /// The JavaScript payload parser's source, if the device has one.
     pub parser: Option<Arc<str>>,
     pub last_input: Arc<AtomicI64>,
+    pub watch: Arc<Watch>,
 }
 
 impl DeviceInfo {
@@ -59,10 +69,13 @@ impl DeviceInfo {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     Unknown,
-    Expired,
+    /// The token was valid once; its device's inspector is told.
+    Expired {
+        device_id: String,
+    },
 }
 
 #[derive(Clone)]
@@ -71,6 +84,10 @@ struct TokenEntry {
     device_id: String,
     permission: Permission,
     expires_at: Option<i64>,
+    /// An analysis run's token: in memory only, write-only, gone with the run.
+    run: bool,
+    /// The token's last characters, to show it by in the Live Inspector.
+    last4: String,
 }
 
 /// Tokens by hash and devices by id, kept in step with SQLite.
@@ -109,7 +126,9 @@ impl Auth {
             .cloned()
             .ok_or(AuthError::Unknown)?;
         if token.expires_at.is_some_and(|e| e <= now_ms()) {
-            return Err(AuthError::Expired);
+            return Err(AuthError::Expired {
+                device_id: token.device_id,
+            });
         }
         let device = self.device(&token.device_id).ok_or(AuthError::Unknown)?;
         Ok(Identity {
@@ -119,6 +138,9 @@ impl Auth {
             tags: device.tags.clone(),
             permission: token.permission,
             last_input: device.last_input.clone(),
+            run: token.run,
+            token_last4: token.last4,
+            watch: device.watch.clone(),
         })
     }
 
@@ -144,6 +166,8 @@ impl Auth {
                 device_id: t.device_id.clone(),
                 permission: t.permission,
                 expires_at: t.expires_at,
+                run: false,
+                last4: t.last4.clone(),
             },
         );
     }
@@ -154,10 +178,15 @@ impl Auth {
 
     pub fn put_device(&self, d: &Device) {
         let mut devices = self.devices.write();
-        let last_input = devices
+        let (last_input, watch) = devices
             .get(&d.id)
-            .map(|old| old.last_input.clone())
-            .unwrap_or_else(|| Arc::new(AtomicI64::new(d.last_input.unwrap_or(0))));
+            .map(|old| (old.last_input.clone(), old.watch.clone()))
+            .unwrap_or_else(|| {
+                (
+                    Arc::new(AtomicI64::new(d.last_input.unwrap_or(0))),
+                    Arc::default(),
+                )
+            });
         devices.insert(
             d.id.clone(),
             Arc::new(DeviceInfo {
@@ -167,6 +196,7 @@ impl Auth {
                 params: d.params.clone(),
                 parser: d.parser.as_deref().map(Arc::from),
                 last_input,
+                watch,
             }),
         );
     }
@@ -216,6 +246,35 @@ impl Auth {
                 auth.flush_last_input(&store);
             }
         });
+    }
+
+    /// A token for one analysis run: it may store data for `device_id` (if
+    /// any) and publish, until `ttl` has passed or [`Auth::remove_token`].
+    /// Returns the token id and the secret.
+    pub fn issue_run_token(&self, device_id: Option<&str>, ttl: Duration) -> (String, String) {
+        let secret = devices::new_secret();
+        let token_id = format!("run-{}", devices::new_id());
+        self.tokens.write().insert(
+            hash_secret(secret.as_bytes()),
+            TokenEntry {
+                token_id: token_id.clone(),
+                device_id: device_id.unwrap_or("").to_string(),
+                permission: Permission::Write,
+                expires_at: Some(now_ms() + ttl.as_millis() as i64),
+                run: true,
+                last4: secret[secret.len() - 4..].to_string(),
+            },
+        );
+        (token_id, secret)
+    }
+
+    /// Whether `secret` is a live analysis run token (for the publish service).
+    pub fn is_run_token(&self, secret: &[u8]) -> bool {
+        let now = now_ms();
+        self.tokens
+            .read()
+            .get(&hash_secret(secret))
+            .is_some_and(|t| t.run && t.expires_at.is_none_or(|e| e > now))
     }
 
     pub fn remove_device(&self, id: &str) {

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{gate, PendingAck, Session, PUBLISH_WINDOW};
 use crate::actions::supervisor::Triggered;
+use crate::device::watch::preview;
 use crate::metrics::METRICS;
 use crate::protocol::{Packet, Publish};
 use crate::router::topic;
@@ -32,9 +33,34 @@ impl Session {
             .identity
             .as_ref()
             .is_some_and(|i| i.permission == Permission::Read);
+        let watch = c
+            .identity
+            .as_ref()
+            .map(|i| i.watch.clone())
+            .filter(|w| w.active());
+        if let Some(w) = &watch {
+            w.emit(
+                "publish",
+                serde_json::json!({
+                    "client_id": &*c.client_id,
+                    "topic": &*p.topic,
+                    "qos": p.qos,
+                    "retain": p.retain,
+                    "bytes": p.payload.len(),
+                    "payload": preview(&p.payload),
+                }),
+            );
+        }
         if read_only || !c.acl.can_publish(&p.topic) {
             METRICS.dropped_acl.inc();
             tracing::info!(client_id = %c.client_id, topic = %p.topic, "publish denied");
+            if let Some(w) = &watch {
+                let reason = if read_only { "read-only token" } else { "ACL" };
+                w.emit(
+                    "refused",
+                    serde_json::json!({"kind": "publish", "reason": reason, "client_id": &*c.client_id, "topic": &*p.topic}),
+                );
+            }
             // Acknowledged all the same, so that the client does not resend
             // it forever (as Mosquitto does).
             match p.qos {
