@@ -25,7 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The admin token check; `Err` is the answer to send.
-fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
+pub(super) fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
     let expected = &broker.config.http.admin_token;
     if expected.is_empty() {
         return Err(ApiError::new(

@@ -4,6 +4,7 @@
 //! Every JSON answer has TagoIO's shape: `{"status":true,"result":…}` or
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
 
+mod actions;
 mod admin;
 
 use std::fmt::Write as _;
@@ -86,6 +87,7 @@ pub fn start(
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .configure(admin::routes)
+            .configure(actions::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
