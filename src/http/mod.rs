@@ -4,6 +4,7 @@
 //! Every JSON answer has TagoIO's shape: `{"status":true,"result":…}` or
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
 
+mod actions;
 mod admin;
 mod live;
 pub mod services;
@@ -90,6 +91,7 @@ pub fn start(
             .configure(admin::routes)
             .configure(services::routes)
             .configure(live::routes)
+            .configure(actions::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
