@@ -8,6 +8,8 @@ use std::time::Instant;
 use actix::Addr;
 
 use crate::config::Config;
+use crate::device::activity::Activity;
+use crate::device::limits::RateLimits;
 use crate::device::{Auth, Devices};
 use crate::router::Router;
 use crate::store::Store;
@@ -18,6 +20,10 @@ pub struct Broker {
     pub router: Addr<Router>,
     pub devices: Addr<Devices>,
     pub auth: Arc<Auth>,
+    /// Per-device publish and connect limits, shared by MQTT and HTTP.
+    pub limits: Arc<RateLimits>,
+    /// Each device's `last_input`, kept in memory and written at most once a second.
+    pub activity: Arc<Activity>,
     /// For `$SYS/broker/uptime`.
     pub started: Instant,
     /// Numbers connections, so that a late message from an old connection
@@ -34,6 +40,8 @@ impl Broker {
         auth: Arc<Auth>,
     ) -> Broker {
         Broker {
+            limits: Arc::new(RateLimits::new(&config.limits)),
+            activity: Arc::new(Activity::new(store.clone())),
             config,
             store,
             router,
