@@ -25,7 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The admin token check; `Err` is the answer to send.
-fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
+pub(super) fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
     let expected = &broker.config.http.admin_token;
     if expected.is_empty() {
         return Err(ApiError::new(
@@ -89,7 +89,7 @@ async fn connected_counts(broker: &Shared) -> std::collections::HashMap<String, 
         .unwrap_or_default()
 }
 
-async fn find_device(broker: &Shared, name: String) -> Result<Device, ApiError> {
+pub(super) async fn find_device(broker: &Shared, name: String) -> Result<Device, ApiError> {
     let found = broker
         .store
         .read(move |c| devices::device_by_name(c, &name))

@@ -5,6 +5,7 @@
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
 
 mod admin;
+mod device_api;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub fn start(
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .configure(admin::routes)
+            .configure(device_api::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
