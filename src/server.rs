@@ -82,6 +82,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .start();
         let devices = Devices::new(auth.clone(), actions.clone().recipient()).start();
         auth.start_flusher(store.clone());
+        let config_limits = config.limits.clone();
         let broker = Arc::new(Broker {
             config,
             store: store.clone(),
@@ -90,6 +91,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             auth: auth.clone(),
             actions,
             action_index,
+            limits: Arc::new(crate::device::limits::RateLimits::new(&config_limits)),
             started: std::time::Instant::now(),
             conn_ids: std::sync::atomic::AtomicU64::new(1),
         });

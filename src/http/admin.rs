@@ -91,7 +91,7 @@ async fn connected_counts(broker: &Shared) -> std::collections::HashMap<String, 
         .unwrap_or_default()
 }
 
-async fn find_device(broker: &Shared, name: String) -> Result<Device, ApiError> {
+pub(super) async fn find_device(broker: &Shared, name: String) -> Result<Device, ApiError> {
     let found = broker
         .store
         .read(move |c| devices::device_by_name(c, &name))

@@ -6,6 +6,7 @@
 
 mod actions;
 mod admin;
+mod device_api;
 mod live;
 pub mod services;
 
@@ -92,6 +93,7 @@ pub fn start(
             .configure(services::routes)
             .configure(live::routes)
             .configure(actions::routes)
+            .configure(device_api::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
