@@ -6,4 +6,6 @@
 pub mod analysis;
 pub mod data;
 pub mod file;
+pub mod ingest;
 pub mod parser;
+pub mod supervisor;

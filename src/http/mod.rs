@@ -6,6 +6,8 @@
 
 mod actions;
 mod admin;
+mod live;
+pub mod services;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -88,6 +90,8 @@ pub fn start(
             .route("/metrics", web::get().to(metrics))
             .configure(admin::routes)
             .configure(actions::routes)
+            .configure(services::routes)
+            .configure(live::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
