@@ -519,6 +519,27 @@ mod tests {
     }
 
     #[test]
+    fn repository_too_hot_example_prints_an_alert() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("actions");
+        let defs = crate::actions::file::load_dir(&dir).expect("the examples load");
+        let Some(crate::actions::file::ActionKind::Analysis(spec)) = defs
+            .iter()
+            .find(|d| d.name == "too-hot")
+            .map(|d| d.kind.clone())
+        else {
+            panic!("no too-hot analysis in actions/");
+        };
+        let mut input = input();
+        input.scope = vec![
+            json!({"variable": "temperature", "value": 31.5, "unit": "°C", "device": "gh"}),
+            json!({"variable": "temperature", "value": 12}),
+        ];
+        let result = rt().block_on(run(&spec, input));
+        assert_eq!(result.outcome, Outcome::Ok, "{result:?}");
+        assert_eq!(result.stdout, "ALERT: device gh reads 31.5°C, above 30.0\n");
+    }
+
+    #[test]
     fn durations_print_as_written() {
         assert_eq!(human(Duration::from_secs(30)), "30s");
         assert_eq!(human(Duration::from_secs(120)), "2m");
