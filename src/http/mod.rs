@@ -1,11 +1,12 @@
-//! The HTTP side (`[http] listen`): liveness, metrics and the admin API, on
-//! actix-web inside the broker's actix system.
+//! The HTTP side (`[http] listen`): liveness, metrics, the admin API and the
+//! web page, on actix-web inside the broker's actix system.
 //!
 //! Every JSON answer has TagoIO's shape: `{"status":true,"result":…}` or
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
 
 mod admin;
 mod live;
+mod page;
 pub mod services;
 
 use std::fmt::Write as _;
@@ -90,6 +91,7 @@ pub fn start(
             .configure(admin::routes)
             .configure(services::routes)
             .configure(live::routes)
+            .configure(page::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
