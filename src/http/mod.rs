@@ -1,5 +1,5 @@
-//! The HTTP side (`[http] listen`): liveness, metrics and the admin API, on
-//! actix-web inside the broker's actix system.
+//! The HTTP side (`[http] listen`): liveness, metrics, the admin API and the
+//! web page, on actix-web inside the broker's actix system.
 //!
 //! Every JSON answer has TagoIO's shape: `{"status":true,"result":…}` or
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
@@ -8,6 +8,7 @@ mod actions;
 mod admin;
 mod device_api;
 mod live;
+mod page;
 pub mod services;
 
 use std::fmt::Write as _;
@@ -94,6 +95,7 @@ pub fn start(
             .configure(live::routes)
             .configure(actions::routes)
             .configure(device_api::routes)
+            .configure(page::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
