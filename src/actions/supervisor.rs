@@ -212,10 +212,10 @@ impl Supervisor {
         let Trigger::Schedule { schedule, .. } = &def.trigger else {
             return;
         };
-        let Some(next) = schedule.upcoming(chrono::Utc).next() else {
+        let Some(next) = schedule.upcoming(chrono::Local).next() else {
             return;
         };
-        let delay = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        let delay = (next - chrono::Local::now()).to_std().unwrap_or_default();
         let name: Arc<str> = def.name.as_str().into();
         let hash = def.hash.clone();
         let handle = ctx.run_later(delay, move |act, ctx| {
