@@ -48,6 +48,15 @@ const WRITER_QUEUE: usize = 256;
 /// broker, and memory stays bounded.
 const PUBLISH_WINDOW: usize = 256;
 
+/// The read buffer a connection starts with; it grows for larger packets.
+/// Small, because most connections are idle devices and this is what each
+/// of them costs.
+const READ_BUFFER: usize = 512;
+
+/// How much a connection's writer gathers into one write: enough to batch a
+/// burst of small packets into few syscalls.
+const WRITE_BUFFER: usize = 16 * 1024;
+
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -143,7 +152,7 @@ impl Session {
             let max = broker.config.mqtt.max_packet_size;
             let gate = Gate::default();
             ctx.add_stream(Gated {
-                inner: FramedRead::new(read, MqttCodec::new(max)),
+                inner: FramedRead::with_capacity(read, MqttCodec::new(max), READ_BUFFER),
                 gate: gate.clone(),
             });
             let (writer, rx) = mpsc::channel(WRITER_QUEUE);
@@ -163,7 +172,7 @@ impl Session {
                 waiting_writer: false,
                 gate,
                 codec: MqttCodec::new(max),
-                buf: BytesMut::with_capacity(1024),
+                buf: BytesMut::new(),
                 last_seen: Instant::now(),
                 keep_alive: None,
                 conn: None,
@@ -420,23 +429,39 @@ impl Handler<Close> for Session {
     }
 }
 
-/// Writes what the session queues, flushing whenever the queue runs dry.
-async fn write_loop<W: AsyncWrite + Unpin>(io: W, mut rx: mpsc::Receiver<Bytes>) {
-    let mut w = tokio::io::BufWriter::with_capacity(64 * 1024, io);
+/// Writes what the session queues: whatever is waiting is gathered into one
+/// buffer and written with one call. The buffer exists only while there is
+/// something to write, so an idle connection holds none.
+async fn write_loop<W: AsyncWrite + Unpin>(mut io: W, mut rx: mpsc::Receiver<Bytes>) {
+    let mut buf: Vec<u8> = Vec::new();
     while let Some(first) = rx.recv().await {
-        if w.write_all(&first).await.is_err() {
-            return;
-        }
-        while let Ok(more) = rx.try_recv() {
-            if w.write_all(&more).await.is_err() {
+        if rx.is_empty() {
+            // One packet alone (the common case of an idle device's ping):
+            // no copy.
+            if io.write_all(&first).await.is_err() {
                 return;
             }
+        } else {
+            buf.extend_from_slice(&first);
+            while buf.len() < WRITE_BUFFER {
+                match rx.try_recv() {
+                    Ok(more) => buf.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if io.write_all(&buf).await.is_err() {
+                return;
+            }
+            buf.clear();
+            if rx.is_empty() {
+                buf = Vec::new();
+            }
         }
-        if w.flush().await.is_err() {
+        if io.flush().await.is_err() {
             return;
         }
     }
-    let _ = w.shutdown().await;
+    let _ = io.shutdown().await;
 }
 
 /// A socket that counts its bytes into `$SYS/broker/bytes/...`.
