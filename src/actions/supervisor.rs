@@ -73,7 +73,7 @@ impl ActionIndex {
 
     /// Whether a publish on `topic` concerns the supervisor at all.
     pub fn wants(&self, topic: &str) -> bool {
-        topic == TAGO_DATA_POST || (!self.trie.is_empty() && !self.trie.matches(topic).is_empty())
+        topic == TAGO_DATA_POST || (!self.trie.is_empty() && self.trie.any_match(topic))
     }
 }
 

@@ -79,6 +79,22 @@ impl SubTrie {
         removed
     }
 
+    /// Whether any filter matches `topic`; allocates nothing (a check on
+    /// every publish).
+    pub fn any_match(&self, topic: &str) -> bool {
+        let mut levels = [""; 32];
+        let mut n = 0;
+        for level in topic.split('/') {
+            if n == levels.len() {
+                // Deeper than any sane topic: take the allocating path.
+                return !self.matches(topic).is_empty();
+            }
+            levels[n] = level;
+            n += 1;
+        }
+        any_in(&self.root, &levels[..n], topic.starts_with('$'))
+    }
+
     /// Every client subscribed to `topic`, with the highest QoS among its
     /// matching filters (one copy per message, at the highest QoS).
     pub fn matches(&self, topic: &str) -> HashMap<Arc<str>, u8> {
@@ -117,6 +133,23 @@ fn match_in(node: &Node, levels: &[&str], first_is_dollar: bool, out: &mut HashM
             match_in(plus, rest, false, out);
         }
     }
+}
+
+fn any_in(node: &Node, levels: &[&str], first_is_dollar: bool) -> bool {
+    if !first_is_dollar && !node.hash.is_empty() {
+        return true;
+    }
+    let Some((level, rest)) = levels.split_first() else {
+        return !node.here.is_empty();
+    };
+    if node
+        .children
+        .get(*level)
+        .is_some_and(|c| any_in(c, rest, false))
+    {
+        return true;
+    }
+    !first_is_dollar && node.plus.as_deref().is_some_and(|p| any_in(p, rest, false))
 }
 
 fn remove_in(node: &mut Node, levels: &[&str], client: &str) -> bool {
@@ -218,6 +251,14 @@ mod tests {
             vec![("b".into(), 1), ("c".into(), 2)]
         );
         assert_eq!(clients(&t, "$SYS/broker/uptime"), vec![]);
+        for topic in ["sport/tennis/player1", "sport", "a/b/c", "$SYS/x", "", "/"] {
+            assert_eq!(t.any_match(topic), !t.matches(topic).is_empty(), "{topic}");
+        }
+        let mut literal = SubTrie::default();
+        literal.insert("a/b", &a, 0);
+        assert!(literal.any_match("a/b"));
+        assert!(!literal.any_match("a"));
+        assert!(!literal.any_match("a/b/c"));
     }
 
     #[test]
