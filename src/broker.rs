@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use actix::Addr;
 
+use crate::actions::supervisor::{ActionIndex, SharedIndex, Supervisor};
 use crate::config::Config;
 use crate::device::{Auth, Devices};
 use crate::router::Router;
@@ -18,30 +19,20 @@ pub struct Broker {
     pub router: Addr<Router>,
     pub devices: Addr<Devices>,
     pub auth: Arc<Auth>,
+    pub actions: Addr<Supervisor>,
+    /// Which topics trigger actions; read by sessions on every publish.
+    pub action_index: SharedIndex,
     /// For `$SYS/broker/uptime`.
     pub started: Instant,
     /// Numbers connections, so that a late message from an old connection
     /// is told apart from the current one with the same client id.
-    conn_ids: AtomicU64,
+    pub conn_ids: AtomicU64,
 }
 
 impl Broker {
-    pub fn new(
-        config: Config,
-        store: Store,
-        router: Addr<Router>,
-        devices: Addr<Devices>,
-        auth: Arc<Auth>,
-    ) -> Broker {
-        Broker {
-            config,
-            store,
-            router,
-            devices,
-            auth,
-            started: Instant::now(),
-            conn_ids: AtomicU64::new(1),
-        }
+    /// The current action index (cheap: an `Arc` clone under a read lock).
+    pub fn action_index(&self) -> Arc<ActionIndex> {
+        self.action_index.read().clone()
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::actions::supervisor::{ActionIndex, Supervisor};
 use crate::broker::Broker;
 use crate::config::{Config, Synchronous};
 use crate::device::{Auth, Devices};
@@ -62,8 +63,21 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
                 router
             })
         };
-        let devices = Devices::new(auth.clone(), store.clone()).start();
-        let broker = Arc::new(Broker::new(config, store.clone(), router, devices, auth));
+        let action_index = Arc::new(parking_lot::RwLock::new(Arc::new(ActionIndex::default())));
+        let actions = Supervisor::new(store.clone(), action_index.clone()).start();
+        let devices = Devices::new(auth.clone(), actions.clone().recipient()).start();
+        auth.start_flusher(store.clone());
+        let broker = Arc::new(Broker {
+            config,
+            store: store.clone(),
+            router,
+            devices,
+            auth: auth.clone(),
+            actions,
+            action_index,
+            started: std::time::Instant::now(),
+            conn_ids: std::sync::atomic::AtomicU64::new(1),
+        });
 
         let listeners = crate::listener::start(broker.clone(), handles).await?;
         for (kind, addr) in &listeners.bound {
@@ -79,6 +93,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down: no new connections, finishing writes");
         listeners.stop();
         http_handle.stop(true).await;
+        auth.flush_last_input(&store);
         if let Err(e) = store.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }

@@ -150,8 +150,8 @@ pub fn parse_items(body: &[u8]) -> Result<Vec<Value>, DataError> {
 /// From an MQTT publish: a JSON payload that is an object with a `variable`
 /// field, or an array of such objects, gives those items; any other payload
 /// gives one item `{"variable":"payload","value": <payload as text>}` (lossy
-/// UTF-8; a payload that is a JSON string, such as `"001100"` with its quotes,
-/// gives the string's content, as TagoIO's MQTT examples expect).
+/// UTF-8, as the contract says: a JSON string payload such as `"001100"`
+/// keeps its quotes; a parser can `JSON.parse` it).
 /// Every item gets `metadata.topic` and `metadata.mqtt_topic` = `topic`, merged
 /// into an existing metadata object (a non-object metadata is left for
 /// [`validate`] to reject). An empty JSON array gives no items.
@@ -161,7 +161,6 @@ pub fn items_from_mqtt(topic: &str, payload: &[u8]) -> Vec<Value> {
     let mut items = match serde_json::from_slice::<Value>(payload) {
         Ok(obj @ Value::Object(_)) if has_variable(&obj) => vec![obj],
         Ok(Value::Array(arr)) if arr.iter().all(has_variable) => arr,
-        Ok(Value::String(text)) => vec![json!({"variable": "payload", "value": text})],
         _ => {
             let text = String::from_utf8_lossy(payload).into_owned();
             vec![json!({"variable": "payload", "value": text})]
@@ -950,7 +949,7 @@ mod tests {
                 r#"[{"variable":"a"},{"x":1}]"#,
             ),
             (b"\x1a\x2b\xff", "\u{1a}+\u{fffd}"),
-            (br#""001100""#, "001100"),
+            (br#""001100""#, r#""001100""#),
         ] {
             let items = items_from_mqtt("t", payload);
             assert_eq!(items.len(), 1);

@@ -2,4 +2,6 @@
 //! TagoIO does), after the device's JavaScript payload parser has run.
 
 pub mod data;
+pub mod ingest;
 pub mod parser;
+pub mod supervisor;

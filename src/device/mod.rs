@@ -7,13 +7,22 @@
 //! closes them when their token is revoked or the device deleted.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+pub mod watch;
 
 use actix::prelude::*;
 use parking_lot::RwLock;
+pub use watch::Watch;
 
-use crate::store::devices::{self, hash_secret, Permission, Tag, Token};
+use crate::actions::supervisor::DeviceEvent;
+use crate::store::devices::{self, hash_secret, Device, Param, Permission, Tag, Token};
 use crate::store::{now_ms, Store};
+
+/// How often changed `last_input` times are written to SQLite.
+const LAST_INPUT_FLUSH: Duration = Duration::from_secs(5);
 
 /// Closes a session; the reason goes into the log.
 #[derive(Message, Clone)]
@@ -28,12 +37,45 @@ pub struct Identity {
     pub device_name: String,
     pub tags: Vec<Tag>,
     pub permission: Permission,
+    /// The device's last input time (unix ms), shared with the cache so a
+    /// publish updates it without a lock or a database write.
+    pub last_input: Arc<AtomicI64>,
+    /// An analysis run's token (HTTP only: it may store data for the
+    /// triggering device and publish, nothing else).
+    pub run: bool,
+    pub token_last4: String,
+    /// The device's Live Inspector viewers.
+    pub watch: Arc<Watch>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A device as the running broker needs it. Replaced whole on change; the
+/// `last_input` cell is carried over, so holders of an older copy still
+/// update the current one.
+#[derive(Debug)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<Tag>,
+    pub params: Vec<Param>,
+    /// The JavaScript payload parser's source, if the device has one.
+    pub parser: Option<Arc<str>>,
+    pub last_input: Arc<AtomicI64>,
+    pub watch: Arc<Watch>,
+}
+
+impl DeviceInfo {
+    pub fn touch(&self) {
+        self.last_input.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     Unknown,
-    Expired,
+    /// The token was valid once; its device's inspector is told.
+    Expired {
+        device_id: String,
+    },
 }
 
 #[derive(Clone)]
@@ -42,19 +84,20 @@ struct TokenEntry {
     device_id: String,
     permission: Permission,
     expires_at: Option<i64>,
-}
-
-#[derive(Clone)]
-struct DeviceEntry {
-    name: String,
-    tags: Vec<Tag>,
+    /// An analysis run's token: in memory only, write-only, gone with the run.
+    run: bool,
+    /// The token's last characters, to show it by in the Live Inspector.
+    last4: String,
 }
 
 /// Tokens by hash and devices by id, kept in step with SQLite.
 #[derive(Default)]
 pub struct Auth {
     tokens: RwLock<HashMap<String, TokenEntry>>,
-    devices: RwLock<HashMap<String, DeviceEntry>>,
+    devices: RwLock<HashMap<String, Arc<DeviceInfo>>>,
+    /// The last `last_input` written to SQLite per device, so the flusher
+    /// writes only what changed.
+    flushed: parking_lot::Mutex<HashMap<String, i64>>,
 }
 
 impl Auth {
@@ -62,8 +105,11 @@ impl Auth {
         let (devs, toks) =
             store.read_blocking(|c| Ok((devices::all_devices(c)?, devices::all_tokens(c)?)))?;
         let auth = Auth::default();
-        for d in devs {
-            auth.put_device(&d.id, &d.name, &d.tags);
+        for d in &devs {
+            auth.put_device(d);
+            auth.flushed
+                .lock()
+                .insert(d.id.clone(), d.last_input.unwrap_or(0));
         }
         for t in &toks {
             auth.put_token(t);
@@ -80,21 +126,27 @@ impl Auth {
             .cloned()
             .ok_or(AuthError::Unknown)?;
         if token.expires_at.is_some_and(|e| e <= now_ms()) {
-            return Err(AuthError::Expired);
+            return Err(AuthError::Expired {
+                device_id: token.device_id,
+            });
         }
-        let device = self
-            .devices
-            .read()
-            .get(&token.device_id)
-            .cloned()
-            .ok_or(AuthError::Unknown)?;
+        let device = self.device(&token.device_id).ok_or(AuthError::Unknown)?;
         Ok(Identity {
             token_id: token.token_id,
             device_id: token.device_id,
-            device_name: device.name,
-            tags: device.tags,
+            device_name: device.name.clone(),
+            tags: device.tags.clone(),
             permission: token.permission,
+            last_input: device.last_input.clone(),
+            run: token.run,
+            token_last4: token.last4,
+            watch: device.watch.clone(),
         })
+    }
+
+    /// The current copy of a device.
+    pub fn device(&self, id: &str) -> Option<Arc<DeviceInfo>> {
+        self.devices.read().get(id).cloned()
     }
 
     /// Whether a token id is still valid (not revoked, not expired).
@@ -114,6 +166,8 @@ impl Auth {
                 device_id: t.device_id.clone(),
                 permission: t.permission,
                 expires_at: t.expires_at,
+                run: false,
+                last4: t.last4.clone(),
             },
         );
     }
@@ -122,14 +176,105 @@ impl Auth {
         self.tokens.write().retain(|_, t| t.token_id != token_id);
     }
 
-    pub fn put_device(&self, id: &str, name: &str, tags: &[Tag]) {
-        self.devices.write().insert(
-            id.to_string(),
-            DeviceEntry {
-                name: name.to_string(),
-                tags: tags.to_vec(),
+    pub fn put_device(&self, d: &Device) {
+        let mut devices = self.devices.write();
+        let (last_input, watch) = devices
+            .get(&d.id)
+            .map(|old| (old.last_input.clone(), old.watch.clone()))
+            .unwrap_or_else(|| {
+                (
+                    Arc::new(AtomicI64::new(d.last_input.unwrap_or(0))),
+                    Arc::default(),
+                )
+            });
+        devices.insert(
+            d.id.clone(),
+            Arc::new(DeviceInfo {
+                id: d.id.clone(),
+                name: d.name.clone(),
+                tags: d.tags.clone(),
+                params: d.params.clone(),
+                parser: d.parser.as_deref().map(Arc::from),
+                last_input,
+                watch,
+            }),
+        );
+    }
+
+    /// The last input time known in memory (fresher than SQLite's).
+    pub fn last_input(&self, id: &str) -> Option<i64> {
+        self.device(id)
+            .map(|d| d.last_input.load(Ordering::Relaxed))
+            .filter(|&t| t > 0)
+    }
+
+    /// Writes the `last_input` times that changed since the last call, in one
+    /// transaction: a device's last input is kept current without a database
+    /// write per message.
+    pub fn flush_last_input(&self, store: &Store) {
+        let mut flushed = self.flushed.lock();
+        let changed: Vec<(String, i64)> = self
+            .devices
+            .read()
+            .values()
+            .filter_map(|d| {
+                let t = d.last_input.load(Ordering::Relaxed);
+                (t > 0 && flushed.get(&d.id) != Some(&t)).then(|| (d.id.clone(), t))
+            })
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        for (id, t) in &changed {
+            flushed.insert(id.clone(), *t);
+        }
+        store.write_detached("last_input", move |c| {
+            for (id, t) in &changed {
+                devices::set_last_input(c, id, *t)?;
+            }
+            Ok(())
+        });
+    }
+
+    /// Starts the periodic `last_input` flush.
+    pub fn start_flusher(self: &Arc<Self>, store: Store) {
+        let auth = self.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(LAST_INPUT_FLUSH);
+            loop {
+                tick.tick().await;
+                auth.flush_last_input(&store);
+            }
+        });
+    }
+
+    /// A token for one analysis run: it may store data for `device_id` (if
+    /// any) and publish, until `ttl` has passed or [`Auth::remove_token`].
+    /// Returns the token id and the secret.
+    pub fn issue_run_token(&self, device_id: Option<&str>, ttl: Duration) -> (String, String) {
+        let secret = devices::new_secret();
+        let token_id = format!("run-{}", devices::new_id());
+        self.tokens.write().insert(
+            hash_secret(secret.as_bytes()),
+            TokenEntry {
+                token_id: token_id.clone(),
+                device_id: device_id.unwrap_or("").to_string(),
+                permission: Permission::Write,
+                expires_at: Some(now_ms() + ttl.as_millis() as i64),
+                run: true,
+                last4: secret[secret.len() - 4..].to_string(),
             },
         );
+        (token_id, secret)
+    }
+
+    /// Whether `secret` is a live analysis run token (for the publish service).
+    pub fn is_run_token(&self, secret: &[u8]) -> bool {
+        let now = now_ms();
+        self.tokens
+            .read()
+            .get(&hash_secret(secret))
+            .is_some_and(|t| t.run && t.expires_at.is_none_or(|e| e > now))
     }
 
     pub fn remove_device(&self, id: &str) {
@@ -189,15 +334,16 @@ pub struct Devices {
     /// that an idle report that crossed a new attach is ignored).
     actors: HashMap<String, (Addr<DeviceActor>, u64)>,
     auth: Arc<Auth>,
-    store: Store,
+    /// Where connect and disconnect events go (the action supervisor).
+    events: Recipient<DeviceEvent>,
 }
 
 impl Devices {
-    pub fn new(auth: Arc<Auth>, store: Store) -> Devices {
+    pub fn new(auth: Arc<Auth>, events: Recipient<DeviceEvent>) -> Devices {
         Devices {
             actors: HashMap::new(),
             auth,
-            store,
+            events,
         }
     }
 }
@@ -212,7 +358,7 @@ impl Handler<Attach> for Devices {
     fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) {
         let registry = ctx.address();
         let auth = self.auth.clone();
-        let store = self.store.clone();
+        let events = self.events.clone();
         let entry = self.actors.entry(msg.device_id.clone()).or_insert_with(|| {
             let actor = DeviceActor {
                 device_id: msg.device_id.clone(),
@@ -220,7 +366,7 @@ impl Handler<Attach> for Devices {
                 attaches: 0,
                 registry,
                 auth,
-                store,
+                events,
             };
             (actor.start(), 0)
         });
@@ -309,7 +455,7 @@ pub struct DeviceActor {
     attaches: u64,
     registry: Addr<Devices>,
     auth: Arc<Auth>,
-    store: Store,
+    events: Recipient<DeviceEvent>,
 }
 
 impl Actor for DeviceActor {
@@ -327,9 +473,13 @@ impl Handler<Attach> for DeviceActor {
         }
         self.sessions
             .insert(msg.conn_id, (msg.token_id, msg.session));
-        let (id, at) = (self.device_id.clone(), now_ms());
-        self.store
-            .write_detached("last input", move |c| devices::set_last_input(c, &id, at));
+        if let Some(d) = self.auth.device(&self.device_id) {
+            d.touch();
+        }
+        self.events.do_send(DeviceEvent {
+            device_id: self.device_id.clone(),
+            connected: true,
+        });
     }
 }
 
@@ -337,7 +487,12 @@ impl Handler<Detach> for DeviceActor {
     type Result = ();
 
     fn handle(&mut self, msg: Detach, _ctx: &mut Self::Context) {
-        self.sessions.remove(&msg.conn_id);
+        if self.sessions.remove(&msg.conn_id).is_some() {
+            self.events.do_send(DeviceEvent {
+                device_id: self.device_id.clone(),
+                connected: false,
+            });
+        }
         if self.sessions.is_empty() {
             self.registry.do_send(Idle {
                 device_id: self.device_id.clone(),

@@ -56,7 +56,8 @@ fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
     }
 }
 
-fn device_json(d: &Device, connected: bool) -> Value {
+fn device_json(broker: &Shared, d: &Device, connected: bool) -> Value {
+    let last_input = broker.auth.last_input(&d.id).or(d.last_input);
     json!({
         "id": d.id,
         "name": d.name,
@@ -64,7 +65,7 @@ fn device_json(d: &Device, connected: bool) -> Value {
         "params": d.params,
         "parser": d.parser.is_some(),
         "connected": connected,
-        "last_input": d.last_input.map(format_time),
+        "last_input": last_input.map(format_time),
         "last_output": d.last_output.map(format_time),
         "created_at": format_time(d.created_at),
     })
@@ -103,7 +104,7 @@ async fn list_devices(req: HttpRequest, broker: Shared) -> ApiResult {
     let counts = connected_counts(&broker).await;
     Ok(ok(all
         .iter()
-        .map(|d| device_json(d, counts.contains_key(&d.id)))
+        .map(|d| device_json(&broker, d, counts.contains_key(&d.id)))
         .collect::<Vec<_>>()))
 }
 
@@ -189,13 +190,11 @@ async fn create_device(req: HttpRequest, broker: Shared, body: web::Json<NewDevi
             format!("a device named {:?} exists already", device.name),
         ));
     }
-    broker
-        .auth
-        .put_device(&device.id, &device.name, &device.tags);
+    broker.auth.put_device(&device);
     broker.auth.put_token(&token);
     tracing::info!(device = %device.name, "device created");
     Ok(ok(
-        json!({"device": device_json(&device, false), "token": secret, "token_id": token.id}),
+        json!({"device": device_json(&broker, &device, false), "token": secret, "token_id": token.id}),
     ))
 }
 
@@ -208,7 +207,7 @@ async fn show_device(req: HttpRequest, broker: Shared, name: web::Path<String>) 
         .read(move |c| devices::tokens_of(c, &id))
         .await?;
     let counts = connected_counts(&broker).await;
-    let mut v = device_json(&device, counts.contains_key(&device.id));
+    let mut v = device_json(&broker, &device, counts.contains_key(&device.id));
     v["tokens"] = tokens.iter().map(token_json).collect();
     v["parser_source"] = json!(device.parser);
     Ok(ok(v))
@@ -263,11 +262,13 @@ async fn patch_device(
         .store
         .write(move |c| devices::update_device(c, &d))
         .await?;
-    broker
-        .auth
-        .put_device(&device.id, &device.name, &device.tags);
+    broker.auth.put_device(&device);
     let counts = connected_counts(&broker).await;
-    Ok(ok(device_json(&device, counts.contains_key(&device.id))))
+    Ok(ok(device_json(
+        &broker,
+        &device,
+        counts.contains_key(&device.id),
+    )))
 }
 
 async fn delete_device(req: HttpRequest, broker: Shared, name: web::Path<String>) -> ApiResult {

@@ -5,6 +5,8 @@
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
 
 mod admin;
+mod live;
+pub mod services;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -86,6 +88,8 @@ pub fn start(
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .configure(admin::routes)
+            .configure(services::routes)
+            .configure(live::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

@@ -49,12 +49,25 @@ impl Session {
         };
         let identity = match &c.password {
             Some(secret) => match self.broker.auth.authenticate(secret) {
+                Ok(identity) if identity.run => {
+                    return self.refuse(
+                        NOT_AUTHORIZED,
+                        "an analysis token is for the HTTP API",
+                        ctx,
+                    )
+                }
                 Ok(identity) => Some(identity),
                 Err(AuthError::Unknown) => {
                     return self.refuse(NOT_AUTHORIZED, "unknown token", ctx)
                 }
-                Err(AuthError::Expired) => {
-                    return self.refuse(NOT_AUTHORIZED, "expired token", ctx)
+                Err(AuthError::Expired { device_id }) => {
+                    if let Some(d) = self.broker.auth.device(&device_id) {
+                        d.watch.emit(
+                            "refused",
+                            serde_json::json!({"kind": "auth", "reason": "expired token", "client_id": &client_id, "peer": self.peer.to_string()}),
+                        );
+                    }
+                    return self.refuse(NOT_AUTHORIZED, "expired token", ctx);
                 }
             },
             None if self.broker.config.mqtt.allow_anonymous => None,
@@ -135,6 +148,20 @@ impl Session {
             resumed,
             "connected"
         );
+        if let Some(id) = c.identity.as_ref().filter(|i| i.watch.active()) {
+            id.watch.emit(
+                "connect",
+                serde_json::json!({
+                    "client_id": &*c.client_id,
+                    "token": format!("…{}", id.token_last4),
+                    "peer": self.peer.to_string(),
+                    "clean_session": !c.subscriber.persistent,
+                    "keep_alive": self.keep_alive.map(|k| k.as_secs()).unwrap_or(0),
+                    "will_topic": c.will.as_ref().map(|w| w.topic.clone()),
+                    "resumed": resumed,
+                }),
+            );
+        }
         if let Some(id) = &c.identity {
             self.broker.devices.do_send(Attach {
                 device_id: id.device_id.clone(),

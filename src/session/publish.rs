@@ -6,17 +6,21 @@
 //! `PUBLISH_WINDOW` are outstanding; past that the socket is not read.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::{gate, PendingAck, Session, PUBLISH_WINDOW};
+use crate::actions::supervisor::Triggered;
+use crate::device::watch::preview;
 use crate::metrics::METRICS;
 use crate::protocol::{Packet, Publish};
 use crate::router::topic;
 use crate::router::{Resolve, TOPIC_LEASE};
 use crate::store::devices::Permission;
+use crate::store::now_ms;
 
 /// Topic addresses one session remembers; beyond this the cache starts over.
 const TOPIC_CACHE: usize = 4096;
@@ -29,9 +33,34 @@ impl Session {
             .identity
             .as_ref()
             .is_some_and(|i| i.permission == Permission::Read);
+        let watch = c
+            .identity
+            .as_ref()
+            .map(|i| i.watch.clone())
+            .filter(|w| w.active());
+        if let Some(w) = &watch {
+            w.emit(
+                "publish",
+                serde_json::json!({
+                    "client_id": &*c.client_id,
+                    "topic": &*p.topic,
+                    "qos": p.qos,
+                    "retain": p.retain,
+                    "bytes": p.payload.len(),
+                    "payload": preview(&p.payload),
+                }),
+            );
+        }
         if read_only || !c.acl.can_publish(&p.topic) {
             METRICS.dropped_acl.inc();
             tracing::info!(client_id = %c.client_id, topic = %p.topic, "publish denied");
+            if let Some(w) = &watch {
+                let reason = if read_only { "read-only token" } else { "ACL" };
+                w.emit(
+                    "refused",
+                    serde_json::json!({"kind": "publish", "reason": reason, "client_id": &*c.client_id, "topic": &*p.topic}),
+                );
+            }
             // Acknowledged all the same, so that the client does not resend
             // it forever (as Mosquitto does).
             match p.qos {
@@ -97,6 +126,24 @@ impl Session {
             let Some(p) = c.pipeline.pop_front() else {
                 break;
             };
+            // A publish that triggers actions is acknowledged only once they
+            // have stored what they store.
+            let mut stored = None;
+            if let Some(id) = &c.identity {
+                id.last_input.store(now_ms(), Ordering::Relaxed);
+                if self.broker.action_index().wants(&p.topic) {
+                    if let Some(device) = self.broker.auth.device(&id.device_id) {
+                        let (done, answer) = oneshot::channel();
+                        self.broker.actions.do_send(Triggered {
+                            device,
+                            topic: p.topic.clone(),
+                            payload: p.payload.clone(),
+                            done: Some(done),
+                        });
+                        stored = Some(answer);
+                    }
+                }
+            }
             let (done, answer) = oneshot::channel();
             addr.do_send(topic::Publish {
                 payload: p.payload,
@@ -111,12 +158,19 @@ impl Session {
             });
             c.acks.push_back(ack.clone());
             ctx.spawn(
-                async move { answer.await.unwrap_or(false) }
-                    .into_actor(self)
-                    .map(move |ok, act, ctx| {
-                        ack.done.set(Some(ok));
-                        act.flush_acks(ctx);
-                    }),
+                async move {
+                    let delivered = answer.await.unwrap_or(false);
+                    let stored = match stored {
+                        Some(s) => s.await.unwrap_or(false),
+                        None => true,
+                    };
+                    delivered && stored
+                }
+                .into_actor(self)
+                .map(move |ok, act, ctx| {
+                    ack.done.set(Some(ok));
+                    act.flush_acks(ctx);
+                }),
             );
         }
     }

@@ -27,6 +27,7 @@ impl Session {
             .is_some_and(|i| i.permission == Permission::Write);
         let mut codes = Vec::with_capacity(filters.len());
         let mut granted = Vec::with_capacity(filters.len());
+        let requested = filters.clone();
         for (filter, qos) in filters {
             if write_only || !c.acl.can_subscribe(&filter) {
                 tracing::info!(client_id = %c.client_id, filter, "subscription denied");
@@ -35,6 +36,17 @@ impl Session {
                 codes.push(qos.min(2));
                 granted.push((filter, qos.min(2)));
             }
+        }
+        if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
+            w.emit(
+                "subscribe",
+                serde_json::json!({
+                    "client_id": &*c.client_id,
+                    "filters": requested.iter().zip(&codes).map(|((f, q), code)| serde_json::json!({
+                        "filter": f, "qos": q, "granted": *code != FAILURE, "code": code,
+                    })).collect::<Vec<_>>(),
+                }),
+            );
         }
         if granted.is_empty() {
             return self.send(Packet::SubAck { pkid, codes }, ctx);
@@ -67,6 +79,12 @@ impl Session {
         ctx: &mut Context<Self>,
     ) {
         let Some(c) = self.conn.as_mut() else { return };
+        if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
+            w.emit(
+                "unsubscribe",
+                serde_json::json!({"client_id": &*c.client_id, "filters": filters}),
+            );
+        }
         c.subscribing += 1;
         let request = Unsubscribe {
             client_id: c.client_id.clone(),

@@ -1,0 +1,77 @@
+//! The Live Inspector: server-sent events of a device's traffic.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::thread;
+
+use common::*;
+use rumqttc::QoS;
+use serde_json::Value;
+
+/// Opens the device's event stream; its events arrive on the channel.
+fn watch(s: &Server, device: &str) -> mpsc::Receiver<Value> {
+    let url = s.http_url(&format!("/devices/{device}/live"));
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let response = ureq::get(&url)
+            .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .call()
+            .expect("open the live stream");
+        let reader = BufReader::new(response.into_body().into_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data: ") {
+                let Ok(event) = serde_json::from_str::<Value>(data) else {
+                    return;
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn next_event(rx: &mpsc::Receiver<Value>) -> Value {
+    rx.recv_timeout(WAIT).expect("a Live Inspector event")
+}
+
+#[test]
+fn an_sse_client_sees_connect_publish_and_disconnect_in_order() {
+    let s = Server::start();
+    let d = s.create_device("d1");
+    let events = watch(&s, "d1");
+    assert_eq!(next_event(&events)["type"], "watching");
+
+    let mut c = s.mqtt("inspected", &d.token);
+    c.publish_acked("sensors/t1", QoS::AtLeastOnce, false, "21.5");
+    c.disconnect();
+
+    let connect = next_event(&events);
+    assert_eq!(connect["type"], "connect");
+    assert_eq!(connect["client_id"], "inspected");
+    assert_eq!(
+        connect["token"],
+        format!("…{}", &d.token[d.token.len() - 4..])
+    );
+    let publish = next_event(&events);
+    assert_eq!(publish["type"], "publish");
+    assert_eq!(publish["topic"], "sensors/t1");
+    assert_eq!(publish["qos"], 1);
+    assert_eq!(publish["payload"], "21.5");
+    let disconnect = next_event(&events);
+    assert_eq!(disconnect["type"], "disconnect");
+    assert_eq!(disconnect["reason"], "client disconnected");
+}
+
+#[test]
+fn the_live_stream_needs_the_admin_token() {
+    let s = Server::start();
+    s.create_device("d1");
+    let (status, body) = s.http_request("GET", "/devices/d1/live", None, None);
+    assert_eq!(status, 401);
+    assert_eq!(body["status"], false);
+}
