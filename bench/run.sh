@@ -170,6 +170,7 @@ for round in $(seq "$ROUNDS"); do
         for b in "${ORDER[@]}"; do run "$b" $s; done
     done
     run brook durable --publishers 4 --messages "$DUR_N"
+    run brook durable --publishers 4 --messages "$DUR_N" --tago-topic
 done
 
 echo >&2

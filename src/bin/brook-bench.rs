@@ -167,6 +167,10 @@ struct DurableArgs {
     /// Topic prefix an insert_bucket action matches (`PREFIX/#`).
     #[arg(long, default_value = "bench/durable")]
     prefix: String,
+    /// Publish to `tago/data/post` instead, which brook stores without any
+    /// action (TagoIO's legacy topic).
+    #[arg(long)]
+    tago_topic: bool,
 }
 
 #[derive(Args)]
@@ -669,7 +673,11 @@ async fn durable(c: &Common, a: &DurableArgs) -> Result<Value> {
                 b,
                 PubSpec {
                     index: i as u32,
-                    topic: format!("{}/{run}/{i}", a.prefix),
+                    topic: if a.tago_topic {
+                        "tago/data/post".to_string()
+                    } else {
+                        format!("{}/{run}/{i}", a.prefix)
+                    },
                     qos: 1,
                     count: Some(a.messages),
                     window: a.window,
@@ -715,6 +723,7 @@ async fn durable(c: &Common, a: &DurableArgs) -> Result<Value> {
         "scenario": "durable",
         "broker": c.broker,
         "qos": 1,
+        "via": if a.tago_topic { "tago/data/post" } else { "insert_bucket" },
         "publishers": a.publishers,
         "messages": total,
         "window": a.window,

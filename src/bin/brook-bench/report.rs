@@ -70,7 +70,12 @@ fn key(v: &Value) -> Option<String> {
             n("publishers"),
             n("duration")
         ),
-        "durable" => format!("durable insert_bucket {} msgs", n("messages")),
+        "durable" => format!(
+            "durable via {} {}×{}",
+            v["via"].as_str().unwrap_or("insert_bucket"),
+            n("publishers"),
+            n("messages") / n("publishers").max(1.0)
+        ),
         other => other.to_string(),
     })
 }
@@ -152,15 +157,31 @@ pub fn table(text: &str) -> String {
         }
     }
     // Durable ingest against Mosquitto's QoS 1 fan-in, which stores nothing.
-    let durable = keys.iter().find(|(_, s)| s == "durable");
+    // The insert_bucket run when its rows were counted, else the run on
+    // tago/data/post (stored by brook without any action).
+    let counted = |k: &str| pick(k, "brook", "rows_stored").1 > 0;
+    let durable = keys
+        .iter()
+        .find(|(k, s)| s == "durable" && k.contains("insert_bucket") && counted(k))
+        .or_else(|| {
+            keys.iter()
+                .find(|(k, s)| s == "durable" && k.contains("tago/data/post"))
+        })
+        .or_else(|| keys.iter().find(|(_, s)| s == "durable"));
     let fanin1 = keys
         .iter()
         .find(|(k, s)| s == "fanin" && k.starts_with("fanin QoS 1 "));
     if let (Some((dk, _)), Some((fk, _))) = (durable, fanin1) {
         let (b, nb) = pick(dk, "brook", "sent_per_s");
         let (m, nm) = pick(fk, "mosquitto", "recv_per_s");
+        let (rows, _) = pick(dk, "brook", "rows_stored");
+        let verified = if rows.is_some() {
+            "rows counted"
+        } else {
+            "rows NOT counted (no GET /data count)"
+        };
         out.push_str(&format!(
-            "| durable vs {fk} | brook stored msg/s vs mosquitto received msg/s | {} | {} | {} | {nb}/{nm} |\n",
+            "| {dk} vs {fk} | brook stored msg/s vs mosquitto received msg/s, {verified} | {} | {} | {} | {nb}/{nm} |\n",
             fmt(b),
             fmt(m),
             ratio(b, m)
