@@ -9,6 +9,7 @@ use actix::Addr;
 
 use crate::actions::supervisor::{ActionIndex, SharedIndex, Supervisor};
 use crate::config::Config;
+use crate::device::limits::RateLimits;
 use crate::device::{Auth, Devices};
 use crate::router::Router;
 use crate::store::Store;
@@ -22,6 +23,8 @@ pub struct Broker {
     pub actions: Addr<Supervisor>,
     /// Which topics trigger actions; read by sessions on every publish.
     pub action_index: SharedIndex,
+    /// Per-device publish and connect limits, shared by MQTT and HTTP.
+    pub limits: Arc<RateLimits>,
     /// For `$SYS/broker/uptime`.
     pub started: Instant,
     /// Numbers connections, so that a late message from an old connection

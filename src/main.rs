@@ -3,7 +3,7 @@
 
 use clap::Parser;
 
-use brook::cli::{run_management, Cli, Command};
+use brook::cli::{run_management, ActionsCommand, Cli, Command};
 use brook::config::Config;
 
 fn main() {
@@ -28,9 +28,8 @@ fn main() {
                 }
             }
         }
-        Command::Actions(_) => {
-            eprintln!("brook: actions are not implemented yet");
-            1
+        Command::Actions(actions @ ActionsCommand::Check { .. }) => {
+            brook::actions::file::check_command(&actions.dir(&config))
         }
         _ => run_management(&command, &cli, &config),
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actions::supervisor::{ActionIndex, Supervisor};
+use crate::actions::supervisor::{ActionIndex, Reload, Supervisor, SupervisorConfig};
 use crate::broker::Broker;
 use crate::config::{Config, Synchronous};
 use crate::device::{Auth, Devices};
@@ -19,6 +19,11 @@ use crate::store::{retained, sessions, Store, Sync};
 /// persistent session keeps no more than that anyway), and a smaller queue
 /// keeps memory per slow client small; 1,000 is Mosquitto's default too.
 const MAX_IN_MEMORY_QUEUE: usize = 1000;
+
+/// Run records kept per action, and for how long: enough to see what an
+/// action has been doing, without the table growing without end.
+const KEEP_RUNS: usize = 1000;
+const KEEP_RUNS_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let sync = match config.server.synchronous {
@@ -64,9 +69,20 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             })
         };
         let action_index = Arc::new(parking_lot::RwLock::new(Arc::new(ActionIndex::default())));
-        let actions = Supervisor::new(store.clone(), action_index.clone()).start();
+        let actions = Supervisor::new(SupervisorConfig {
+            store: store.clone(),
+            index: action_index.clone(),
+            auth: auth.clone(),
+            router: router.clone(),
+            dir: config.actions.dir.clone(),
+            api_base: config.admin_url(),
+            keep_runs: KEEP_RUNS,
+            keep_runs_for: KEEP_RUNS_FOR,
+        })
+        .start();
         let devices = Devices::new(auth.clone(), actions.clone().recipient()).start();
         auth.start_flusher(store.clone());
+        let config_limits = config.limits.clone();
         let broker = Arc::new(Broker {
             config,
             store: store.clone(),
@@ -75,6 +91,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             auth: auth.clone(),
             actions,
             action_index,
+            limits: Arc::new(crate::device::limits::RateLimits::new(&config_limits)),
             started: std::time::Instant::now(),
             conn_ids: std::sync::atomic::AtomicU64::new(1),
         });
@@ -89,7 +106,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         actix::spawn(http);
         crate::sys::start(broker.clone());
 
-        wait_for_shutdown().await;
+        wait_for_shutdown(&broker).await;
         tracing::info!("shutting down: no new connections, finishing writes");
         listeners.stop();
         http_handle.stop(true).await;
@@ -108,7 +125,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGINT or SIGTERM; SIGHUP meanwhile reloads actions.
-async fn wait_for_shutdown() {
+async fn wait_for_shutdown(broker: &Broker) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -121,7 +138,10 @@ async fn wait_for_shutdown() {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => tracing::info!("SIGHUP: no action files to reload yet"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading actions");
+                let _ = broker.actions.send(Reload).await;
+            }
         }
     }
 }

@@ -6,6 +6,8 @@
 //! [`DeviceActor`] per connected device knows that device's sessions and
 //! closes them when their token is revoked or the device deleted.
 
+pub mod limits;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -21,11 +21,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/devices/{name}", web::delete().to(delete_device))
         .route("/devices/{name}/tokens", web::get().to(list_tokens))
         .route("/devices/{name}/tokens", web::post().to(create_token))
-        .route("/tokens/{id}", web::delete().to(revoke_token));
+        .route("/tokens/{id}", web::delete().to(revoke_token))
+        .route("/actions/reload", web::post().to(reload_actions));
 }
 
 /// The admin token check; `Err` is the answer to send.
-fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
+pub(super) fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
     let expected = &broker.config.http.admin_token;
     if expected.is_empty() {
         return Err(ApiError::new(
@@ -90,7 +91,7 @@ async fn connected_counts(broker: &Shared) -> std::collections::HashMap<String, 
         .unwrap_or_default()
 }
 
-async fn find_device(broker: &Shared, name: String) -> Result<Device, ApiError> {
+pub(super) async fn find_device(broker: &Shared, name: String) -> Result<Device, ApiError> {
     let found = broker
         .store
         .read(move |c| devices::device_by_name(c, &name))
@@ -380,4 +381,21 @@ async fn revoke_token(req: HttpRequest, broker: Shared, id: web::Path<String>) -
     });
     tracing::info!(token_id = %token.id, "token revoked");
     Ok(ok(format!("token {id} revoked")))
+}
+
+/// Reloads the action files; a reload that fails keeps the old set and says why.
+async fn reload_actions(req: HttpRequest, broker: Shared) -> ApiResult {
+    admin(&req, &broker)?;
+    match broker
+        .actions
+        .send(crate::actions::supervisor::Reload)
+        .await
+    {
+        Ok(Ok(n)) => Ok(ok(format!("{n} actions loaded"))),
+        Ok(Err(problems)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the previous actions stay: {}", problems.join("; ")),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
 }

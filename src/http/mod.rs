@@ -4,7 +4,9 @@
 //! Every JSON answer has TagoIO's shape: `{"status":true,"result":…}` or
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
 
+mod actions;
 mod admin;
+mod device_api;
 mod live;
 pub mod services;
 
@@ -90,6 +92,8 @@ pub fn start(
             .configure(admin::routes)
             .configure(services::routes)
             .configure(live::routes)
+            .configure(actions::routes)
+            .configure(device_api::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

@@ -10,6 +10,7 @@ use actix::prelude::*;
 
 use super::subscriber::{Delivery, Resume};
 use super::{gate, Conn, Session};
+use crate::device::limits::Kind;
 use crate::device::{Attach, AuthError};
 use crate::metrics::METRICS;
 use crate::protocol::{Connect, Packet};
@@ -18,6 +19,7 @@ use crate::store::sessions;
 
 /// CONNACK return codes (MQTT 3.1.1 section 3.2.2.3).
 const IDENTIFIER_REJECTED: u8 = 2;
+const SERVER_UNAVAILABLE: u8 = 3;
 const NOT_AUTHORIZED: u8 = 5;
 
 impl Session {
@@ -73,6 +75,15 @@ impl Session {
             None if self.broker.config.mqtt.allow_anonymous => None,
             None => return self.refuse(NOT_AUTHORIZED, "no token", ctx),
         };
+        if let Some(id) = &identity {
+            if let Err(wait) = self.broker.limits.check(&id.device_id, Kind::Connect) {
+                id.watch.emit(
+                    "refused",
+                    serde_json::json!({"kind": "limit", "reason": "connect_per_minute", "client_id": &client_id, "retry_after_s": wait.as_secs()}),
+                );
+                return self.refuse(SERVER_UNAVAILABLE, "connect limit reached", ctx);
+            }
+        }
         let acl = ClientAcl::for_client(
             &self.broker.config.acl,
             identity

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{gate, PendingAck, Session, PUBLISH_WINDOW};
 use crate::actions::supervisor::Triggered;
+use crate::device::limits::Kind;
 use crate::device::watch::preview;
 use crate::metrics::METRICS;
 use crate::protocol::{Packet, Publish};
@@ -72,6 +73,25 @@ impl Session {
                 _ => {}
             }
             return;
+        }
+        if let Some(id) = &c.identity {
+            if self
+                .broker
+                .limits
+                .check(&id.device_id, Kind::Publish)
+                .is_err()
+            {
+                // Disconnected rather than dropped: nothing is acknowledged
+                // that is not delivered, and the client resends later.
+                if let Some(w) = &watch {
+                    w.emit(
+                        "refused",
+                        serde_json::json!({"kind": "limit", "reason": "publish_per_minute", "client_id": &*c.client_id, "topic": &*p.topic}),
+                    );
+                }
+                tracing::info!(client_id = %c.client_id, "publish limit reached: disconnecting");
+                return self.close(ctx, "publish limit reached");
+            }
         }
         if p.qos == 2 && !c.incoming_qos2.insert(p.pkid) {
             // A resent QoS 2 publish we already have: acknowledge, don't deliver.

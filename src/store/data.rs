@@ -77,3 +77,585 @@ pub fn latest(
     let rows = stmt.query_map(params![device_id, variable, qty as i64], item_from_row)?;
     rows.collect()
 }
+
+// ---------------------------------------------------------------------------
+// Queries of the data API (GET, DELETE and PUT /data): TagoIO's filters and
+// `query` modes, as SQL over the indexes of migrations/0002_data.sql.
+
+/// Which items a request is about: every filter of `GET /data` but the mode.
+/// Empty lists mean "any".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Variable names, already lower-cased (they are stored lower-case).
+    pub variables: Vec<String>,
+    pub groups: Vec<String>,
+    pub ids: Vec<String>,
+    /// Values to match, as the JSON text they are stored as (`21.5`, `"on"`, `true`).
+    pub values: Vec<String>,
+    /// `time >= start`, unix ms.
+    pub start: Option<i64>,
+    /// `time <= end`, unix ms.
+    pub end: Option<i64>,
+}
+
+/// TagoIO's `query` modes, plus the default listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `qty` items from `skip` on, by time in the asked order.
+    List,
+    LastValue,
+    LastItem,
+    LastInsert,
+    LastLocation,
+    FirstValue,
+    FirstItem,
+    FirstInsert,
+    FirstLocation,
+    Min,
+    Max,
+    Count,
+    Avg,
+    Sum,
+}
+
+impl Mode {
+    /// Every `query=` word, for parsing and for the error message.
+    pub const NAMES: &'static [(&'static str, Mode)] = &[
+        ("last_value", Mode::LastValue),
+        ("last_item", Mode::LastItem),
+        ("last_insert", Mode::LastInsert),
+        ("last_location", Mode::LastLocation),
+        ("first_value", Mode::FirstValue),
+        ("first_item", Mode::FirstItem),
+        ("first_insert", Mode::FirstInsert),
+        ("first_location", Mode::FirstLocation),
+        ("min", Mode::Min),
+        ("max", Mode::Max),
+        ("count", Mode::Count),
+        ("avg", Mode::Avg),
+        ("sum", Mode::Sum),
+        ("defaultQ", Mode::List),
+    ];
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        Mode::NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, mode)| *mode)
+    }
+
+    /// Whether the answer is a number rather than items.
+    pub fn is_number(self) -> bool {
+        matches!(self, Mode::Count | Mode::Avg | Mode::Sum)
+    }
+
+    /// For the modes that pick one item (per variable): the extra condition
+    /// and the order that puts that item first.
+    fn pick(self) -> Option<(&'static str, &'static str)> {
+        Some(match self {
+            Mode::LastValue => ("value IS NOT NULL", "time DESC, seq DESC"),
+            Mode::LastItem => ("1", "time DESC, seq DESC"),
+            Mode::LastInsert => ("1", "seq DESC"),
+            Mode::LastLocation => ("location IS NOT NULL", "time DESC, seq DESC"),
+            Mode::FirstValue => ("value IS NOT NULL", "time ASC, seq ASC"),
+            Mode::FirstItem => ("1", "time ASC, seq ASC"),
+            Mode::FirstInsert => ("1", "seq ASC"),
+            Mode::FirstLocation => ("location IS NOT NULL", "time ASC, seq ASC"),
+            Mode::Min => (
+                "value_num IS NOT NULL",
+                "value_num ASC, time DESC, seq DESC",
+            ),
+            Mode::Max => (
+                "value_num IS NOT NULL",
+                "value_num DESC, time DESC, seq DESC",
+            ),
+            Mode::List | Mode::Count | Mode::Avg | Mode::Sum => return None,
+        })
+    }
+}
+
+/// A whole `GET /data` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataQuery {
+    pub filter: Filter,
+    pub mode: Mode,
+    /// Most items of a [`Mode::List`] (TagoIO's default 15).
+    pub qty: u32,
+    /// Items of a [`Mode::List`] to pass over first.
+    pub skip: u32,
+    /// Oldest first instead of newest first ([`Mode::List`] only).
+    pub ascending: bool,
+}
+
+impl Default for DataQuery {
+    fn default() -> Self {
+        DataQuery {
+            filter: Filter::default(),
+            mode: Mode::List,
+            qty: 15,
+            skip: 0,
+            ascending: false,
+        }
+    }
+}
+
+/// What a query gives: items, or a number for `count`, `avg` and `sum`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Items(Vec<DataItem>),
+    Number(f64),
+}
+
+/// A SQL text and its parameters, built up clause by clause.
+#[derive(Debug, Default)]
+struct Sql {
+    text: String,
+    params: Vec<rusqlite::types::Value>,
+}
+
+impl Sql {
+    fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    fn bind(&mut self, text: &str, value: impl Into<rusqlite::types::Value>) {
+        self.text.push_str(text);
+        self.params.push(value.into());
+    }
+
+    /// ` AND column IN (?, ?, …)` for a non-empty list; `=` for one value,
+    /// so that the planner sees an equality it can seek on.
+    fn any_of(&mut self, column: &str, values: &[String]) {
+        match values {
+            [] => {}
+            [one] => self.bind(&format!(" AND {column} = ?"), one.clone()),
+            many => {
+                let marks = vec!["?"; many.len()].join(", ");
+                self.push(&format!(" AND {column} IN ({marks})"));
+                self.params
+                    .extend(many.iter().cloned().map(rusqlite::types::Value::from));
+            }
+        }
+    }
+}
+
+/// `FROM data WHERE …` for a device and a filter; `variable` overrides the
+/// filter's variables (the per-variable picks).
+fn from_where(device_id: &str, filter: &Filter, variable: Option<&str>) -> Sql {
+    let mut sql = Sql::default();
+    sql.bind("FROM data WHERE device_id = ?", device_id.to_string());
+    match variable {
+        Some(v) => sql.bind(" AND variable = ?", v.to_string()),
+        None => sql.any_of("variable", &filter.variables),
+    }
+    sql.any_of("grp", &filter.groups);
+    sql.any_of("id", &filter.ids);
+    sql.any_of("value", &filter.values);
+    if let Some(start) = filter.start {
+        sql.bind(" AND time >= ?", start);
+    }
+    if let Some(end) = filter.end {
+        sql.bind(" AND time <= ?", end);
+    }
+    sql
+}
+
+/// The SQL statements a query runs, in order (one per variable for the
+/// per-variable picks). Separate from [`query`] so that tests can EXPLAIN them.
+fn statements(device_id: &str, q: &DataQuery) -> Vec<Sql> {
+    let f = &q.filter;
+    if let Some((condition, order)) = q.mode.pick() {
+        let one = |variable: Option<&str>| {
+            let mut sql = Sql::default();
+            sql.push(&format!("SELECT {COLUMNS} "));
+            let rest = from_where(device_id, f, variable);
+            sql.text.push_str(&rest.text);
+            sql.params.extend(rest.params);
+            sql.push(&format!(" AND {condition} ORDER BY {order} LIMIT 1"));
+            sql
+        };
+        if f.variables.is_empty() {
+            return vec![one(None)];
+        }
+        return f.variables.iter().map(|v| one(Some(v))).collect();
+    }
+    let mut sql = Sql::default();
+    match q.mode {
+        Mode::Count => sql.push("SELECT COUNT(*) "),
+        Mode::Avg => sql.push("SELECT AVG(value_num) "),
+        Mode::Sum => sql.push("SELECT TOTAL(value_num) "),
+        _ => sql.push(&format!("SELECT {COLUMNS} ")),
+    }
+    let rest = from_where(device_id, f, None);
+    sql.text.push_str(&rest.text);
+    sql.params.extend(rest.params);
+    match q.mode {
+        Mode::Count => {}
+        Mode::Avg | Mode::Sum => sql.push(" AND value_num IS NOT NULL"),
+        _ => {
+            let dir = if q.ascending { "ASC" } else { "DESC" };
+            sql.push(&format!(" ORDER BY time {dir}, seq {dir}"));
+            sql.bind(" LIMIT ?", i64::from(q.qty));
+            sql.bind(" OFFSET ?", i64::from(q.skip));
+        }
+    }
+    vec![sql]
+}
+
+/// Runs a `GET /data` query on a device's bucket.
+///
+/// The picks (`last_value`, `first_item`, `min`, …) give one item per asked
+/// variable, or one item over the whole bucket when no variable is given,
+/// newest first. `count` counts items; `avg` and `sum` take the numeric
+/// values only (0 when there are none, as TagoCore answers).
+pub fn query(conn: &Connection, device_id: &str, q: &DataQuery) -> rusqlite::Result<Answer> {
+    let mut items = Vec::new();
+    for sql in statements(device_id, q) {
+        let mut stmt = conn.prepare_cached(&sql.text)?;
+        let params = rusqlite::params_from_iter(sql.params.iter());
+        if q.mode.is_number() {
+            let n: Option<f64> = stmt.query_row(params, |r| r.get(0))?;
+            return Ok(Answer::Number(n.unwrap_or(0.0)));
+        }
+        let rows = stmt.query_map(params, item_from_row)?;
+        for row in rows {
+            items.push(row?);
+        }
+    }
+    if q.mode.pick().is_some() && q.filter.variables.len() > 1 {
+        items.sort_by_key(|i| std::cmp::Reverse(i.time));
+    }
+    Ok(Answer::Items(items))
+}
+
+/// Deletes what the same query would list (so `qty` applies, as in
+/// TagoIO); returns how many items went. Number modes delete nothing: the
+/// caller refuses them.
+pub fn delete(conn: &Connection, device_id: &str, q: &DataQuery) -> rusqlite::Result<usize> {
+    let Answer::Items(items) = query(conn, device_id, q)? else {
+        return Ok(0);
+    };
+    let mut stmt = conn.prepare_cached("DELETE FROM data WHERE id = ?1 AND device_id = ?2")?;
+    let mut removed = 0;
+    for item in &items {
+        removed += stmt.execute(params![item.id, device_id])?;
+    }
+    Ok(removed)
+}
+
+/// A change to one stored item (`PUT /data`): the fields given, already
+/// validated; `Some(None)` clears a field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edit {
+    pub id: String,
+    pub value: Option<Option<Value>>,
+    pub unit: Option<Option<String>>,
+    pub time: Option<i64>,
+    pub group: Option<Option<String>>,
+    pub location: Option<Option<Value>>,
+    pub metadata: Option<Option<serde_json::Map<String, Value>>>,
+}
+
+/// Applies edits to a device's items; returns how many of them exist (an
+/// edit that changes nothing still counts when its item exists). Ids of
+/// other devices' items are unknown here.
+pub fn update(conn: &Connection, device_id: &str, edits: &[Edit]) -> rusqlite::Result<usize> {
+    let mut found = 0;
+    for e in edits {
+        let mut sql = Sql::default();
+        sql.push("UPDATE data SET seq = seq");
+        if let Some(value) = &e.value {
+            sql.bind(", value = ?", value.as_ref().map(|v| v.to_string()));
+            sql.bind(", value_num = ?", value.as_ref().and_then(Value::as_f64));
+        }
+        if let Some(unit) = &e.unit {
+            sql.bind(", unit = ?", unit.clone());
+        }
+        if let Some(time) = e.time {
+            sql.bind(", time = ?", time);
+        }
+        if let Some(group) = &e.group {
+            sql.bind(", grp = ?", group.clone());
+        }
+        if let Some(location) = &e.location {
+            sql.bind(", location = ?", location.as_ref().map(|v| v.to_string()));
+        }
+        if let Some(metadata) = &e.metadata {
+            sql.bind(
+                ", metadata = ?",
+                metadata
+                    .as_ref()
+                    .map(|m| Value::Object(m.clone()).to_string()),
+            );
+        }
+        sql.bind(" WHERE id = ?", e.id.clone());
+        sql.bind(" AND device_id = ?", device_id.to_string());
+        found += conn
+            .prepare_cached(&sql.text)?
+            .execute(rusqlite::params_from_iter(sql.params.iter()))?;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, Sync};
+    use serde_json::json;
+
+    const DEV: &str = "d0000000000000000000000a";
+    const OTHER: &str = "d0000000000000000000000b";
+
+    /// A store in a temporary directory with two devices, and `items`
+    /// (variable, value, time) stored in the first.
+    fn store_with(items: &[(&str, Value, i64)]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Sync::Normal).unwrap();
+        let items: Vec<DataItem> = items
+            .iter()
+            .enumerate()
+            .map(|(i, (variable, value, time))| DataItem {
+                id: format!("{i:024}"),
+                device: DEV.into(),
+                variable: variable.to_string(),
+                value: (!value.is_null()).then(|| value.clone()),
+                unit: None,
+                time: *time,
+                group: Some(format!("g{}", i % 2)),
+                location: None,
+                metadata: None,
+                created_at: 1000 + i as i64,
+            })
+            .collect();
+        futures::executor::block_on(store.write(move |c| {
+            for id in [DEV, OTHER] {
+                c.execute(
+                    "INSERT INTO devices (id, name, created_at) VALUES (?1, ?1, 0)",
+                    [id],
+                )?;
+            }
+            insert(c, &items)
+        }))
+        .unwrap();
+        (dir, store)
+    }
+
+    fn run(store: &Store, q: DataQuery) -> Answer {
+        store.read_blocking(move |c| query(c, DEV, &q)).unwrap()
+    }
+
+    fn values(a: Answer) -> Vec<Value> {
+        match a {
+            Answer::Items(items) => items
+                .into_iter()
+                .map(|i| i.value.unwrap_or(Value::Null))
+                .collect(),
+            Answer::Number(n) => panic!("a number: {n}"),
+        }
+    }
+
+    fn q(mode: Mode, variables: &[&str]) -> DataQuery {
+        DataQuery {
+            mode,
+            filter: Filter {
+                variables: variables.iter().map(|v| v.to_string()).collect(),
+                ..Filter::default()
+            },
+            ..DataQuery::default()
+        }
+    }
+
+    fn sample() -> (tempfile::TempDir, Store) {
+        // Inserted out of time order, so that insertion and time orders differ.
+        store_with(&[
+            ("t", json!(20), 2000),
+            ("t", json!(25), 4000),
+            ("t", json!(15), 1000),
+            ("t", Value::Null, 5000),
+            ("h", json!(60), 3000),
+            ("h", json!("n/a"), 3500),
+        ])
+    }
+
+    #[test]
+    fn list_is_newest_first_with_qty_skip_and_order() {
+        let (_d, s) = sample();
+        assert_eq!(
+            values(run(&s, q(Mode::List, &["t"]))),
+            vec![Value::Null, json!(25), json!(20), json!(15)]
+        );
+        let mut asc = q(Mode::List, &[]);
+        asc.ascending = true;
+        asc.qty = 2;
+        asc.skip = 1;
+        assert_eq!(values(run(&s, asc)), vec![json!(20), json!(60)]);
+    }
+
+    #[test]
+    fn picks_are_one_per_variable() {
+        let (_d, s) = sample();
+        assert_eq!(values(run(&s, q(Mode::LastValue, &["t"]))), vec![json!(25)]);
+        assert_eq!(
+            values(run(&s, q(Mode::LastItem, &["t"]))),
+            vec![Value::Null]
+        );
+        assert_eq!(
+            values(run(&s, q(Mode::FirstValue, &["t"]))),
+            vec![json!(15)]
+        );
+        assert_eq!(
+            values(run(&s, q(Mode::LastInsert, &["t"]))),
+            vec![Value::Null]
+        );
+        assert_eq!(
+            values(run(&s, q(Mode::FirstInsert, &["t"]))),
+            vec![json!(20)]
+        );
+        assert_eq!(values(run(&s, q(Mode::Max, &["t"]))), vec![json!(25)]);
+        assert_eq!(values(run(&s, q(Mode::Min, &["t"]))), vec![json!(15)]);
+        // Two variables: one each, newest first.
+        assert_eq!(
+            values(run(&s, q(Mode::LastValue, &["h", "t"]))),
+            vec![json!(25), json!("n/a")]
+        );
+        // No variable: one over the whole bucket.
+        assert_eq!(
+            values(run(&s, q(Mode::LastInsert, &[]))),
+            vec![json!("n/a")]
+        );
+        assert_eq!(values(run(&s, q(Mode::Max, &[]))), vec![json!(60)]);
+    }
+
+    #[test]
+    fn numbers() {
+        let (_d, s) = sample();
+        assert_eq!(run(&s, q(Mode::Count, &["t"])), Answer::Number(4.0));
+        assert_eq!(run(&s, q(Mode::Count, &[])), Answer::Number(6.0));
+        assert_eq!(run(&s, q(Mode::Sum, &["t"])), Answer::Number(60.0));
+        assert_eq!(run(&s, q(Mode::Avg, &["t"])), Answer::Number(20.0));
+        assert_eq!(run(&s, q(Mode::Avg, &["nothing"])), Answer::Number(0.0));
+    }
+
+    #[test]
+    fn filters() {
+        let (_d, s) = sample();
+        let mut range = q(Mode::List, &["t"]);
+        range.filter.start = Some(2000);
+        range.filter.end = Some(4000);
+        assert_eq!(values(run(&s, range)), vec![json!(25), json!(20)]);
+        let mut by_value = q(Mode::List, &[]);
+        by_value.filter.values = vec!["\"n/a\"".into(), "15".into()];
+        assert_eq!(values(run(&s, by_value)), vec![json!("n/a"), json!(15)]);
+        let mut by_group = q(Mode::Count, &[]);
+        by_group.filter.groups = vec!["g0".into()];
+        assert_eq!(run(&s, by_group), Answer::Number(3.0));
+        let mut by_id = q(Mode::List, &[]);
+        by_id.filter.ids = vec![format!("{:024}", 1)];
+        assert_eq!(values(run(&s, by_id)), vec![json!(25)]);
+        // Another device's bucket is another bucket.
+        let other = s
+            .read_blocking(|c| query(c, OTHER, &q(Mode::Count, &[])))
+            .unwrap();
+        assert_eq!(other, Answer::Number(0.0));
+    }
+
+    #[test]
+    fn delete_takes_what_the_query_lists() {
+        let (_d, s) = sample();
+        let mut oldest_two = q(Mode::List, &["t"]);
+        oldest_two.ascending = true;
+        oldest_two.qty = 2;
+        let removed = futures::executor::block_on(s.write(move |c| delete(c, DEV, &oldest_two)));
+        assert_eq!(removed.unwrap(), 2);
+        assert_eq!(
+            values(run(&s, q(Mode::List, &["t"]))),
+            vec![Value::Null, json!(25)]
+        );
+    }
+
+    #[test]
+    fn update_changes_given_fields_only() {
+        let (_d, s) = sample();
+        let edits = vec![
+            Edit {
+                id: format!("{:024}", 0),
+                value: Some(Some(json!(99))),
+                unit: Some(Some("C".into())),
+                ..Edit::default()
+            },
+            Edit {
+                id: "unknown".into(),
+                value: Some(None),
+                ..Edit::default()
+            },
+        ];
+        let found = futures::executor::block_on(s.write(move |c| update(c, DEV, &edits)));
+        assert_eq!(found.unwrap(), 1);
+        let Answer::Items(items) = run(&s, q(Mode::Max, &["t"])) else {
+            panic!("items expected")
+        };
+        assert_eq!(items[0].value, Some(json!(99)));
+        assert_eq!(items[0].unit.as_deref(), Some("C"));
+        assert_eq!(items[0].time, 2000, "time was not given, so it stays");
+        // Another device cannot edit this one's items.
+        let edit = vec![Edit {
+            id: format!("{:024}", 1),
+            value: Some(Some(json!(0))),
+            ..Edit::default()
+        }];
+        let found = futures::executor::block_on(s.write(move |c| update(c, OTHER, &edit)));
+        assert_eq!(found.unwrap(), 0);
+    }
+
+    /// The plan SQLite picks for each statement of a query, one line per step.
+    fn plan(store: &Store, q: DataQuery) -> String {
+        store
+            .read_blocking(move |c| {
+                let mut out = Vec::new();
+                for sql in statements(DEV, &q) {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))?;
+                    let rows = stmt
+                        .query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
+                            r.get::<_, String>(3)
+                        })?;
+                    for row in rows {
+                        out.push(row?);
+                    }
+                }
+                Ok(out.join("\n"))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn last_value_of_a_variable_is_an_index_seek() {
+        let (_d, s) = sample();
+        let plan = plan(&s, q(Mode::LastValue, &["temperature"]));
+        assert!(
+            plan.contains("USING INDEX data_device_variable_time (device_id=? AND variable=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN"), "no full scan: {plan}");
+        assert!(
+            !plan.contains("TEMP B-TREE"),
+            "no sort, the index gives the order: {plan}"
+        );
+    }
+
+    #[test]
+    fn time_range_of_a_variable_is_an_index_range() {
+        let (_d, s) = sample();
+        let mut range = q(Mode::List, &["temperature"]);
+        range.filter.start = Some(1);
+        range.filter.end = Some(2);
+        let plan = plan(&s, range);
+        assert!(
+            plan.contains(
+                "USING INDEX data_device_variable_time (device_id=? AND variable=? AND time>? AND time<?)"
+            ),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN"), "no full scan: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+    }
+}

@@ -13,6 +13,7 @@
 //! writes. A read that must come after earlier writes (loading a session's
 //! queue on reconnect) goes through [`Store::write`], which keeps order.
 
+pub mod actions;
 pub mod data;
 pub mod devices;
 pub mod retained;
@@ -33,6 +34,7 @@ const MAX_BATCH: usize = 2048;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_broker.sql"),
     include_str!("../../migrations/0002_data.sql"),
+    include_str!("../../migrations/0003_actions.sql"),
 ];
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -105,6 +105,14 @@ impl Config {
         self
     }
 
+    /// Appends raw TOML (whole tables, such as `[limits]`) to the config.
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.tail.push('\n');
+        self.tail.push_str(toml);
+        self.tail.push('\n');
+        self
+    }
+
     pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
         self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
         self

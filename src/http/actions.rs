@@ -1,0 +1,116 @@
+//! The admin API's view of actions (`Authorization: Bearer ADMIN_TOKEN`): the
+//! loaded actions with their last run, and each action's run records, newest
+//! first and paged by run id. (`POST /actions/reload` belongs with the action
+//! supervisor.)
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admin::admin;
+use super::{ok, ApiError, ApiResult, Shared};
+use crate::actions::data::format_time;
+use crate::store::actions::{self, ActionRow, Run};
+
+/// Runs per page when `limit` is not given.
+const DEFAULT_RUNS_PAGE: usize = 20;
+
+/// The largest page of runs: each run carries up to 16 KiB of output.
+const MAX_RUNS_PAGE: usize = 500;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/actions", web::get().to(list_actions))
+        .route("/actions/{name}/runs", web::get().to(list_runs));
+}
+
+/// A run record as the API shows it.
+pub fn run_json(r: &Run) -> Value {
+    json!({
+        "id": r.id,
+        "action": r.action,
+        "trigger": {"kind": r.trigger_kind, "detail": r.trigger_detail},
+        "device_id": r.device_id,
+        "started_at": format_time(r.started_at),
+        "ended_at": r.ended_at.map(format_time),
+        "duration_ms": r.ended_at.map(|end| end - r.started_at),
+        "outcome": r.outcome,
+        "detail": r.detail,
+        "exit_code": r.exit_code,
+        "stdout": r.stdout,
+        "stderr": r.stderr,
+    })
+}
+
+fn action_json(a: &ActionRow) -> Value {
+    json!({
+        "name": a.name,
+        "enabled": a.enabled,
+        "type": a.definition.get("type"),
+        "trigger": a.definition.get("trigger"),
+        "file": a.file,
+        "line": a.line,
+        "hash": a.hash,
+        "loaded_at": format_time(a.loaded_at),
+        "definition": a.definition,
+        "last_run": a.last_run.as_ref().map(run_json),
+    })
+}
+
+async fn list_actions(req: HttpRequest, broker: Shared) -> ApiResult {
+    admin(&req, &broker)?;
+    let rows = broker.store.read(actions::list_actions).await?;
+    Ok(ok(rows.iter().map(action_json).collect::<Vec<_>>()))
+}
+
+/// `?limit=&before=` as written; parsed by hand for TagoIO-shaped errors.
+#[derive(Deserialize)]
+struct RunsQuery {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+async fn list_runs(req: HttpRequest, broker: Shared, name: web::Path<String>) -> ApiResult {
+    admin(&req, &broker)?;
+    let query = web::Query::<RunsQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_RUNS_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_RUNS_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("limit must be a number from 1 to {MAX_RUNS_PAGE}, got {text:?}"),
+                ))
+            }
+        },
+    };
+    let before = match query.before.as_deref() {
+        None | Some("") => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "before must be a run id (the last id of the previous page), got {text:?}"
+                    ),
+                ))
+            }
+        },
+    };
+    let name = name.into_inner();
+    let (known, runs) = broker
+        .store
+        .read(move |c| {
+            let runs = actions::runs_of(c, &name, limit, before)?;
+            let known = !runs.is_empty() || actions::known(c, &name)?;
+            Ok((known, runs))
+        })
+        .await?;
+    if !known {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such action"));
+    }
+    Ok(ok(runs.iter().map(run_json).collect::<Vec<_>>()))
+}

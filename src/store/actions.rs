@@ -1,0 +1,486 @@
+//! Actions in SQLite: the set loaded from the action files (with the hash of
+//! each definition, so that a change shows) and the record of every run.
+//!
+//! Runs are kept per action up to a count and an age ([`prune`]); the runs of
+//! an action that is no longer loaded stay until pruned, so that its history
+//! can still be read.
+
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::actions::file::ActionDef;
+
+/// How a run ended, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    Ok,
+    Error,
+    Timeout,
+    /// Not run: the queue of waiting runs was full, or the action was
+    /// disabled or reloaded away before its turn.
+    Skipped,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::Error => "error",
+            RunOutcome::Timeout => "timeout",
+            RunOutcome::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunOutcome> {
+        Some(match s {
+            "ok" => RunOutcome::Ok,
+            "error" => RunOutcome::Error,
+            "timeout" => RunOutcome::Timeout,
+            "skipped" => RunOutcome::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+impl From<crate::actions::analysis::Outcome> for RunOutcome {
+    fn from(o: crate::actions::analysis::Outcome) -> RunOutcome {
+        use crate::actions::analysis::Outcome;
+        match o {
+            Outcome::Ok => RunOutcome::Ok,
+            Outcome::Error => RunOutcome::Error,
+            Outcome::Timeout => RunOutcome::Timeout,
+        }
+    }
+}
+
+/// One run, to record or as recorded (`id` is 0 until inserted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    /// The action's name.
+    pub action: String,
+    /// What triggered it: `mqtt_topic`, `schedule`, `device_event` (the
+    /// trigger's key in the action file).
+    pub trigger_kind: String,
+    /// The topic, the scheduled time, or the event (`connect`).
+    pub trigger_detail: String,
+    /// The device whose message or event it was; none for a schedule.
+    pub device_id: Option<String>,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    /// Unix milliseconds; none for a run recorded before it ended.
+    pub ended_at: Option<i64>,
+    pub outcome: RunOutcome,
+    /// One line for people: "exit code 2", "3 items stored", the reason it
+    /// was skipped or rejected.
+    pub detail: String,
+    /// An analysis's exit code, when it exited by itself.
+    pub exit_code: Option<i32>,
+    /// The first kilobytes of an analysis's output.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A loaded action as recorded, with its last run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRow {
+    pub name: String,
+    pub file: String,
+    pub line: i64,
+    pub hash: String,
+    /// [`ActionDef::definition`].
+    pub definition: Value,
+    pub enabled: bool,
+    /// Unix ms when this definition (this hash) was first loaded.
+    pub loaded_at: i64,
+    pub last_run: Option<Run>,
+}
+
+/// What [`sync`] changed, for the reload's log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncSummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
+/// Makes the `actions` table the loaded set `defs`: new ones are inserted,
+/// changed ones (another hash) updated with `loaded_at = at`, moved ones get
+/// their new file and line, and the rest are deleted (their runs stay).
+pub fn sync(conn: &Connection, defs: &[ActionDef], at: i64) -> rusqlite::Result<SyncSummary> {
+    let mut summary = SyncSummary::default();
+    let existing: std::collections::HashMap<String, String> = conn
+        .prepare("SELECT name, hash FROM actions")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO actions (name, file, line, hash, definition, enabled, loaded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(name) DO UPDATE SET
+            file = excluded.file, line = excluded.line, enabled = excluded.enabled,
+            loaded_at = CASE WHEN hash = excluded.hash THEN loaded_at ELSE excluded.loaded_at END,
+            definition = excluded.definition, hash = excluded.hash",
+    )?;
+    for def in defs {
+        match existing.get(&def.name) {
+            None => summary.added.push(def.name.clone()),
+            Some(hash) if *hash != def.hash => summary.changed.push(def.name.clone()),
+            Some(_) => summary.unchanged += 1,
+        }
+        upsert.execute(params![
+            def.name,
+            def.file.display().to_string(),
+            def.line as i64,
+            def.hash,
+            def.definition().to_string(),
+            def.enabled,
+            at
+        ])?;
+    }
+    let loaded: std::collections::HashSet<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+    let mut delete = conn.prepare_cached("DELETE FROM actions WHERE name = ?1")?;
+    let mut gone: Vec<&String> = existing
+        .keys()
+        .filter(|name| !loaded.contains(name.as_str()))
+        .collect();
+    gone.sort();
+    for name in gone {
+        delete.execute(params![name])?;
+        summary.removed.push(name.clone());
+    }
+    Ok(summary)
+}
+
+/// Records a run; returns its id.
+pub fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO action_runs (action, trigger_kind, trigger_detail, device_id, started_at,
+            ended_at, outcome, detail, exit_code, stdout, stderr)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        run.action,
+        run.trigger_kind,
+        run.trigger_detail,
+        run.device_id,
+        run.started_at,
+        run.ended_at,
+        run.outcome.as_str(),
+        run.detail,
+        run.exit_code,
+        run.stdout,
+        run.stderr
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+const RUN_COLUMNS: &str = "id, action, trigger_kind, trigger_detail, device_id, started_at, \
+                           ended_at, outcome, detail, exit_code, stdout, stderr";
+
+fn run_from(r: &Row<'_>, first: usize) -> rusqlite::Result<Run> {
+    let outcome: String = r.get(first + 7)?;
+    Ok(Run {
+        id: r.get(first)?,
+        action: r.get(first + 1)?,
+        trigger_kind: r.get(first + 2)?,
+        trigger_detail: r.get(first + 3)?,
+        device_id: r.get(first + 4)?,
+        started_at: r.get(first + 5)?,
+        ended_at: r.get(first + 6)?,
+        // The table's CHECK admits only the four names.
+        outcome: RunOutcome::parse(&outcome).unwrap_or(RunOutcome::Error),
+        detail: r.get(first + 8)?,
+        exit_code: r.get(first + 9)?,
+        stdout: r.get(first + 10)?,
+        stderr: r.get(first + 11)?,
+    })
+}
+
+/// An action's runs, newest first: at most `limit`, and only those older
+/// than run `before_id` when given (the last id of the previous page).
+pub fn runs_of(
+    conn: &Connection,
+    action: &str,
+    limit: usize,
+    before_id: Option<i64>,
+) -> rusqlite::Result<Vec<Run>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM action_runs
+         WHERE action = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(
+        params![action, before_id.unwrap_or(i64::MAX), limit as i64],
+        |r| run_from(r, 0),
+    )?;
+    rows.collect()
+}
+
+/// Deletes old runs: beyond the newest `keep_per_action` of each action, and
+/// (when `max_age` is given) those started before `now - max_age`. Returns
+/// how many were deleted.
+pub fn prune(
+    conn: &Connection,
+    keep_per_action: usize,
+    max_age: Option<Duration>,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let mut deleted = conn
+        .prepare_cached(
+            "DELETE FROM action_runs WHERE id IN (
+                SELECT id FROM (
+                    SELECT id, ROW_NUMBER() OVER (PARTITION BY action ORDER BY id DESC) AS n
+                    FROM action_runs
+                ) WHERE n > ?1
+            )",
+        )?
+        .execute(params![keep_per_action as i64])?;
+    if let Some(age) = max_age {
+        let cutoff = now.saturating_sub(age.as_millis().min(i64::MAX as u128) as i64);
+        deleted += conn
+            .prepare_cached("DELETE FROM action_runs WHERE started_at < ?1")?
+            .execute(params![cutoff])?;
+    }
+    Ok(deleted)
+}
+
+const ACTION_COLUMNS: &str = "a.name, a.file, a.line, a.hash, a.definition, a.enabled, a.loaded_at";
+
+fn action_from(r: &Row<'_>) -> rusqlite::Result<ActionRow> {
+    let definition: String = r.get(4)?;
+    let last_run = match r.get::<_, Option<i64>>(7)? {
+        Some(_) => Some(run_from(r, 7)?),
+        None => None,
+    };
+    Ok(ActionRow {
+        name: r.get(0)?,
+        file: r.get(1)?,
+        line: r.get(2)?,
+        hash: r.get(3)?,
+        definition: serde_json::from_str(&definition).unwrap_or(Value::Null),
+        enabled: r.get(5)?,
+        loaded_at: r.get(6)?,
+        last_run,
+    })
+}
+
+/// The loaded actions by name, each with its last run.
+pub fn list_actions(conn: &Connection) -> rusqlite::Result<Vec<ActionRow>> {
+    let runs: Vec<String> = RUN_COLUMNS
+        .split(", ")
+        .map(|c| format!("r.{}", c.trim()))
+        .collect();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ACTION_COLUMNS}, {} FROM actions a
+         LEFT JOIN action_runs r
+           ON r.id = (SELECT max(id) FROM action_runs WHERE action = a.name)
+         ORDER BY a.name",
+        runs.join(", ")
+    ))?;
+    let rows = stmt.query_map([], action_from)?;
+    rows.collect()
+}
+
+/// Whether an action of this name is loaded, or has runs on record.
+pub fn known(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    let found: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM actions WHERE name = ?1)
+                OR EXISTS (SELECT 1 FROM action_runs WHERE action = ?1)",
+        )?
+        .query_row(params![name], |r| r.get(0))
+        .optional()?;
+    Ok(found.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::file::load_dir;
+    use rusqlite_migration::{Migrations, M};
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        Migrations::from_slice(
+            &super::super::MIGRATIONS
+                .iter()
+                .map(|s| M::up(s))
+                .collect::<Vec<_>>(),
+        )
+        .to_latest(&mut conn)
+        .unwrap();
+        conn
+    }
+
+    fn defs(text: &str) -> Vec<ActionDef> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), text).unwrap();
+        load_dir(dir.path()).unwrap()
+    }
+
+    fn action(name: &str, topic: &str) -> String {
+        format!(
+            "[[action]]\nname = \"{name}\"\ntrigger = {{ mqtt_topic = [\"{topic}\"] }}\ntype = \"insert_bucket\"\n\n"
+        )
+    }
+
+    fn run(action: &str, started_at: i64, outcome: RunOutcome) -> Run {
+        Run {
+            id: 0,
+            action: action.into(),
+            trigger_kind: "mqtt_topic".into(),
+            trigger_detail: "sensors/t1/temperature".into(),
+            device_id: Some("dev1".into()),
+            started_at,
+            ended_at: Some(started_at + 5),
+            outcome,
+            detail: "1 item stored".into(),
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn sync_adds_updates_and_removes() {
+        let conn = db();
+        let first = defs(&(action("a", "x") + &action("b", "y")));
+        let s = sync(&conn, &first, 1000).unwrap();
+        assert_eq!(s.added, vec!["a", "b"]);
+        assert!(s.changed.is_empty() && s.removed.is_empty());
+
+        // b changes, a only moves down, c is new, nothing is removed.
+        let second =
+            defs(&(format!("\n\n{}", action("a", "x")) + &action("b", "z") + &action("c", "q")));
+        let s = sync(&conn, &second, 2000).unwrap();
+        assert_eq!(s.added, vec!["c"]);
+        assert_eq!(s.changed, vec!["b"]);
+        assert_eq!(s.unchanged, 1);
+        let rows = list_actions(&conn).unwrap();
+        let by = |n: &str| rows.iter().find(|r| r.name == n).unwrap().clone();
+        assert_eq!(
+            by("a").loaded_at,
+            1000,
+            "unchanged definition keeps its time"
+        );
+        assert_eq!(by("a").line, 3, "a moved line is recorded");
+        assert_eq!(by("b").loaded_at, 2000);
+        assert_eq!(by("b").hash, second[1].hash);
+        assert_eq!(by("b").definition["trigger"]["mqtt_topic"][0], "z");
+        assert!(by("c").enabled);
+
+        let s = sync(&conn, &second[..1], 3000).unwrap();
+        assert_eq!(s.removed, vec!["b", "c"]);
+        let names: Vec<String> = list_actions(&conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, vec!["a"]);
+    }
+
+    #[test]
+    fn runs_are_paged_newest_first() {
+        let conn = db();
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(insert_run(&conn, &run("a", 1000 + i, RunOutcome::Ok)).unwrap());
+        }
+        insert_run(&conn, &run("other", 5000, RunOutcome::Error)).unwrap();
+        let page = runs_of(&conn, "a", 2, None).unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![ids[4], ids[3]]
+        );
+        assert_eq!(
+            page[0],
+            Run {
+                id: ids[4],
+                ..run("a", 1004, RunOutcome::Ok)
+            }
+        );
+        let next = runs_of(&conn, "a", 2, Some(page[1].id)).unwrap();
+        assert_eq!(
+            next.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![ids[2], ids[1]]
+        );
+        let last = runs_of(&conn, "a", 2, Some(next[1].id)).unwrap();
+        assert_eq!(last.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[0]]);
+        assert!(runs_of(&conn, "nobody", 10, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_outcome_and_field_round_trips() {
+        let conn = db();
+        for outcome in [
+            RunOutcome::Ok,
+            RunOutcome::Error,
+            RunOutcome::Timeout,
+            RunOutcome::Skipped,
+        ] {
+            let mut r = run("a", 1, outcome);
+            r.device_id = None;
+            r.ended_at = None;
+            r.exit_code = Some(2);
+            r.stdout = "out".into();
+            r.stderr = "err ✓".into();
+            let id = insert_run(&conn, &r).unwrap();
+            let back = runs_of(&conn, "a", 1, None).unwrap().remove(0);
+            assert_eq!(back, Run { id, ..r });
+        }
+        assert!(conn
+            .execute(
+                "INSERT INTO action_runs (action, trigger_kind, trigger_detail, started_at, outcome) VALUES ('a', 'x', 'y', 1, 'maybe')",
+                [],
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn list_actions_carries_the_last_run() {
+        let conn = db();
+        sync(&conn, &defs(&(action("a", "x") + &action("b", "y"))), 1).unwrap();
+        insert_run(&conn, &run("a", 10, RunOutcome::Ok)).unwrap();
+        let last = insert_run(&conn, &run("a", 20, RunOutcome::Timeout)).unwrap();
+        let rows = list_actions(&conn).unwrap();
+        assert_eq!(rows[0].name, "a");
+        let lr = rows[0].last_run.as_ref().unwrap();
+        assert_eq!((lr.id, lr.outcome), (last, RunOutcome::Timeout));
+        assert_eq!(rows[1].last_run, None);
+        assert!(known(&conn, "a").unwrap());
+        assert!(!known(&conn, "zzz").unwrap());
+        // A removed action with runs is still known.
+        sync(&conn, &[], 2).unwrap();
+        assert!(known(&conn, "a").unwrap());
+        assert!(!known(&conn, "b").unwrap());
+    }
+
+    #[test]
+    fn prune_by_count_per_action_and_by_age() {
+        let conn = db();
+        for i in 0..10 {
+            insert_run(&conn, &run("a", 1000 + i, RunOutcome::Ok)).unwrap();
+            insert_run(&conn, &run("b", 1000 + i, RunOutcome::Ok)).unwrap();
+        }
+        insert_run(&conn, &run("c", 50_000, RunOutcome::Ok)).unwrap();
+        assert_eq!(prune(&conn, 3, None, 60_000).unwrap(), 14);
+        let a: Vec<i64> = runs_of(&conn, "a", 100, None)
+            .unwrap()
+            .iter()
+            .map(|r| r.started_at)
+            .collect();
+        assert_eq!(a, vec![1009, 1008, 1007]);
+        assert_eq!(runs_of(&conn, "c", 100, None).unwrap().len(), 1);
+        // Older than 20 s at t = 60 s: everything of a and b.
+        assert_eq!(
+            prune(&conn, 3, Some(Duration::from_secs(20)), 60_000).unwrap(),
+            6
+        );
+        assert!(runs_of(&conn, "a", 100, None).unwrap().is_empty());
+        assert_eq!(runs_of(&conn, "c", 100, None).unwrap().len(), 1);
+    }
+}
