@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::config::{parse_duration, Config, ADMIN_TOKEN_ENV};
@@ -169,27 +169,8 @@ impl ActionsCommand {
     }
 }
 
-/// A token's permission.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    /// Read and write.
-    Full,
-    /// Write only (send data).
-    Write,
-    /// Read only.
-    Read,
-}
-
-impl Permission {
-    /// The name the admin API uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::Full => "full",
-            Permission::Write => "write",
-            Permission::Read => "read",
-        }
-    }
-}
+/// A token's permission (the store's type, which clap reads too).
+pub use crate::store::devices::Permission;
 
 /// A device tag given as `--tag KEY=VALUE`.
 #[derive(Debug, Clone, PartialEq, Eq)]

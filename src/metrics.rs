@@ -25,6 +25,12 @@ impl Counter {
 pub struct Gauge(AtomicI64);
 
 impl Gauge {
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn max(&self, v: i64) {
+        self.0.fetch_max(v, Ordering::Relaxed);
+    }
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
@@ -52,7 +58,19 @@ pub struct Metrics {
     /// Subscribers disconnected for staying full past `slow_subscriber_timeout`.
     pub slow_consumers: Counter,
     pub store_commits: Counter,
+    /// Total time spent in COMMIT, microseconds, and the longest one.
+    pub store_commit_micros: Counter,
+    pub store_commit_max_micros: Gauge,
+    /// Jobs committed (group commit: many per transaction).
+    pub store_jobs: Counter,
     pub connections_refused: Counter,
+    /// Messages waiting in connected subscribers' in-memory queues.
+    pub queued_messages: Gauge,
+    /// Action runs by outcome.
+    pub runs_ok: Counter,
+    pub runs_error: Counter,
+    pub runs_timeout: Counter,
+    pub runs_skipped: Counter,
 }
 
 pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::default);

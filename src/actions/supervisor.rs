@@ -212,10 +212,10 @@ impl Supervisor {
         let Trigger::Schedule { schedule, .. } = &def.trigger else {
             return;
         };
-        let Some(next) = schedule.upcoming(chrono::Utc).next() else {
+        let Some(next) = schedule.upcoming(chrono::Local).next() else {
             return;
         };
-        let delay = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        let delay = (next - chrono::Local::now()).to_std().unwrap_or_default();
         let name: Arc<str> = def.name.as_str().into();
         let hash = def.hash.clone();
         let handle = ctx.run_later(delay, move |act, ctx| {
@@ -452,6 +452,7 @@ async fn on_publish(
         })
         .collect();
     let items = parsed.items;
+    let outcomes: Vec<RunOutcome> = runs.iter().map(|r| r.outcome).collect();
     let result = cfg
         .store
         .write(move |c| {
@@ -462,6 +463,7 @@ async fn on_publish(
         .await;
     match result {
         Ok(()) => {
+            outcomes.into_iter().for_each(count_run);
             for d in &stored_by {
                 device.watch.emit("action", json!({"action": d.name, "type": "insert_bucket", "outcome": "ok", "detail": format!("{n} items stored")}));
             }
@@ -471,6 +473,16 @@ async fn on_publish(
             tracing::error!(device = %device.name, topic = %topic, error = %e, "data not stored");
             false
         }
+    }
+}
+
+fn count_run(outcome: RunOutcome) {
+    let m = &crate::metrics::METRICS;
+    match outcome {
+        RunOutcome::Ok => m.runs_ok.inc(),
+        RunOutcome::Error => m.runs_error.inc(),
+        RunOutcome::Timeout => m.runs_timeout.inc(),
+        RunOutcome::Skipped => m.runs_skipped.inc(),
     }
 }
 
@@ -584,6 +596,7 @@ impl Run {
                     json!({"action": rec.action, "type": self.def.kind.type_name(), "outcome": rec.outcome.as_str(), "detail": rec.detail}),
                 );
             }
+            count_run(rec.outcome);
             cfg.store.write_detached("record run", move |c| {
                 records::insert_run(c, &rec).map(|_| ())
             });

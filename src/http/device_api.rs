@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use super::{admin, fail, ok, ApiError, Shared};
 use crate::actions::data::{self, format_time, parse_date, validate, DataError};
-use crate::actions::parser::{run_parser, ParserDevice, ParserLimits};
+use crate::actions::ingest;
 use crate::device::limits::Kind;
 use crate::device::{AuthError, Identity};
 use crate::store::data::{Answer, DataQuery, Edit, Mode};
@@ -185,55 +185,29 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u
 async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> Answered {
     let who = device(&req, &broker)?;
     let body = read_body(&req, payload).await?;
-    let mut items = data::parse_items(&body)?;
-
-    let id = who.device_id.clone();
-    let stored_device = broker
-        .store
-        .read(move |c| devices::device_by_id(c, &id))
-        .await?
+    let device = broker
+        .auth
+        .device(&who.device_id)
         .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
-    if let Some(source) = stored_device.parser.clone() {
-        let parser_device = ParserDevice {
-            id: stored_device.id.clone(),
-            name: stored_device.name.clone(),
-            tags: stored_device
-                .tags
-                .iter()
-                .map(|t| (t.key.clone(), t.value.clone()))
-                .collect(),
-            params: stored_device
-                .params
-                .iter()
-                .map(|p| (p.key.clone(), p.value.clone()))
-                .collect(),
-        };
-        let parsed = web::block(move || {
-            run_parser(
-                &source,
-                &items,
-                &body,
-                &parser_device,
-                &ParserLimits::default(),
-            )
-        })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        match parsed {
-            Ok(out) => {
-                for line in &out.logs {
-                    tracing::debug!(device = %who.device_name, "parser: {line}");
-                }
-                items = out.payload;
+    let parsed = ingest::from_body(device.clone(), body.into()).await;
+    let items = match parsed {
+        Ok(p) => {
+            if !p.logs.is_empty() {
+                device.watch.emit(
+                    "parser",
+                    serde_json::json!({"source": "POST /data", "logs": p.logs}),
+                );
             }
-            Err(e) => {
-                tracing::info!(device = %who.device_name, error = %e.message, "payload parser failed");
-                return Err(Refusal::bad(format!("payload parser: {}", e.message)));
-            }
+            p.items
         }
-    }
-
-    let items = validate(items, &who.device_id, now_ms())?;
+        Err(rejected) => {
+            device.watch.emit(
+                "parser",
+                serde_json::json!({"source": "POST /data", "error": rejected.reason, "logs": rejected.logs}),
+            );
+            return Err(Refusal::bad(rejected.reason));
+        }
+    };
     let added = items.len();
     if added > 0 {
         broker
@@ -241,9 +215,7 @@ async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> A
             .write(move |c| stored::insert(c, &items))
             .await?;
     }
-    if let Some(d) = broker.auth.device(&who.device_id) {
-        d.touch();
-    }
+    device.touch();
     Ok(ok(format!("{added} Data Added")))
 }
 

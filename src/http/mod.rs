@@ -1,5 +1,5 @@
-//! The HTTP side (`[http] listen`): liveness, metrics and the admin API, on
-//! actix-web inside the broker's actix system.
+//! The HTTP side (`[http] listen`): liveness, metrics, the admin API and the
+//! web page, on actix-web inside the broker's actix system.
 //!
 //! Every JSON answer has TagoIO's shape: `{"status":true,"result":…}` or
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
@@ -8,6 +8,7 @@ mod actions;
 mod admin;
 mod device_api;
 mod live;
+mod page;
 pub mod services;
 
 use std::fmt::Write as _;
@@ -94,6 +95,7 @@ pub fn start(
             .configure(live::routes)
             .configure(actions::routes)
             .configure(device_api::routes)
+            .configure(page::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
@@ -195,6 +197,30 @@ async fn metrics(broker: Shared) -> HttpResponse {
         "SQLite transactions committed",
         m.store_commits.get().to_string(),
     );
+    metric(
+        "store_jobs_total",
+        "counter",
+        "writes committed (many per transaction)",
+        m.store_jobs.get().to_string(),
+    );
+    metric(
+        "store_commit_seconds_total",
+        "counter",
+        "time spent committing",
+        format!("{:.6}", m.store_commit_micros.get() as f64 / 1e6),
+    );
+    metric(
+        "store_commit_seconds_max",
+        "gauge",
+        "the longest commit since start",
+        format!("{:.6}", m.store_commit_max_micros.get() as f64 / 1e6),
+    );
+    metric(
+        "queued_messages",
+        "gauge",
+        "messages waiting in connected subscribers' queues",
+        m.queued_messages.get().to_string(),
+    );
     let _ = writeln!(
         out,
         "# HELP brook_messages_dropped_total messages dropped, by reason\n# TYPE brook_messages_dropped_total counter\n\
@@ -205,6 +231,18 @@ async fn metrics(broker: Shared) -> HttpResponse {
         m.dropped_queue_overflow.get(),
         m.dropped_acl.get()
     );
+    let _ = writeln!(
+        out,
+        "# HELP brook_action_runs_total action runs, by outcome\n# TYPE brook_action_runs_total counter"
+    );
+    for (outcome, n) in [
+        ("ok", m.runs_ok.get()),
+        ("error", m.runs_error.get()),
+        ("timeout", m.runs_timeout.get()),
+        ("skipped", m.runs_skipped.get()),
+    ] {
+        let _ = writeln!(out, "brook_action_runs_total{{outcome=\"{outcome}\"}} {n}");
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

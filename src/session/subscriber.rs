@@ -154,6 +154,7 @@ impl Subscriber {
             let commit = persist.then(|| self.enqueue_row(&d));
             let was_empty = g.queue.is_empty();
             g.queue.push_back(d);
+            METRICS.queued_messages.inc();
             drop(g);
             if was_empty {
                 self.items.notify_one();
@@ -200,6 +201,7 @@ impl Subscriber {
         let mut g = self.inner.lock();
         let n = max.min(g.queue.len());
         out.extend(g.queue.drain(..n));
+        METRICS.queued_messages.add(-(n as i64));
         if n > 0 && g.full_since.is_some() {
             if g.queue.len() <= self.capacity / 2 {
                 g.full_since = None;
@@ -234,6 +236,7 @@ impl Subscriber {
         g.generation += 1;
         g.online = true;
         g.slow = false;
+        METRICS.queued_messages.add(-(g.queue.len() as i64));
         g.queue.clear();
         g.full_since = None;
         g.offline_count = 0;
@@ -248,6 +251,7 @@ impl Subscriber {
             return;
         }
         g.online = false;
+        METRICS.queued_messages.add(-(g.queue.len() as i64));
         g.queue.clear();
         g.full_since = None;
         g.offline_count = unacked;
@@ -270,6 +274,7 @@ impl Subscriber {
             .iter()
             .filter(|d| !(self.persistent && d.qos > 0))
             .count();
+        METRICS.queued_messages.add(-(g.queue.len() as i64));
         g.queue.clear();
         g.full_since = None;
         drop(g);

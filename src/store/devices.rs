@@ -36,11 +36,16 @@ pub struct Device {
     pub last_output: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a token may do over HTTP: `full` reads and writes, `write` only
+/// sends data, `read` only reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
+    /// Read and write.
     Full,
+    /// Write only (send data).
     Write,
+    /// Read only.
     Read,
 }
 

@@ -248,10 +248,17 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
             continue;
         }
+        let jobs = batch.len() as u64;
         for job in batch.drain(..) {
             completions.push(job(&conn));
         }
+        let commit_started = std::time::Instant::now();
         let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let took = commit_started.elapsed().as_micros() as u64;
+        let m = &crate::metrics::METRICS;
+        m.store_commit_micros.add(took);
+        m.store_commit_max_micros.max(took as i64);
+        m.store_jobs.add(jobs);
         if let Err(e) = &committed {
             tracing::error!(error = %e, "commit failed");
             let _ = conn.execute_batch("ROLLBACK");

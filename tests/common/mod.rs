@@ -585,9 +585,15 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Finds `tool` on PATH. When missing: under CI (env `CI` set) panics, else
-/// prints a skip line to stderr and returns None so the test can return.
+/// Finds `tool` (from mosquitto-clients) on PATH; see [`require_tool_from`].
 pub fn require_tool(tool: &str) -> Option<PathBuf> {
+    require_tool_from(tool, "mosquitto-clients")
+}
+
+/// Finds `tool`, which Debian's `package` provides, on PATH. When missing:
+/// under CI (env `CI` set) panics, else prints a skip line to stderr and
+/// returns None so the test can return.
+pub fn require_tool_from(tool: &str, package: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(tool))
@@ -595,9 +601,9 @@ pub fn require_tool(tool: &str) -> Option<PathBuf> {
     });
     if found.is_none() {
         if std::env::var_os("CI").is_some() {
-            panic!("{tool} not found; .ci/run installs mosquitto-clients");
+            panic!("{tool} not found; .ci/run installs {package}");
         }
-        eprintln!("skipping: {tool} not found (apt-get install mosquitto-clients)");
+        eprintln!("skipping: {tool} not found (apt-get install {package})");
     }
     found
 }
