@@ -63,30 +63,27 @@ fi
 WORK="$(mktemp -d /tmp/brook-bench.XXXXXX)"
 mkdir -p "$TARGET/bench"
 RESULTS="$TARGET/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+ADMIN="bench-admin-$RANDOM$RANDOM"
 BROOK_PID=""
 MOSQ_PID=""
-cleanup() {
-    [ -n "$BROOK_PID" ] && kill "$BROOK_PID" 2>/dev/null && wait "$BROOK_PID" 2>/dev/null
-    [ -n "$MOSQ_PID" ] && kill "$MOSQ_PID" 2>/dev/null && wait "$MOSQ_PID" 2>/dev/null
-    if [ "$KEEP" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+BROOK_RUNS=0
 
-# ---- brook
-B_MQTT=$("$BENCH" free-port)
-B_HTTP=$("$BENCH" free-port)
-ADMIN="bench-admin-$RANDOM$RANDOM"
-mkdir -p "$WORK/brook/data" "$WORK/brook/actions"
-cat >"$WORK/brook/actions/bench.toml" <<'EOF'
+start_brokers() { # fresh processes; brook gets a new data dir, device and token
+    BROOK_RUNS=$((BROOK_RUNS + 1))
+    local dir="$WORK/brook$BROOK_RUNS"
+    B_MQTT=$("$BENCH" free-port)
+    B_HTTP=$("$BENCH" free-port)
+    mkdir -p "$dir/data" "$dir/actions"
+    cat >"$dir/actions/bench.toml" <<'EOF'
 [[action]]
 name = "bench-store"
 devices = ["*"]
 trigger = { mqtt_topic = ["bench/durable/#"] }
 type = "insert_bucket"
 EOF
-cat >"$WORK/brook/config.toml" <<EOF
+    cat >"$dir/config.toml" <<EOF
 [server]
-data_dir = "$WORK/brook/data"
+data_dir = "$dir/data"
 
 [mqtt]
 listen = "127.0.0.1:$B_MQTT"
@@ -96,21 +93,20 @@ listen = "127.0.0.1:$B_HTTP"
 admin_token = "$ADMIN"
 
 [actions]
-dir = "$WORK/brook/actions"
+dir = "$dir/actions"
 
 [log]
 level = "warn"
 EOF
-"$BROOK" serve --config "$WORK/brook/config.toml" >"$WORK/brook.log" 2>&1 &
-BROOK_PID=$!
-if ! "$BENCH" wait-http "http://127.0.0.1:$B_HTTP/health" --seconds 30; then
-    echo "brook did not start; its log:" >&2; cat "$WORK/brook.log" >&2; exit 1
-fi
-TOKEN=$("$BENCH" --http "http://127.0.0.1:$B_HTTP" create-device --admin-token "$ADMIN" --name bench)
+    "$BROOK" serve --config "$dir/config.toml" >>"$WORK/brook.log" 2>&1 &
+    BROOK_PID=$!
+    if ! "$BENCH" wait-http "http://127.0.0.1:$B_HTTP/health" --seconds 30; then
+        echo "brook did not start; its log:" >&2; cat "$WORK/brook.log" >&2; exit 1
+    fi
+    TOKEN=$("$BENCH" --http "http://127.0.0.1:$B_HTTP" create-device --admin-token "$ADMIN" --name bench)
 
-# ---- mosquitto
-M_PORT=$("$BENCH" free-port)
-cat >"$WORK/mosquitto.conf" <<EOF
+    M_PORT=$("$BENCH" free-port)
+    cat >"$WORK/mosquitto.conf" <<EOF
 listener $M_PORT 127.0.0.1
 allow_anonymous true
 max_queued_messages 0
@@ -120,15 +116,29 @@ log_dest stderr
 log_type error
 log_type warning
 EOF
-"$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-MOSQ_PID=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$M_PORT") 2>/dev/null && break
-    sleep 0.1
-done
-if ! kill -0 "$MOSQ_PID" 2>/dev/null; then
-    echo "mosquitto did not start; its log:" >&2; cat "$WORK/mosquitto.log" >&2; exit 1
-fi
+    "$MOSQUITTO" -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+    MOSQ_PID=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$M_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    if ! kill -0 "$MOSQ_PID" 2>/dev/null; then
+        echo "mosquitto did not start; its log:" >&2; cat "$WORK/mosquitto.log" >&2; exit 1
+    fi
+}
+
+stop_brokers() {
+    if [ -n "$BROOK_PID" ]; then kill "$BROOK_PID" 2>/dev/null; wait "$BROOK_PID" 2>/dev/null || true; fi
+    if [ -n "$MOSQ_PID" ]; then kill "$MOSQ_PID" 2>/dev/null; wait "$MOSQ_PID" 2>/dev/null || true; fi
+    BROOK_PID=""
+    MOSQ_PID=""
+}
+
+cleanup() {
+    stop_brokers
+    if [ "$KEEP" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
 
 run() { # run BROKER SCENARIO ARGS...
     local broker="$1"; shift
@@ -153,18 +163,28 @@ run() { # run BROKER SCENARIO ARGS...
     fi
 }
 
-SCENARIOS=(
+# Memory figures (connections, slow) are taken on freshly started brokers:
+# an allocator keeps what an earlier scenario used, which would hide growth.
+FRESH=(
     "connections --clients $CONN --max-seconds 120"
+    "slow --qos 1 --publishers 4 --duration $SLOW_D --max-seconds 120"
+)
+SCENARIOS=(
     "fanin --qos 0 --publishers 4 --messages $FANIN_N --size 64"
     "fanin --qos 1 --publishers 4 --messages $FANIN_N --size 64 --window 100"
     "latency --qos 0 --rate 1000 --duration $LAT_D --warmup 1"
     "latency --qos 1 --rate 1000 --duration $LAT_D --warmup 1"
-    "slow --qos 1 --publishers 4 --duration $SLOW_D --max-seconds 120"
 )
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
     if [ $((round % 2)) = 1 ]; then ORDER=(brook mosquitto); else ORDER=(mosquitto brook); fi
     echo "== round $round of $ROUNDS (${ORDER[0]} first)" >&2
+    for s in "${FRESH[@]}"; do
+        stop_brokers
+        start_brokers
+        # shellcheck disable=SC2086
+        for b in "${ORDER[@]}"; do run "$b" $s; done
+    done
     for s in "${SCENARIOS[@]}"; do
         # shellcheck disable=SC2086
         for b in "${ORDER[@]}"; do run "$b" $s; done
@@ -172,6 +192,7 @@ for round in $(seq "$ROUNDS"); do
     run brook durable --publishers 4 --messages "$DUR_N"
     run brook durable --publishers 4 --messages "$DUR_N" --tago-topic
 done
+stop_brokers
 
 echo >&2
 echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $ROUNDS round(s) in $(( $(date +%s) - START )) s; raw lines: $RESULTS"

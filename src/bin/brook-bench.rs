@@ -563,7 +563,7 @@ async fn connections(c: &Common, a: &ConnectionsArgs) -> Result<Value> {
     }
     tokio::time::sleep(settle + Duration::from_secs(1)).await;
     let rss_after = rss_kb(c.broker_pid);
-    let per_conn = match (rss_before, rss_connected) {
+    let per_conn = |with: Option<u64>| match (rss_before, with) {
         (Some(b), Some(w)) if connected > 0 => {
             Some(round3((w as f64 - b as f64) / connected as f64))
         }
@@ -582,7 +582,8 @@ async fn connections(c: &Common, a: &ConnectionsArgs) -> Result<Value> {
         "rss_before_kb": rss_before,
         "rss_connected_kb": rss_connected,
         "rss_after_kb": rss_after,
-        "kb_per_connection": per_conn,
+        "kb_per_connection": per_conn(rss_connected),
+        "kb_per_connection_after_leaving": per_conn(rss_after),
     }))
 }
 
@@ -741,6 +742,7 @@ async fn durable(c: &Common, a: &DurableArgs) -> Result<Value> {
 
 struct Phase {
     pub_per_s: f64,
+    tail_pub_per_s: f64,
     recv_per_s: f64,
     sent: u64,
     acked: u64,
@@ -855,8 +857,18 @@ async fn slow_phase(c: &Common, a: &SlowArgs, with_slow: bool, deadline: Instant
     let sent: u64 = pubs.iter().map(|p| p.sent).sum();
     let acked: u64 = pubs.iter().map(|p| p.acked).sum();
     let per_sample: Vec<u64> = acked_samples.windows(2).map(|w| w[1] - w[0]).collect();
+    // The last third of the phase: after brook's slow_subscriber_timeout
+    // (10 s of 15 by default) has let the publishers go.
+    let third = per_sample.len() / 3;
+    let tail_secs = third as f64 * a.sample_ms as f64 / 1000.0;
+    let tail_pub_per_s = if third > 0 {
+        (per_sample[per_sample.len() - third..].iter().sum::<u64>() as f64 / tail_secs).round()
+    } else {
+        0.0
+    };
     Ok(Phase {
         pub_per_s: (acked_at_stop as f64 / a.duration).round(),
+        tail_pub_per_s,
         recv_per_s: rate(sub.unique, base, sub.last),
         sent,
         acked,
@@ -887,6 +899,13 @@ async fn slow(c: &Common, a: &SlowArgs) -> Result<Value> {
         "slow_pub_per_s": slow.pub_per_s,
         "slow_pub_ratio": if baseline.pub_per_s > 0.0 {
             json!(round3(slow.pub_per_s / baseline.pub_per_s))
+        } else {
+            Value::Null
+        },
+        "baseline_tail_pub_per_s": baseline.tail_pub_per_s,
+        "slow_tail_pub_per_s": slow.tail_pub_per_s,
+        "slow_tail_ratio": if baseline.tail_pub_per_s > 0.0 {
+            json!(round3(slow.tail_pub_per_s / baseline.tail_pub_per_s))
         } else {
             Value::Null
         },

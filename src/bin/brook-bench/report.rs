@@ -28,11 +28,16 @@ fn figures(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("rss_connected_kb", "RSS all connected, KB"),
             ("rss_after_kb", "RSS after they left, KB"),
             ("kb_per_connection", "KB per connection (lower is better)"),
+            (
+                "kb_per_connection_after_leaving",
+                "KB per connection kept after leaving",
+            ),
         ],
         "slow" => &[
             ("baseline_pub_per_s", "published msg/s, no slow sub"),
             ("slow_pub_per_s", "published msg/s, slow sub"),
             ("slow_pub_ratio", "slow / no-slow speed (higher is better)"),
+            ("slow_tail_ratio", "same, last third of the run"),
             ("lost", "lost (normal subscriber)"),
             ("slow_sub_disconnected", "slow sub disconnected (1 = yes)"),
             ("rss_start_kb", "RSS at start, KB"),
