@@ -1,0 +1,339 @@
+//! The two kinds of client every scenario is made of: a publisher (one
+//! topic, QoS 0 or 1, a window of unacknowledged messages, optionally a fixed
+//! rate) and a counting subscriber (sequence numbers per publisher: lost,
+//! duplicated, out of order; send timestamps: latency).
+
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::wire::{self, PUBACK, PUBLISH, PUBREC};
+
+/// Bytes at the start of every binary payload: publisher index (u32),
+/// sequence number (u64), send time in ns since the run's base (u64).
+pub const HEADER: usize = 20;
+
+/// Messages encoded into one write when nothing limits the rate.
+const BATCH: usize = 64;
+
+#[derive(Clone)]
+pub enum Payload {
+    /// `HEADER` bytes, then zeros up to `size`.
+    Binary { size: usize },
+    /// A TagoIO data item `{"variable": NAME, "value": SEQ}` (for
+    /// `insert_bucket`).
+    Json { variable: String },
+}
+
+pub struct PubSpec {
+    pub index: u32,
+    pub topic: String,
+    pub qos: u8,
+    /// Messages to send; `None` = until `stop_sending`.
+    pub count: Option<u64>,
+    /// QoS 1: most unacknowledged messages at once.
+    pub window: usize,
+    /// Messages per second; `None` = as fast as the window allows.
+    pub rate: Option<f64>,
+    pub payload: Payload,
+    /// Time origin for the timestamps in the payload.
+    pub base: Instant,
+    /// No new message after this.
+    pub stop_sending: Instant,
+    /// Give up waiting for acknowledgements after this.
+    pub give_up: Instant,
+    /// Messages acknowledged (QoS 1) or written (QoS 0) so far, for samplers.
+    pub progress: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PubResult {
+    pub sent: u64,
+    pub acked: u64,
+    /// The last acknowledgement (QoS 1) or the last write (QoS 0).
+    pub finished: Option<Instant>,
+    pub timed_out: bool,
+}
+
+fn now_ns(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}
+
+fn encode(spec: &PubSpec, out: &mut BytesMut, scratch: &mut Vec<u8>, seq: u64, id: u16) {
+    scratch.clear();
+    match &spec.payload {
+        Payload::Binary { size } => {
+            scratch.extend_from_slice(&spec.index.to_be_bytes());
+            scratch.extend_from_slice(&seq.to_be_bytes());
+            scratch.extend_from_slice(&now_ns(spec.base).to_be_bytes());
+            scratch.resize((*size).max(HEADER), 0);
+        }
+        Payload::Json { variable } => {
+            scratch.extend_from_slice(
+                format!("{{\"variable\":\"{variable}\",\"value\":{seq}}}").as_bytes(),
+            );
+        }
+    }
+    wire::publish(out, &spec.topic, spec.qos, id, scratch);
+}
+
+/// Runs one publisher on an open connection until its count is sent and
+/// acknowledged, or its deadlines pass.
+pub async fn publisher(
+    mut stream: TcpStream,
+    mut inbuf: BytesMut,
+    spec: PubSpec,
+) -> Result<PubResult> {
+    let mut res = PubResult::default();
+    let mut out = BytesMut::with_capacity(BATCH * 128);
+    let mut scratch = Vec::with_capacity(256);
+    let mut inflight = 0usize;
+    let mut next_id: u16 = 0;
+    let window = if spec.qos == 0 {
+        usize::MAX
+    } else {
+        spec.window.max(1)
+    };
+    let mut acks = BytesMut::new();
+    loop {
+        let now = Instant::now();
+        let more = spec.count.is_none_or(|c| res.sent < c) && now < spec.stop_sending;
+        if !more && inflight == 0 {
+            break;
+        }
+        if now >= spec.give_up {
+            res.timed_out = true;
+            break;
+        }
+        let room = window.saturating_sub(inflight);
+        if more && room > 0 {
+            let mut n = room.min(BATCH);
+            if let Some(c) = spec.count {
+                n = n.min((c - res.sent) as usize);
+            }
+            if let Some(rate) = spec.rate {
+                // The next message's slot; wait for it (reading acks meanwhile
+                // would be nicer but they wait in the socket just as well).
+                let due = spec.base + Duration::from_secs_f64(res.sent as f64 / rate);
+                if due > now {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                n = 1;
+            }
+            for _ in 0..n {
+                next_id = next_id.wrapping_add(1).max(1);
+                encode(&spec, &mut out, &mut scratch, res.sent, next_id);
+                res.sent += 1;
+            }
+            stream.write_all(&out).await?;
+            out.clear();
+            if spec.qos == 0 {
+                res.acked = res.sent;
+                res.finished = Some(Instant::now());
+                spec.progress.fetch_add(n as u64, Ordering::Relaxed);
+            } else {
+                inflight += n;
+            }
+        }
+        if spec.qos == 0 && spec.rate.is_none() {
+            continue;
+        }
+        // Read what has arrived; block only when nothing else can be done.
+        let must_wait = inflight > 0 && (inflight >= window || !more);
+        if must_wait {
+            let left = spec.give_up.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, stream.read_buf(&mut inbuf)).await {
+                Ok(Ok(0)) => bail!("publisher {}: connection closed", spec.index),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => continue, // give_up reached; checked above
+            }
+        } else {
+            match stream.try_read_buf(&mut inbuf) {
+                Ok(0) => bail!("publisher {}: connection closed", spec.index),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        while let Some(p) = wire::next_packet(&mut inbuf)? {
+            match p.kind() {
+                PUBACK => {
+                    inflight = inflight.saturating_sub(1);
+                    res.acked += 1;
+                    res.finished = Some(Instant::now());
+                    spec.progress.fetch_add(1, Ordering::Relaxed);
+                }
+                PUBREC => wire::ack(&mut acks, wire::PUBREL, p.ack_id()),
+                _ => {}
+            }
+        }
+        if !acks.is_empty() {
+            stream.write_all(&acks).await?;
+            acks.clear();
+        }
+    }
+    let mut bye = BytesMut::new();
+    wire::disconnect(&mut bye);
+    let _ = stream.write_all(&bye).await;
+    Ok(res)
+}
+
+/// A growable bitset of the sequence numbers seen from one publisher.
+#[derive(Default)]
+struct Seen {
+    bits: Vec<u64>,
+    unique: u64,
+    max: Option<u64>,
+}
+
+impl Seen {
+    /// true when `seq` was new.
+    fn insert(&mut self, seq: u64) -> bool {
+        let (w, b) = ((seq / 64) as usize, seq % 64);
+        if w >= self.bits.len() {
+            self.bits.resize(w + 1, 0);
+        }
+        let was = self.bits[w] & (1 << b) != 0;
+        self.bits[w] |= 1 << b;
+        if !was {
+            self.unique += 1;
+        }
+        !was
+    }
+}
+
+pub struct SubSpec {
+    pub publishers: usize,
+    /// Messages expected in all; `None` = unknown (stop on idle or deadline).
+    pub expected: Option<u64>,
+    pub base: Instant,
+    /// Latency samples are kept for sequence numbers from this one on.
+    pub latency_from_seq: Option<u64>,
+    /// Set when the publishers are done; then `idle` without a message ends
+    /// the subscriber.
+    pub publishers_done: Arc<AtomicBool>,
+    pub idle: Duration,
+    pub give_up: Instant,
+    pub progress: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Default)]
+pub struct SubResult {
+    pub received: u64,
+    pub unique: u64,
+    pub dup: u64,
+    pub out_of_order: u64,
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
+    /// Per publisher: unique messages received.
+    pub per_publisher: Vec<u64>,
+    /// Latencies in µs.
+    pub latencies_us: Vec<u64>,
+    pub timed_out: bool,
+}
+
+/// Counts what arrives on an open, subscribed connection.
+pub async fn subscriber(
+    mut stream: TcpStream,
+    mut inbuf: BytesMut,
+    spec: SubSpec,
+) -> Result<SubResult> {
+    let mut res = SubResult::default();
+    let mut seen: Vec<Seen> = (0..spec.publishers).map(|_| Seen::default()).collect();
+    let mut acks = BytesMut::with_capacity(4096);
+    let mut last_activity = Instant::now();
+    loop {
+        while let Some(p) = wire::next_packet(&mut inbuf)? {
+            match p.kind() {
+                PUBLISH => {
+                    let (qos, id, payload) = p.publish()?;
+                    let now = Instant::now();
+                    res.first.get_or_insert(now);
+                    res.last = Some(now);
+                    res.received += 1;
+                    if qos == 1 {
+                        wire::ack(&mut acks, PUBACK, id);
+                    } else if qos == 2 {
+                        wire::ack(&mut acks, PUBREC, id);
+                    }
+                    if payload.len() < 12 {
+                        continue;
+                    }
+                    let publisher = u32::from_be_bytes(payload[0..4].try_into()?) as usize;
+                    let seq = u64::from_be_bytes(payload[4..12].try_into()?);
+                    let Some(s) = seen.get_mut(publisher) else {
+                        continue;
+                    };
+                    if !s.insert(seq) {
+                        res.dup += 1;
+                        continue;
+                    }
+                    if s.max.is_some_and(|m| seq < m) {
+                        res.out_of_order += 1;
+                    }
+                    s.max = Some(s.max.map_or(seq, |m| m.max(seq)));
+                    res.unique += 1;
+                    spec.progress.store(res.unique, Ordering::Relaxed);
+                    if let (Some(from), true) = (spec.latency_from_seq, payload.len() >= HEADER) {
+                        if seq >= from {
+                            let sent = u64::from_be_bytes(payload[12..20].try_into()?);
+                            let lat = now.duration_since(spec.base).as_nanos() as u64;
+                            res.latencies_us.push(lat.saturating_sub(sent) / 1000);
+                        }
+                    }
+                }
+                wire::PUBREL => wire::ack(&mut acks, wire::PUBCOMP, p.ack_id()),
+                _ => {}
+            }
+        }
+        if !acks.is_empty() {
+            stream.write_all(&acks).await?;
+            acks.clear();
+        }
+        if spec.expected.is_some_and(|e| res.unique >= e) {
+            break;
+        }
+        let now = Instant::now();
+        if now >= spec.give_up {
+            res.timed_out = true;
+            break;
+        }
+        let done = spec.publishers_done.load(Ordering::Relaxed);
+        if done && now.duration_since(last_activity) >= spec.idle {
+            break;
+        }
+        // Wake up now and then to look at the clock and the done flag.
+        let wait = Duration::from_millis(100).min(spec.give_up - now);
+        if inbuf.capacity() - inbuf.len() < 16 * 1024 {
+            inbuf.reserve(256 * 1024);
+        }
+        match tokio::time::timeout(wait, stream.read_buf(&mut inbuf)).await {
+            Ok(Ok(0)) => bail!("subscriber: connection closed by the broker"),
+            Ok(Ok(_)) => last_activity = Instant::now(),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    res.per_publisher = seen.iter().map(|s| s.unique).collect();
+    let mut bye = BytesMut::new();
+    bye.put_u8(0xE0);
+    bye.put_u8(0);
+    let _ = stream.write_all(&bye).await;
+    Ok(res)
+}
+
+/// The value at quantile `q` (0..=1) of sorted samples.
+pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    Some(sorted[i.min(sorted.len() - 1)])
+}
