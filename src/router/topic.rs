@@ -204,7 +204,7 @@ impl Handler<Publish> for Topic {
                                 d = back;
                                 let deadline = tokio::time::Instant::from_std(since + timeout);
                                 if tokio::time::timeout_at(deadline, room).await.is_err() {
-                                    sub.mark_slow();
+                                    sub.mark_slow_if_stalled(timeout);
                                 }
                             }
                         }

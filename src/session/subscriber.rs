@@ -8,9 +8,10 @@
 //! - while the client is connected, messages wait here in memory, at most
 //!   `capacity` of them. A QoS 0 message past that is dropped and counted; a
 //!   QoS 1/2 message makes the topic actor wait for room ([`Push::Full`]),
-//!   which holds its publishers back, for up to `slow_subscriber_timeout`
-//!   after the queue became full. Then the subscriber is marked slow, its
-//!   session is told to close, and the topic goes on.
+//!   which holds its publishers back. A subscriber that takes nothing for
+//!   `slow_subscriber_timeout` while full is marked slow, its session is told
+//!   to close, and the topic goes on; one that keeps reading is never slow,
+//!   its publishers simply go at its pace.
 //! - for a persistent session every QoS 1/2 message is also written to
 //!   SQLite before the publisher is acknowledged, and deleted when the client
 //!   acknowledges it, so a `kill -9` loses nothing acknowledged. While the
@@ -82,7 +83,9 @@ struct Inner {
     /// The current connection was found to be a slow consumer and is closing.
     slow: bool,
     queue: VecDeque<Delivery>,
-    /// Since when the queue has been full (cleared once it drains to half).
+    /// Since when a push has found the queue full with the client taking
+    /// nothing: cleared whenever the client takes a message. A subscriber
+    /// that keeps reading is never slow, however fast its publishers are.
     full_since: Option<Instant>,
     /// Rows in SQLite for this session while it is away, to enforce `max_queued`.
     offline_count: usize,
@@ -203,9 +206,7 @@ impl Subscriber {
         out.extend(g.queue.drain(..n));
         METRICS.queued_messages.add(-(n as i64));
         if n > 0 && g.full_since.is_some() {
-            if g.queue.len() <= self.capacity / 2 {
-                g.full_since = None;
-            }
+            g.full_since = None;
             drop(g);
             self.space.notify_waiters();
         }
@@ -261,12 +262,15 @@ impl Subscriber {
     }
 
     /// Marks the current connection a slow consumer and tells its session to
-    /// close. Messages that were waiting in memory stay in SQLite for a
-    /// persistent session.
-    pub fn mark_slow(&self) {
+    /// close, if it has taken nothing for `timeout` while full. Messages that
+    /// were waiting in memory stay in SQLite for a persistent session.
+    pub fn mark_slow_if_stalled(&self, timeout: std::time::Duration) {
         let mut g = self.inner.lock();
         if g.slow || !g.online {
             return;
+        }
+        if g.full_since.is_none_or(|since| since.elapsed() < timeout) {
+            return; // it took something meanwhile
         }
         g.slow = true;
         let dropped = g
