@@ -51,7 +51,7 @@ const PUBLISH_WINDOW: usize = 256;
 /// The read buffer a connection starts with; it grows for larger packets.
 /// Small, because most connections are idle devices and this is what each
 /// of them costs.
-const READ_BUFFER: usize = 512;
+const READ_BUFFER: usize = 4096;
 
 /// How much a connection's writer gathers into one write: enough to batch a
 /// burst of small packets into few syscalls.
