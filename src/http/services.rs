@@ -1,6 +1,11 @@
 //! TagoIO's services that analyses call: `POST /analysis/services/mqtt/publish`,
 //! what `Services({token}).MQTT.publish(...)` in TagoIO's SDKs sends. An
 //! analysis run's token works here, and so does the admin token.
+//!
+//! The two SDKs send different bodies for the same call, and both are taken:
+//! `tagoio-sdk` (Python) sends `{topic, message, bucket, options: {qos,
+//! retain}}`; `@tago-io/sdk` 12 (JavaScript) sends `{topic, message, device,
+//! qos, retain}`, the options spread into the body.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
@@ -41,12 +46,23 @@ struct PublishRequest {
     topic: String,
     #[serde(default)]
     message: serde_json::Value,
-    /// The device id the SDK sends; accepted and not needed: the topic says where.
+    /// The device id the Python SDK sends (`device` in the JavaScript SDK);
+    /// accepted and not needed: the topic says where.
     #[serde(default)]
     #[allow(dead_code)]
     bucket: Option<String>,
     #[serde(default)]
+    #[allow(dead_code)]
+    device: Option<String>,
+    /// Where the Python SDK puts `qos` and `retain`.
+    #[serde(default)]
     options: Option<PublishOptions>,
+    /// Where the JavaScript SDK puts them (its `options` spread into the
+    /// body); `options` wins when both are given.
+    #[serde(default)]
+    qos: Option<u8>,
+    #[serde(default)]
+    retain: Option<bool>,
 }
 
 async fn mqtt_publish(
@@ -67,10 +83,10 @@ async fn mqtt_publish(
     let body = body.into_inner();
     check_topic_name(&body.topic)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("topic: {e}")))?;
-    let (qos, retain) = body
-        .options
-        .map(|o| (o.qos, o.retain))
-        .unwrap_or((0, false));
+    let (qos, retain) = match body.options {
+        Some(o) => (o.qos, o.retain),
+        None => (body.qos.unwrap_or(0), body.retain.unwrap_or(false)),
+    };
     if qos > 2 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -711,7 +711,14 @@ fn repository_examples_pass_the_check() {
     names.sort();
     assert_eq!(
         names,
-        vec!["nightly", "send-config", "store-readings", "too-hot"]
+        vec![
+            "average-alert-js",
+            "average-alert-python",
+            "nightly",
+            "send-config",
+            "store-readings",
+            "too-hot"
+        ]
     );
     let kinds: Vec<&str> = defs.iter().map(|d| d.kind.type_name()).collect();
     for kind in ["insert_bucket", "analysis", "mqtt_publish"] {
