@@ -108,6 +108,19 @@ pub enum DeviceCommand {
         /// The device's name.
         name: String,
     },
+    /// Show or change a device's configuration parameters (what
+    /// `GET /device/params` gives the device). A changed value is marked
+    /// unsent.
+    Param {
+        /// The device's name.
+        name: String,
+        /// Set a parameter, KEY=VALUE; repeat for several.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        set: Vec<Tag>,
+        /// Remove a parameter by key; repeat for several.
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+    },
     /// Delete a device and all its data.
     Rm {
         /// The device's name.
@@ -290,6 +303,7 @@ fn execute(command: &Command, base: &str, token: &str) -> Result<String, String>
             DeviceCommand::Add { name, tags, .. } => device_add(&api, name, tags, parser_source),
             DeviceCommand::List => device_list(&api),
             DeviceCommand::Show { name } => device_show(&api, name),
+            DeviceCommand::Param { name, set, unset } => device_param(&api, name, set, unset),
             DeviceCommand::Rm { name, .. } => {
                 api.call("DELETE", &format!("/devices/{}", segment(name)), &[], None)?;
                 Ok(format!("device {name} deleted\n"))
@@ -383,6 +397,54 @@ fn device_list(api: &Admin) -> Result<String, String> {
         &["NAME", "ID", "CONNECTED", "LAST INPUT", "TAGS"],
         rows,
     ))
+}
+
+/// `brook device param`: reads the device's params, applies `--set` and
+/// `--unset`, writes them back with PATCH (when anything changed) and prints
+/// them.
+fn device_param(api: &Admin, name: &str, set: &[Tag], unset: &[String]) -> Result<String, String> {
+    let path = format!("/devices/{}", segment(name));
+    let device = api.call("GET", &path, &[], None)?;
+    let mut params: Vec<Value> = device["params"].as_array().cloned().unwrap_or_default();
+    let before = params.clone();
+    params.retain(|p| !unset.iter().any(|k| p["key"] == k.as_str()));
+    for tag in set {
+        match params.iter_mut().find(|p| p["key"] == tag.key.as_str()) {
+            Some(p) if p["value"] == tag.value.as_str() => {}
+            Some(p) => {
+                p["value"] = Value::String(tag.value.clone());
+                p["sent"] = Value::Bool(false);
+            }
+            None => {
+                params.push(serde_json::json!({"key": tag.key, "value": tag.value, "sent": false}))
+            }
+        }
+    }
+    if params != before {
+        let patched = api.call(
+            "PATCH",
+            &path,
+            &[],
+            Some(&serde_json::json!({ "params": params })),
+        )?;
+        params = patched["params"].as_array().cloned().unwrap_or(params);
+    }
+    let rows = params
+        .iter()
+        .map(|p| {
+            vec![
+                p["key"].as_str().unwrap_or("").to_string(),
+                p["value"].as_str().unwrap_or("").to_string(),
+                if p["sent"].as_bool().unwrap_or(false) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_string(),
+            ]
+        })
+        .collect();
+    Ok(table(&["KEY", "VALUE", "SENT"], rows))
 }
 
 /// `brook device show`.
@@ -598,6 +660,12 @@ impl Admin {
                 .header("Authorization", &auth)
                 .header("Accept", "application/json")
                 .call(),
+            ("PATCH", body) => self
+                .agent
+                .patch(&url)
+                .header("Authorization", &auth)
+                .header("Accept", "application/json")
+                .send_json(body.unwrap_or(&Value::Null)),
             (_, body) => self
                 .agent
                 .post(&url)

@@ -169,3 +169,48 @@ fn server_runs_without_subcommand_as_serve() {
         },
     );
 }
+
+#[test]
+fn cli_device_param_sets_what_the_device_reads_from_device_params() {
+    let s = Server::start();
+    let d = s.create_device("pump");
+    let out = s.cli(
+        &[
+            "device",
+            "param",
+            "pump",
+            "--set",
+            "interval=60",
+            "--set",
+            "mode=eco",
+        ],
+        CLI,
+    );
+    assert!(out.status.success(), "brook device param failed: {out:?}");
+    assert!(
+        out.stdout.contains("interval") && out.stdout.contains("60"),
+        "{}",
+        out.stdout
+    );
+    let (status, body) = s.http_request("GET", "/device/params", Some(&d.token), None);
+    assert_eq!(status, 200, "{body}");
+    let params = body["result"].as_array().cloned().unwrap_or_default();
+    let interval = params
+        .iter()
+        .find(|p| p["key"] == "interval")
+        .expect("interval param");
+    assert_eq!(interval["value"], "60");
+    assert_eq!(interval["sent"], false);
+
+    let out = s.cli(&["device", "param", "pump", "--unset", "mode"], CLI);
+    assert!(out.status.success(), "{out:?}");
+    let (_, body) = s.http_request("GET", "/device/params", Some(&d.token), None);
+    let keys: Vec<_> = body["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p["key"].clone())
+        .collect();
+    assert_eq!(keys, vec![serde_json::json!("interval")]);
+}
