@@ -205,6 +205,15 @@ fn open_connection(path: &Path, sync: Sync) -> anyhow::Result<Connection> {
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each job runs in a SAVEPOINT, whose sub-journal would otherwise be a
+    // temporary file written on every insert (seen in the writer's profile).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // 32 MiB of page cache per connection (the default is 2 MiB): the data
+    // indexes stay in memory under a steady insert load.
+    conn.pragma_update(None, "cache_size", -32768)?;
+    // Checkpoint the WAL every ~40 MB rather than every 4 MB: under a steady
+    // insert load the same index pages are copied back far less often.
+    conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
