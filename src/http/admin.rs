@@ -27,6 +27,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The admin token check; `Err` is the answer to send.
 pub(super) fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    admin_token(given, broker)
+}
+
+/// Checks a given admin token (however the request carried it).
+pub(super) fn admin_token(given: &str, broker: &Shared) -> Result<(), ApiError> {
     let expected = &broker.config.http.admin_token;
     if expected.is_empty() {
         return Err(ApiError::new(
@@ -34,12 +45,6 @@ pub(super) fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> 
             "the admin API is off: set [http] admin_token in config.toml or BROOK_ADMIN_TOKEN",
         ));
     }
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
     // Compare in time independent of where the strings differ.
     let same = given.len() == expected.len()
         && given

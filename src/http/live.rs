@@ -11,8 +11,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::admin::{admin_token, find_device};
 use super::{ApiError, ApiResult, Shared};
-use crate::store::devices;
 
 /// A comment line this often keeps proxies from closing an idle stream and
 /// lets the server notice a viewer that left.
@@ -33,21 +33,9 @@ async fn live(
     name: web::Path<String>,
     q: web::Query<LiveQuery>,
 ) -> ApiResult {
-    let admin = &broker.config.http.admin_token;
     let bearer = super::services::request_token(&req);
-    let given = q.token.as_deref().or(bearer).unwrap_or("");
-    if admin.is_empty() || given != admin.as_str() {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token",
-        ));
-    }
-    let name = name.into_inner();
-    let device = broker
-        .store
-        .read(move |c| devices::device_by_name(c, &name))
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such device"))?;
+    admin_token(q.token.as_deref().or(bearer).unwrap_or(""), &broker)?;
+    let device = find_device(&broker, name.into_inner()).await?;
     let info = broker
         .auth
         .device(&device.id)
