@@ -35,6 +35,8 @@ pub struct Close(pub &'static str);
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub token_id: String,
+    /// The token's key in the cache, so that its validity is one lookup.
+    pub token_hash: String,
     pub device_id: String,
     pub device_name: String,
     pub tags: Vec<Tag>,
@@ -135,6 +137,7 @@ impl Auth {
         let device = self.device(&token.device_id).ok_or(AuthError::Unknown)?;
         Ok(Identity {
             token_id: token.token_id,
+            token_hash: hash,
             device_id: token.device_id,
             device_name: device.name.clone(),
             tags: device.tags.clone(),
@@ -151,13 +154,13 @@ impl Auth {
         self.devices.read().get(id).cloned()
     }
 
-    /// Whether a token id is still valid (not revoked, not expired).
-    pub fn token_valid(&self, token_id: &str) -> bool {
+    /// Whether a token (by its hash) is still valid: not revoked, not expired.
+    pub fn token_valid(&self, token_hash: &str) -> bool {
         let now = now_ms();
         self.tokens
             .read()
-            .values()
-            .any(|t| t.token_id == token_id && t.expires_at.is_none_or(|e| e > now))
+            .get(token_hash)
+            .is_some_and(|t| t.expires_at.is_none_or(|e| e > now))
     }
 
     pub fn put_token(&self, t: &Token) {
@@ -291,6 +294,7 @@ impl Auth {
 pub struct Attach {
     pub device_id: String,
     pub token_id: String,
+    pub token_hash: String,
     pub conn_id: u64,
     pub session: Recipient<Close>,
 }
@@ -470,7 +474,7 @@ impl Handler<Attach> for DeviceActor {
     fn handle(&mut self, msg: Attach, _ctx: &mut Self::Context) {
         self.attaches += 1;
         // A token revoked between CONNECT and this attach is caught here.
-        if !self.auth.token_valid(&msg.token_id) {
+        if !self.auth.token_valid(&msg.token_hash) {
             msg.session.do_send(Close("token revoked"));
         }
         self.sessions

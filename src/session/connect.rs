@@ -177,6 +177,7 @@ impl Session {
             self.broker.devices.do_send(Attach {
                 device_id: id.device_id.clone(),
                 token_id: id.token_id.clone(),
+                token_hash: id.token_hash.clone(),
                 conn_id: self.conn_id,
                 session: ctx.address().recipient(),
             });
