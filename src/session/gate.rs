@@ -41,10 +41,6 @@ impl Gate {
             }
         }
     }
-
-    pub fn is_held(&self, reason: u8) -> bool {
-        self.0.borrow().held & reason != 0
-    }
 }
 
 /// A stream that yields nothing while its gate is held.

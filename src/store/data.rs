@@ -62,22 +62,6 @@ pub fn item_from_row(r: &Row) -> rusqlite::Result<DataItem> {
     })
 }
 
-/// The newest items of a device, optionally of one variable.
-pub fn latest(
-    conn: &Connection,
-    device_id: &str,
-    variable: Option<&str>,
-    qty: usize,
-) -> rusqlite::Result<Vec<DataItem>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM data WHERE device_id = ?1 AND (?2 IS NULL OR variable = ?2)
-         ORDER BY time DESC, seq DESC LIMIT ?3"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![device_id, variable, qty as i64], item_from_row)?;
-    rows.collect()
-}
-
 // ---------------------------------------------------------------------------
 // Queries of the data API (GET, DELETE and PUT /data): TagoIO's filters and
 // `query` modes, as SQL over the indexes of migrations/0002_data.sql.
