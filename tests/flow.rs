@@ -133,20 +133,7 @@ fn slow_subscriber_holds_publisher_back_then_is_disconnected() {
     );
     assert_eq!(slow.subscribe(1, &[("slow/t", 1)]), vec![1]);
 
-    let pid = s.pid();
-    let stop = Arc::new(AtomicBool::new(false));
-    let max_rss = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let (stop, max_rss) = (stop.clone(), max_rss.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(kb) = rss_kb(pid) {
-                    max_rss.fetch_max(kb, Ordering::Relaxed);
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let sampler = RssSampler::start(s.pid());
 
     let mut publisher = Mqtt::connect(s.mqtt_options("fast-pub", &token), 1000);
     let started = Instant::now();
@@ -170,8 +157,7 @@ fn slow_subscriber_holds_publisher_back_then_is_disconnected() {
         acks
     };
     let took = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().expect("sampler");
+    let max_rss_kb = sampler.stop();
 
     let mut max_gap = Duration::ZERO;
     let mut prev = started;
@@ -179,7 +165,6 @@ fn slow_subscriber_holds_publisher_back_then_is_disconnected() {
         max_gap = max_gap.max(t.duration_since(prev));
         prev = *t;
     }
-    let max_rss_kb = max_rss.load(Ordering::Relaxed);
     eprintln!("slow subscriber: {MESSAGES} acked in {took:?}, longest PUBACK gap {max_gap:?}, max RSS {max_rss_kb} kB");
 
     assert!(!publisher.closed, "the publisher must stay connected");
@@ -219,20 +204,7 @@ fn qos0_subscriber_that_never_reads_does_not_hold_publishers_back() {
     );
     assert_eq!(slow.subscribe(1, &[("slow0/t", 0)]), vec![0]);
 
-    let pid = s.pid();
-    let stop = Arc::new(AtomicBool::new(false));
-    let max_rss = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let (stop, max_rss) = (stop.clone(), max_rss.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(kb) = rss_kb(pid) {
-                    max_rss.fetch_max(kb, Ordering::Relaxed);
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let sampler = RssSampler::start(s.pid());
     let mut publisher = Mqtt::connect(s.mqtt_options("qos0-pub", &token), 1000);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(60);
@@ -249,8 +221,7 @@ fn qos0_subscriber_that_never_reads_does_not_hold_publishers_back() {
     });
     let acks = collect_pubacks(&mut publisher, MESSAGES, deadline);
     feeder.join().expect("feeder thread");
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().expect("sampler");
+    let max_rss_kb = sampler.stop();
 
     let mut max_gap = Duration::ZERO;
     let mut prev = started;
@@ -258,7 +229,6 @@ fn qos0_subscriber_that_never_reads_does_not_hold_publishers_back() {
         max_gap = max_gap.max(t.duration_since(prev));
         prev = *t;
     }
-    let max_rss_kb = max_rss.load(Ordering::Relaxed);
     eprintln!("qos0 slow subscriber: {MESSAGES} acked in {:?}, longest PUBACK gap {max_gap:?}, max RSS {max_rss_kb} kB", started.elapsed());
     assert!(
         max_gap < Duration::from_secs(1),
@@ -268,6 +238,43 @@ fn qos0_subscriber_that_never_reads_does_not_hold_publishers_back() {
         max_rss_kb < RSS_LIMIT_KB,
         "broker RSS reached {max_rss_kb} kB (limit {RSS_LIMIT_KB} kB)"
     );
+}
+
+/// Samples a process's RSS every 20 ms on its own thread, keeping the peak.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    max_kb: Arc<AtomicU64>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_kb = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, max_kb) = (stop.clone(), max_kb.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(kb) = rss_kb(pid) {
+                        max_kb.fetch_max(kb, Ordering::Relaxed);
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        RssSampler {
+            stop,
+            max_kb,
+            thread,
+        }
+    }
+
+    /// Stops sampling; the peak RSS seen, in kB.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("sampler");
+        self.max_kb.load(Ordering::Relaxed)
+    }
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
