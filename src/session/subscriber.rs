@@ -16,6 +16,9 @@
 //!   SQLite before the publisher is acknowledged, and deleted when the client
 //!   acknowledges it, so a `kill -9` loses nothing acknowledged. While the
 //!   client is away messages go to SQLite only, at most `max_queued` of them.
+//! - a bridge's outgoing queue ([`Subscriber::for_bridge`]) is written to
+//!   `bridge_queue` the same way, before publishers are acknowledged; the
+//!   bridge reads that table and bounds it itself.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -29,7 +32,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::metrics::METRICS;
-use crate::store::{sessions, Store, StoreError};
+use crate::store::{bridge, sessions, Store, StoreError};
 
 /// One message on its way to one client.
 #[derive(Debug, Clone)]
@@ -99,6 +102,10 @@ pub struct Subscriber {
     pub client_id: Arc<str>,
     /// clean session = 0: messages go through SQLite and survive restarts.
     pub persistent: bool,
+    /// Set for a bridge's outgoing queue: QoS 1/2 messages are written to
+    /// `bridge_queue` under this bridge name (instead of `session_queue`)
+    /// before their publishers are acknowledged.
+    pub bridge: Option<Arc<str>>,
     capacity: usize,
     max_queued: usize,
     store: Store,
@@ -119,9 +126,23 @@ impl Subscriber {
         max_queued: usize,
         store: Store,
     ) -> Arc<Subscriber> {
-        Arc::new(Subscriber {
+        Arc::new(Subscriber::build(
+            client_id, persistent, None, capacity, max_queued, store,
+        ))
+    }
+
+    fn build(
+        client_id: Arc<str>,
+        persistent: bool,
+        bridge: Option<Arc<str>>,
+        capacity: usize,
+        max_queued: usize,
+        store: Store,
+    ) -> Subscriber {
+        Subscriber {
             client_id,
             persistent,
+            bridge,
             capacity: capacity.max(1),
             max_queued,
             store,
@@ -137,13 +158,39 @@ impl Subscriber {
             items: Notify::new(),
             space: Notify::new(),
             kick: Notify::new(),
-        })
+        }
+    }
+
+    /// The queue of bridge `name` (registered with the router under
+    /// `client_id`; the bridge attaches it and keeps it attached): its QoS
+    /// 1/2 messages are written to `bridge_queue`, never trimmed here (the
+    /// bridge bounds its table).
+    pub fn for_bridge(
+        client_id: Arc<str>,
+        name: Arc<str>,
+        capacity: usize,
+        store: Store,
+    ) -> Arc<Subscriber> {
+        Arc::new(Subscriber::build(
+            client_id,
+            false,
+            Some(name),
+            capacity,
+            usize::MAX,
+            store,
+        ))
+    }
+
+    /// Whether a message at `qos` is written to SQLite before its
+    /// publisher is acknowledged.
+    fn durable(&self, qos: u8) -> bool {
+        qos > 0 && (self.persistent || self.bridge.is_some())
     }
 
     /// Hands a message to this client. `force` ignores the capacity (a
     /// retained message on subscribe, a will).
     pub fn push(&self, d: Delivery, force: bool) -> Push {
-        let persist = self.persistent && d.qos > 0;
+        let persist = self.durable(d.qos);
         let mut g = self.inner.lock();
         if g.online && !g.slow {
             if g.queue.len() >= self.capacity && !force {
@@ -186,6 +233,15 @@ impl Subscriber {
     }
 
     fn enqueue_row(&self, d: &Delivery) -> BoxFuture<'static, Result<(), StoreError>> {
+        if let Some(name) = self.bridge.clone() {
+            let (topic, payload, qos, retain) =
+                (d.topic.clone(), d.payload.clone(), d.qos, d.retain);
+            let at = crate::store::now_ms();
+            return self
+                .store
+                .write(move |c| bridge::enqueue(c, &name, &topic, &payload, qos, retain, at))
+                .boxed();
+        }
         let client = self.client_id.clone();
         let row = sessions::QueuedRow {
             id: d.seq,
@@ -273,11 +329,7 @@ impl Subscriber {
             return; // it took something meanwhile
         }
         g.slow = true;
-        let dropped = g
-            .queue
-            .iter()
-            .filter(|d| !(self.persistent && d.qos > 0))
-            .count();
+        let dropped = g.queue.iter().filter(|d| !self.durable(d.qos)).count();
         METRICS.queued_messages.add(-(g.queue.len() as i64));
         g.queue.clear();
         g.full_since = None;

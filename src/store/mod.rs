@@ -14,6 +14,7 @@
 //! queue on reconnect) goes through [`Store::write`], which keeps order.
 
 pub mod actions;
+pub mod bridge;
 pub mod data;
 pub mod devices;
 pub mod retained;
@@ -35,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_broker.sql"),
     include_str!("../../migrations/0002_data.sql"),
     include_str!("../../migrations/0003_actions.sql"),
+    include_str!("../../migrations/0004_bridge.sql"),
 ];
 
 #[derive(Debug, Clone, thiserror::Error)]
