@@ -53,6 +53,27 @@ impl ClientAcl {
         ClientAcl { rules }
     }
 
+    /// The rules for bridge `name`: those for `"*"` and `"bridge:NAME"`, with
+    /// `%d` and `%c` both standing for `bridge:NAME`.
+    pub fn for_bridge(rules: &[AclRule], name: &str) -> ClientAcl {
+        let id = format!("{}{name}", super::BRIDGE_CLIENT_PREFIX);
+        let rules = rules
+            .iter()
+            .filter(|r| match &r.who {
+                Who::Any => true,
+                Who::Bridge(n) => n == name,
+                _ => false,
+            })
+            .map(|r| ClientRule {
+                filter: r.topic.replace("%d", &id).replace("%c", &id),
+                allow: r.access == Access::Allow,
+                publish: r.actions.contains(&AclAction::Publish),
+                subscribe: r.actions.contains(&AclAction::Subscribe),
+            })
+            .collect();
+        ClientAcl { rules }
+    }
+
     pub fn can_publish(&self, topic: &str) -> bool {
         self.rules
             .iter()
@@ -157,6 +178,36 @@ mod tests {
         }];
         assert!(!ClientAcl::for_client(&rules, Some(("d", &ro)), "c").can_publish("a"));
         assert!(ClientAcl::for_client(&rules, Some(("d", &[])), "c").can_publish("a"));
+    }
+
+    #[test]
+    fn bridge_rules_apply_to_their_bridge_only() {
+        let rules = vec![
+            rule(
+                Who::Bridge("cloud".into()),
+                "cmd/secret",
+                false,
+                &[AclAction::Publish],
+            ),
+            rule(
+                Who::Device("cloud".into()),
+                "#",
+                false,
+                &[AclAction::Publish],
+            ),
+            rule(Who::Any, "%c/#", false, &[AclAction::Subscribe]),
+        ];
+        let cloud = ClientAcl::for_bridge(&rules, "cloud");
+        assert!(!cloud.can_publish("cmd/secret"));
+        assert!(cloud.can_publish("cmd/open"));
+        assert!(!cloud.can_subscribe("bridge:cloud/x"));
+        assert!(ClientAcl::for_bridge(&rules, "other").can_publish("cmd/secret"));
+        let tags = vec![];
+        let device = ClientAcl::for_client(&rules, Some(("cloud", &tags)), "c");
+        assert!(
+            !device.can_publish("cmd/open"),
+            "device rules are not bridge rules"
+        );
     }
 
     #[test]

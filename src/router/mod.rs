@@ -28,6 +28,11 @@ use trie::{filter_matches, SubTrie};
 /// longer than this, so no session can still send to a stopped topic.
 pub const TOPIC_LEASE: Duration = Duration::from_secs(30);
 
+/// Client ids that start with this belong to bridges (`bridge:NAME`): a
+/// bridge's outgoing queue is registered under such an id, and a device may
+/// not connect with one (it would take that queue over).
+pub const BRIDGE_CLIENT_PREFIX: &str = "bridge:";
+
 /// The address of the actor for a topic name, created if needed.
 #[derive(Message)]
 #[rtype(result = "Addr<Topic>")]
@@ -100,6 +105,17 @@ pub struct Disconnected {
 pub struct TopicIdle {
     pub name: Arc<str>,
     pub addr: Addr<Topic>,
+}
+
+/// Registers a bridge's outgoing queue as a client that never connects:
+/// `Subscribe` then adds its filters like any client's. Its queue is
+/// written to `bridge_queue`, so nothing of it goes to the sessions tables.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddBridge {
+    /// `bridge:NAME` (see [`BRIDGE_CLIENT_PREFIX`]).
+    pub client_id: Arc<str>,
+    pub subscriber: Arc<Subscriber>,
 }
 
 /// How many topic actors and subscriptions there are, for `/metrics`.
@@ -471,6 +487,22 @@ impl Handler<TopicIdle> for Router {
     }
 }
 
+impl Handler<AddBridge> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddBridge, _ctx: &mut Self::Context) {
+        self.forget(&msg.client_id);
+        self.clients.insert(
+            msg.client_id,
+            ClientEntry {
+                subscriber: msg.subscriber,
+                filters: HashMap::new(),
+                conn: None,
+            },
+        );
+    }
+}
+
 impl Handler<Stats> for Router {
     type Result = MessageResult<Stats>;
 
@@ -497,6 +529,7 @@ pub async fn publish(
         qos,
         retain,
         done: Some(done),
+        origin: None,
     });
     answer.await.unwrap_or(false)
 }

@@ -40,6 +40,10 @@ pub struct Publish {
     pub qos: u8,
     pub retain: bool,
     pub done: Option<oneshot::Sender<bool>>,
+    /// The subscriber (by client id) that published it, which gets no copy:
+    /// a bridge's incoming message must not go back out over that bridge.
+    /// None for every client session (they receive their own publishes).
+    pub origin: Option<Arc<str>>,
 }
 
 /// Sets (or with `grant: None` removes) a client's subscription QoS for this
@@ -171,7 +175,10 @@ impl Handler<Publish> for Topic {
             }
         }
         let mut waiting: Vec<(Arc<Subscriber>, Delivery)> = Vec::new();
-        for (grant, sub) in self.subscribers.values() {
+        for (client, (grant, sub)) in &self.subscribers {
+            if msg.origin.as_ref() == Some(client) {
+                continue;
+            }
             let d = self.delivery(&msg.payload, msg.qos.min(*grant), false, sub);
             match sub.push(d, false) {
                 Push::Queued(Some(c)) => commits.push(c),

@@ -49,6 +49,13 @@ impl Session {
         } else {
             c.client_id
         };
+        if client_id.starts_with(crate::router::BRIDGE_CLIENT_PREFIX) {
+            return self.refuse(
+                IDENTIFIER_REJECTED,
+                "client ids starting with \"bridge:\" are the bridges'",
+                ctx,
+            );
+        }
         let identity = match &c.password {
             Some(secret) => match self.broker.auth.authenticate(secret) {
                 Ok(identity) if identity.run => {

@@ -170,6 +170,7 @@ impl Session {
                 qos: p.qos,
                 retain: p.retain,
                 done: Some(done),
+                origin: None,
             });
             let ack = Rc::new(PendingAck {
                 qos: p.qos,
