@@ -16,6 +16,9 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod bridge;
+pub use bridge::{BridgeConfig, Password, Protocol, RemoteAddr, TopicMap};
+
 /// The environment variable that overrides `[http] admin_token`.
 pub const ADMIN_TOKEN_ENV: &str = "BROOK_ADMIN_TOKEN";
 
@@ -45,6 +48,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[[acl]]`: the access rules, in file order (first match wins).
     pub acl: Vec<AclRule>,
+    /// `[[bridge]]`: the remote brokers to forward to and take from.
+    pub bridges: Vec<BridgeConfig>,
     /// The file this configuration came from, `None` for built-in defaults;
     /// kept so that messages (and reloads) can name it.
     pub source: Option<PathBuf>,
@@ -178,6 +183,9 @@ pub enum Who {
     Device(String),
     /// `"tag:KEY=VALUE"`: the clients whose device has that tag.
     Tag(String, String),
+    /// `"bridge:NAME"`: what the `[[bridge]]` of that name publishes locally
+    /// (its `in` messages) and subscribes to (its `out` filters).
+    Bridge(String),
 }
 
 impl fmt::Display for Who {
@@ -187,6 +195,7 @@ impl fmt::Display for Who {
             Who::Anonymous => f.write_str("anonymous"),
             Who::Device(name) => write!(f, "device:{name}"),
             Who::Tag(key, value) => write!(f, "tag:{key}={value}"),
+            Who::Bridge(name) => write!(f, "bridge:{name}"),
         }
     }
 }
@@ -306,6 +315,7 @@ impl Default for Config {
             },
             log: LogConfig::default(),
             acl: Vec::new(),
+            bridges: Vec::new(),
             source: None,
         }
     }
@@ -474,6 +484,8 @@ struct RawConfig {
     log: RawLog,
     /// `[[acl]]`, spanned for the rule's line.
     acl: Vec<Spanned<RawAcl>>,
+    /// `[[bridge]]`, spanned for the table's line.
+    bridge: Vec<Spanned<bridge::RawBridge>>,
 }
 
 /// `[server]` as written.
@@ -719,6 +731,7 @@ impl Parser<'_> {
             .into_iter()
             .map(|rule| self.acl_rule(rule))
             .collect::<Result<Vec<_>, _>>()?;
+        let bridges = self.bridges(raw.bridge, base)?;
 
         Ok(Config {
             server,
@@ -728,6 +741,7 @@ impl Parser<'_> {
             limits,
             log,
             acl,
+            bridges,
             source: Some(self.file.to_path_buf()),
         })
     }
@@ -744,6 +758,8 @@ impl Parser<'_> {
             Who::Anonymous
         } else if let Some(name) = who_text.strip_prefix("device:").filter(|n| !n.is_empty()) {
             Who::Device(name.to_string())
+        } else if let Some(name) = who_text.strip_prefix("bridge:").filter(|n| !n.is_empty()) {
+            Who::Bridge(name.to_string())
         } else if let Some((key, value)) = who_text
             .strip_prefix("tag:")
             .and_then(|tag| tag.split_once('='))
@@ -755,7 +771,7 @@ impl Parser<'_> {
                 &rule.who,
                 "acl.who",
                 format!(
-                    "expected \"*\", \"anonymous\", \"device:NAME\" or \"tag:KEY=VALUE\", got {who_text:?}"
+                    "expected \"*\", \"anonymous\", \"device:NAME\", \"tag:KEY=VALUE\" or \"bridge:NAME\", got {who_text:?}"
                 ),
             ));
         };
@@ -905,6 +921,8 @@ fn plain_message(message: &str) -> String {
         "struct RawLimits",
         "struct RawLog",
         "struct RawAcl",
+        "struct RawBridge",
+        "struct RawTopicMap",
     ] {
         out = out.replace(raw, "a table");
     }
