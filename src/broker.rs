@@ -30,6 +30,8 @@ pub struct Broker {
     /// Numbers connections, so that a late message from an old connection
     /// is told apart from the current one with the same client id.
     pub conn_ids: AtomicU64,
+    /// Each `[[bridge]]`'s state, for `GET /bridges` and `/metrics`.
+    pub bridges: Vec<Arc<crate::bridge::Status>>,
 }
 
 impl Broker {

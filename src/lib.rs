@@ -6,8 +6,10 @@
 //! to the subscribers' queues (`session::subscriber`); `actions` turn
 //! publishes into stored data; `store` is the SQLite file; `http` serves the
 //! admin and device APIs. `device` holds who may log in and who is connected.
+//! `bridge` links brook to other brokers, as a client of theirs.
 
 pub mod actions;
+pub mod bridge;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -30,6 +30,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         Synchronous::Normal => Sync::Normal,
         Synchronous::Full => Sync::Full,
     };
+    let bridge_secrets = crate::bridge::prepare(&config)?;
     let store = Store::open(&config.server.data_dir, sync)?;
     let auth = Auth::load(&store)?;
     let saved = store.read_blocking(sessions::all_sessions)?;
@@ -83,6 +84,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let devices = Devices::new(auth.clone(), actions.clone().recipient()).start();
         auth.start_flusher(store.clone());
         let config_limits = config.limits.clone();
+        let bridges = crate::bridge::statuses(&config);
         let broker = Arc::new(Broker {
             config,
             store: store.clone(),
@@ -94,7 +96,11 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             limits: Arc::new(crate::device::limits::RateLimits::new(&config_limits)),
             started: std::time::Instant::now(),
             conn_ids: std::sync::atomic::AtomicU64::new(1),
+            bridges,
         });
+        // Before the listeners: the bridges' subscriptions are in force
+        // before any device can publish.
+        let bridges = crate::bridge::start(broker.clone(), bridge_secrets).await?;
 
         let listeners = crate::listener::start(broker.clone(), handles).await?;
         for (kind, addr) in &listeners.bound {
@@ -109,6 +115,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         wait_for_shutdown(&broker).await;
         tracing::info!("shutting down: no new connections, finishing writes");
         listeners.stop();
+        bridges.stop().await;
         http_handle.stop(true).await;
         auth.flush_last_input(&store);
         if let Err(e) = store.flush().await {
