@@ -74,6 +74,9 @@ pub enum Command {
     /// Work with action files without a server.
     #[command(subcommand)]
     Actions(ActionsCommand),
+    /// See the bridges of the running server.
+    #[command(subcommand)]
+    Bridge(BridgeCommand),
 }
 
 impl Command {
@@ -81,7 +84,7 @@ impl Command {
     pub fn is_management(&self) -> bool {
         matches!(
             self,
-            Command::Device(_) | Command::Token(_) | Command::Data { .. }
+            Command::Device(_) | Command::Token(_) | Command::Data { .. } | Command::Bridge(_)
         )
     }
 }
@@ -159,6 +162,13 @@ pub enum TokenCommand {
         /// The token's id (from `brook token list`).
         token_id: String,
     },
+}
+
+/// `brook bridge ...`.
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum BridgeCommand {
+    /// Each bridge: connected, queued, sent, received, dropped, last error.
+    List,
 }
 
 /// `brook actions ...`.
@@ -339,8 +349,47 @@ fn execute(command: &Command, base: &str, token: &str) -> Result<String, String>
             qty,
             json,
         } => data(&api, device, variable.as_deref(), *qty, *json),
+        Command::Bridge(BridgeCommand::List) => bridge_list(&api),
         Command::Serve | Command::Actions(_) => Err("not a management command".to_string()),
     }
+}
+
+/// `brook bridge list`.
+fn bridge_list(api: &Admin) -> Result<String, String> {
+    let result = api.call("GET", "/bridges", &[], None)?;
+    let bridges = as_array(&result);
+    if bridges.is_empty() {
+        return Ok("no bridges configured\n".to_string());
+    }
+    let number = |b: &Value, key: &str| b[key].as_i64().unwrap_or(0).to_string();
+    let rows = bridges
+        .iter()
+        .map(|b| {
+            vec![
+                str_field(b, "name"),
+                str_field(b, "url"),
+                yes_no(b["connected"].as_bool().unwrap_or(false)),
+                number(b, "queued"),
+                number(b, "sent"),
+                number(b, "received"),
+                number(b, "dropped"),
+                text_or(b, "last_error", "-"),
+            ]
+        })
+        .collect();
+    Ok(table(
+        &[
+            "NAME",
+            "URL",
+            "CONNECTED",
+            "QUEUED",
+            "SENT",
+            "RECEIVED",
+            "DROPPED",
+            "LAST ERROR",
+        ],
+        rows,
+    ))
 }
 
 /// `brook device add`.
@@ -1328,6 +1377,28 @@ mod tests {
             (seen.method.as_str(), seen.target.as_str()),
             ("GET", "/devices")
         );
+    }
+
+    #[test]
+    fn bridge_list_table() {
+        let answer = r#"{"status":true,"result":[{"name":"cloud","url":"mqtts://b:8883","connected":false,"queued":12,"sent":3,"received":1,"dropped":0,"last_error":"b:8883: not authorized (CONNACK 0x05)"},{"name":"nats","url":"mqtt://n:1883","connected":true,"queued":0,"sent":9,"received":0,"dropped":2,"last_error":null}]}"#;
+        let fake = Fake::start(vec![(200, answer)]);
+        let (code, out, err) = run(&["bridge", "list"], &fake.url, "admin");
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert_eq!(
+            out,
+            "NAME   URL             CONNECTED  QUEUED  SENT  RECEIVED  DROPPED  LAST ERROR\n\
+             cloud  mqtts://b:8883  no         12      3     1         0        b:8883: not authorized (CONNACK 0x05)\n\
+             nats   mqtt://n:1883   yes        0       9     0         2        -\n"
+        );
+        let seen = fake.next();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("GET", "/bridges")
+        );
+        let fake = Fake::start(vec![(200, r#"{"status":true,"result":[]}"#)]);
+        let (_, out, _) = run(&["bridge", "list"], &fake.url, "admin");
+        assert_eq!(out, "no bridges configured\n");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod actions;
 mod admin;
+mod bridges;
 mod device_api;
 mod live;
 mod page;
@@ -91,6 +92,7 @@ pub fn start(
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .configure(admin::routes)
+            .configure(bridges::routes)
             .configure(services::routes)
             .configure(live::routes)
             .configure(actions::routes)
@@ -243,6 +245,7 @@ async fn metrics(broker: Shared) -> HttpResponse {
     ] {
         let _ = writeln!(out, "brook_action_runs_total{{outcome=\"{outcome}\"}} {n}");
     }
+    crate::bridge::write_metrics(&broker.bridges, &mut out);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
