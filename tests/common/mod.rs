@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod remotes;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
