@@ -112,6 +112,36 @@ fn first_arrivals_in_order(got: &[usize]) -> bool {
     firsts.windows(2).all(|w| w[0] < w[1])
 }
 
+/// Opens a device's Live Inspector stream; its events arrive on the channel.
+fn watch(s: &Server, device: &str) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::{BufRead, BufReader};
+    let url = s.http_url(&format!("/devices/{device}/live"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let response = ureq::get(&url)
+            .header("Authorization", format!("Bearer {}", common::ADMIN_TOKEN))
+            .call()
+            .expect("open the live stream");
+        let reader = BufReader::new(response.into_body().into_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data: ") {
+                let Ok(event) = serde_json::from_str::<Value>(data) else {
+                    return;
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn next_event(rx: &std::sync::mpsc::Receiver<Value>) -> Value {
+    rx.recv_timeout(WAIT).expect("a Live Inspector event")
+}
+
 #[test]
 fn bridge_to_mosquitto_loses_nothing_across_an_outage_and_a_kill_9() {
     let Some(mut remote) = Mosquitto::start(MosquittoSetup::default()) else {
@@ -158,7 +188,11 @@ fn bridge_to_mosquitto_loses_nothing_across_an_outage_and_a_kill_9() {
     s.kill9();
     s.restart();
     let b = bridge(&s, "cloud");
-    assert_eq!((b["queued"].as_i64(), b["connected"].as_bool()), (Some(1000), Some(false)), "{b}");
+    assert_eq!(
+        (b["queued"].as_i64(), b["connected"].as_bool()),
+        (Some(1000), Some(false)),
+        "{b}"
+    );
 
     // The remote returns: all of them arrive.
     remote.restart();
@@ -175,7 +209,11 @@ fn bridge_to_mosquitto_loses_nothing_across_an_outage_and_a_kill_9() {
     );
     assert!(dups <= 100, "at most an in-flight window again: {dups}");
     let ours: Vec<usize> = second.iter().copied().filter(|n| *n >= 1000).collect();
-    assert_eq!(duplicates(&ours), 0, "brook sent none of the queued ones twice");
+    assert_eq!(
+        duplicates(&ours),
+        0,
+        "brook sent none of the queued ones twice"
+    );
     assert!(first_arrivals_in_order(&ours));
     wait_bridge(&s, "cloud", "the queue drained", |b| {
         b["queued"] == 0 && b["connected"] == true
@@ -186,7 +224,10 @@ fn bridge_to_mosquitto_loses_nothing_across_an_outage_and_a_kill_9() {
     let mut rpub = Mqtt::connect(remote.options("remote-pub"), 100);
     rpub.publish_acked("site-a/cmd/open", QoS::AtLeastOnce, false, "valve 1");
     let p = local.recv(LINK);
-    assert_eq!((p.topic.as_str(), text(&p).as_str()), ("cmd/open", "valve 1"));
+    assert_eq!(
+        (p.topic.as_str(), text(&p).as_str()),
+        ("cmd/open", "valve 1")
+    );
 
     // ...and one sent while brook is down comes once it is back: the
     // remote kept it in the bridge's persistent session.
@@ -199,9 +240,14 @@ fn bridge_to_mosquitto_loses_nothing_across_an_outage_and_a_kill_9() {
     let got = local.recv_until_topic("cmd/close", LINK);
     // "valve 1" may come again first: QoS 1 allows it when its
     // acknowledgement was lost to the kill -9 (by the remote or by brook).
-    assert!(got[..got.len() - 1].iter().all(|p| text(p) == "valve 1"), "{got:?}");
+    assert!(
+        got[..got.len() - 1].iter().all(|p| text(p) == "valve 1"),
+        "{got:?}"
+    );
     assert_eq!(text(&got[got.len() - 1]), "valve 2");
-    wait_bridge(&s, "cloud", "it counted it", |b| b["received"].as_u64() >= Some(1));
+    wait_bridge(&s, "cloud", "it counted it", |b| {
+        b["received"].as_u64() >= Some(1)
+    });
 }
 
 #[test]
@@ -210,7 +256,9 @@ fn two_sites_meet_on_a_nats_jetstream_cluster_and_survive_a_node_kill() {
         return;
     };
     let fallbacks = |first: usize| {
-        let urls: Vec<String> = (1..3).map(|k| format!("{:?}", nats.url((first + k) % 3))).collect();
+        let urls: Vec<String> = (1..3)
+            .map(|k| format!("{:?}", nats.url((first + k) % 3)))
+            .collect();
         format!("fallback_urls = [{}]\n", urls.join(", "))
     };
     let a = Server::start_with(Config::new().raw(&bridge_table(
@@ -264,12 +312,21 @@ fn two_sites_meet_on_a_nats_jetstream_cluster_and_survive_a_node_kill() {
             killed = true;
         }
     }
-    let _dev = publisher.join().expect("every reading acknowledged by brook A");
+    let _dev = publisher
+        .join()
+        .expect("every reading acknowledged by brook A");
     assert!(killed);
     let after = wait_connected(&a, "site-a");
-    assert_ne!(after["remote"], Value::String(nats.url(0)), "A moved to another node");
+    assert_ne!(
+        after["remote"],
+        Value::String(nats.url(0)),
+        "A moved to another node"
+    );
     let dups = duplicates(&got);
-    eprintln!("through NATS: {} messages for {N}, {dups} duplicates", got.len());
+    eprintln!(
+        "through NATS: {} messages for {N}, {dups} duplicates",
+        got.len()
+    );
     wait_bridge(&a, "site-a", "A's queue drained", |b| b["queued"] == 0);
 }
 
@@ -300,22 +357,172 @@ fn tls_to_the_remote_with_an_rcgen_certificate_and_the_state_everywhere() {
     dev.publish_acked("lab/t", QoS::AtLeastOnce, false, "over tls");
     let p = rsub.recv(LINK);
     assert_eq!((p.topic.as_str(), text(&p).as_str()), ("lab/t", "over tls"));
-    wait_bridge(&s, "secure", "it counted it", |b| b["sent"] == 1 && b["queued"] == 0);
+    wait_bridge(&s, "secure", "it counted it", |b| {
+        b["sent"] == 1 && b["queued"] == 0
+    });
 
     // /metrics, `brook bridge list`, and the pseudo-device.
     let (status, metrics) = s.http_request("GET", "/metrics", None, None);
     assert_eq!(status, 200);
     let metrics = metrics.as_str().expect("text").to_string();
-    assert!(metrics.contains("brook_bridge_connected{bridge=\"secure\"} 1"), "{metrics}");
-    assert!(metrics.contains("brook_bridge_sent_total{bridge=\"secure\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("brook_bridge_connected{bridge=\"secure\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("brook_bridge_sent_total{bridge=\"secure\"} 1"),
+        "{metrics}"
+    );
     let out = s.cli(&["bridge", "list"], WAIT);
     assert!(out.status.success(), "{out:?}");
-    let row = out.stdout.lines().find(|l| l.starts_with("secure")).expect("a row");
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("secure"))
+        .expect("a row");
     assert!(row.contains("yes"), "{}", out.stdout);
     let devices = s.admin_ok("GET", "/devices", None);
     assert!(
-        devices.as_array().is_some_and(|a| a.iter().any(|d| d["name"] == "bridge:secure")),
+        devices
+            .as_array()
+            .is_some_and(|a| a.iter().any(|d| d["name"] == "bridge:secure")),
         "{devices}"
+    );
+
+    // SIGTERM with the bridge up: it says goodbye and the server exits.
+    let mut s = s;
+    let status = s.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    common::wait_until("mosquitto saw the DISCONNECT", WAIT, || {
+        remote
+            .log_text()
+            .contains("Client brook-secure disconnected.")
+    });
+}
+
+#[test]
+fn qos_2_goes_both_ways_exactly_once() {
+    let Some(remote) = Mosquitto::start(MosquittoSetup::default()) else {
+        return;
+    };
+    let mut rsub = Mqtt::connect(remote.options("remote-sub"), 100);
+    rsub.subscribe("up/#", QoS::ExactlyOnce);
+    let table = bridge_table(
+        "cloud",
+        &remote.url(),
+        "protocol = \"5\"\nout = [{ filter = \"up/#\", qos = 2 }]\nin = [{ filter = \"down/#\", qos = 2 }]",
+    );
+    let s = Server::start_with(Config::new().raw(&table));
+    wait_connected(&s, "cloud");
+    let d = s.create_device("d1");
+    let mut local = s.mqtt("local-sub", &d.token);
+    local.subscribe("down/#", QoS::ExactlyOnce);
+    let mut dev = s.mqtt("dev1", &d.token);
+    let mut rpub = Mqtt::connect(remote.options("remote-pub"), 100);
+    for i in 0..20 {
+        dev.publish_acked("up/x", QoS::ExactlyOnce, false, format!("u{i}"));
+        rpub.publish_acked("down/y", QoS::ExactlyOnce, false, format!("d{i}"));
+    }
+    rpub.publish_acked("down/end", QoS::ExactlyOnce, false, "end");
+    dev.publish_acked("up/end", QoS::ExactlyOnce, false, "end");
+    let up: Vec<String> = rsub
+        .recv_until_topic("up/end", LINK)
+        .iter()
+        .map(text)
+        .collect();
+    let down: Vec<String> = local
+        .recv_until_topic("down/end", LINK)
+        .iter()
+        .map(text)
+        .collect();
+    let want = |p: &str| {
+        let mut v: Vec<String> = (0..20).map(|i| format!("{p}{i}")).collect();
+        v.push("end".into());
+        v
+    };
+    assert_eq!(up, want("u"), "out at QoS 2: once each, in order");
+    assert_eq!(down, want("d"), "in at QoS 2: once each, in order");
+    let b = wait_bridge(&s, "cloud", "all settled", |b| {
+        b["queued"] == 0 && b["sent"] == 21
+    });
+    assert_eq!(b["received"], 21, "{b}");
+}
+
+#[test]
+fn a_full_queue_drops_the_oldest_and_counts_them() {
+    let Some(mut remote) = Mosquitto::start(MosquittoSetup::default()) else {
+        return;
+    };
+    let rsub = remote_subscriber(remote.options("remote-sub"), "q/#");
+    let table = bridge_table(
+        "cloud",
+        &remote.url(),
+        "max_queued = 300\nout = [{ filter = \"q/#\" }]",
+    );
+    let s = Server::start_with(Config::new().raw(&table));
+    wait_connected(&s, "cloud");
+    remote.stop();
+    wait_bridge(&s, "cloud", "it noticed", |b| b["connected"] == false);
+    drop(rsub);
+    let d = s.create_device("d1");
+    let mut dev = s.mqtt("dev1", &d.token);
+    publish_many(&mut dev, "q/t", 0..1000);
+    let b = wait_bridge(&s, "cloud", "700 were dropped", |b| b["dropped"] == 700);
+    assert_eq!(b["queued"], 300, "{b}");
+    assert!(
+        b["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("max_queued")),
+        "{b}"
+    );
+    remote.restart();
+    let mut rsub = remote_subscriber(remote.options("remote-sub"), "q/#");
+    let got = receive_all(&mut rsub, "q/t", 700..1000);
+    assert!(
+        got.iter().all(|n| *n >= 700),
+        "only the newest 300 are left: {got:?}"
+    );
+    wait_bridge(&s, "cloud", "the queue drained", |b| b["queued"] == 0);
+}
+
+#[test]
+fn the_bridge_pseudo_device_shows_its_traffic_in_the_live_inspector() {
+    let Some(remote) = Mosquitto::start(MosquittoSetup::default()) else {
+        return;
+    };
+    let mut rsub = Mqtt::connect(remote.options("remote-sub"), 100);
+    rsub.subscribe("site/#", QoS::AtLeastOnce);
+    let table = bridge_table(
+        "cloud",
+        &remote.url(),
+        "out = [{ filter = \"sensors/#\", remote_prefix = \"site/\" }]\nin = [{ filter = \"cmd/#\", remote_prefix = \"site/\" }]",
+    );
+    let s = Server::start_with(Config::new().raw(&table));
+    wait_connected(&s, "cloud");
+    let events = watch(&s, "bridge:cloud");
+    assert_eq!(next_event(&events)["type"], "watching");
+    let d = s.create_device("d1");
+    let mut dev = s.mqtt("dev1", &d.token);
+    dev.publish_acked("sensors/t", QoS::AtLeastOnce, false, "21.5");
+    rsub.recv(LINK);
+    let e = next_event(&events);
+    assert_eq!(
+        (e["type"].as_str(), e["direction"].as_str()),
+        (Some("publish"), Some("out")),
+        "{e}"
+    );
+    assert_eq!(
+        (e["topic"].as_str(), e["remote_topic"].as_str()),
+        (Some("sensors/t"), Some("site/sensors/t"))
+    );
+    assert_eq!(e["client_id"], "bridge:cloud");
+    let mut rpub = Mqtt::connect(remote.options("remote-pub"), 100);
+    rpub.publish_acked("site/cmd/go", QoS::AtLeastOnce, false, "now");
+    let e = next_event(&events);
+    assert_eq!(
+        (e["direction"].as_str(), e["topic"].as_str()),
+        (Some("in"), Some("cmd/go")),
+        "{e}"
     );
 }
 
@@ -381,20 +588,29 @@ fn a_mirror_bridge_does_not_loop_on_mqtt_3_1_1_or_5() {
         assert_eq!(text(&p), "from brook", "{protocol}");
         if protocol == "3.1.1" {
             // The remote sends our own message back; the bridge drops it.
-            wait_bridge(&s, "mirror", "the echo was stopped", |b| b["loops_stopped"] == 1);
+            wait_bridge(&s, "mirror", "the echo was stopped", |b| {
+                b["loops_stopped"] == 1
+            });
         }
         // A message from the remote side comes in and does not go back out.
         let mut rpub = Mqtt::connect(remote.options("remote-pub"), 100);
         rpub.publish_acked("m/remote", QoS::AtLeastOnce, false, "from the remote");
         let got = local.recv_until_topic("m/remote", LINK);
         let texts: Vec<String> = got.iter().map(text).collect();
-        assert_eq!(texts, ["from brook", "from the remote"], "{protocol}: each once");
+        assert_eq!(
+            texts,
+            ["from brook", "from the remote"],
+            "{protocol}: each once"
+        );
         let p = rsub.recv(LINK);
         assert_eq!(text(&p), "from the remote", "{protocol}");
         let b = wait_bridge(&s, "mirror", "it counted", |b| b["received"] == 1);
         assert_eq!(b["sent"], 1, "{protocol}: nothing went back out: {b}");
         if protocol == "5" {
-            assert_eq!(b["loops_stopped"], 0, "No Local: the remote sent nothing back");
+            assert_eq!(
+                b["loops_stopped"], 0,
+                "No Local: the remote sent nothing back"
+            );
         }
     }
 }
@@ -420,7 +636,10 @@ fn a_bad_bridge_table_stops_the_server_with_file_and_line() {
         let path = dir.path().join("config.toml");
         std::fs::write(
             &path,
-            format!("[server]\ndata_dir = {:?}\n\n{toml}", dir.path().join("data").display().to_string()),
+            format!(
+                "[server]\ndata_dir = {:?}\n\n{toml}",
+                dir.path().join("data").display().to_string()
+            ),
         )
         .expect("write config");
         let out = run_bounded(
@@ -433,7 +652,11 @@ fn a_bad_bridge_table_stops_the_server_with_file_and_line() {
         );
         assert!(!out.status.success(), "{toml}: must not start");
         let expected = format!("{}{want}", path.display());
-        assert!(out.stderr.contains(&expected), "{toml}: want {expected}, stderr was {}", out.stderr);
+        assert!(
+            out.stderr.contains(&expected),
+            "{toml}: want {expected}, stderr was {}",
+            out.stderr
+        );
     }
 }
 
@@ -469,11 +692,15 @@ fn bridge_throughput_against_direct_publishing() {
     for round in 0..3 {
         for path in ["direct", "bridged"] {
             let topic = format!("bench/{path}/{round}");
-            let mut rsub = Mqtt::connect(remote.options(&format!("bench-sub-{path}-{round}")), 1000);
+            let mut rsub =
+                Mqtt::connect(remote.options(&format!("bench-sub-{path}-{round}")), 1000);
             rsub.subscribe(&topic, QoS::AtLeastOnce);
             let mut publisher = match path {
                 "direct" => Mqtt::connect(remote.options(&format!("bench-pub-{round}")), 1000),
-                _ => Mqtt::connect(s.mqtt_options(&format!("bench-pub-{round}"), &d.token), 1000),
+                _ => Mqtt::connect(
+                    s.mqtt_options(&format!("bench-pub-{round}"), &d.token),
+                    1000,
+                ),
             };
             let start = Instant::now();
             let receiver = thread::spawn(move || {
@@ -486,12 +713,18 @@ fn bridge_throughput_against_direct_publishing() {
             let end = receiver.join().expect("all received");
             let secs = end.duration_since(start).as_secs_f64();
             let rate = N as f64 / secs;
-            eprintln!("round {round} {path:8}: {N} QoS 1 messages in {secs:.2} s = {rate:.0} msg/s");
+            eprintln!(
+                "round {round} {path:8}: {N} QoS 1 messages in {secs:.2} s = {rate:.0} msg/s"
+            );
             timings.push((path, rate));
         }
     }
     let mean = |p: &str| {
-        let r: Vec<f64> = timings.iter().filter(|(q, _)| *q == p).map(|(_, r)| *r).collect();
+        let r: Vec<f64> = timings
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, r)| *r)
+            .collect();
         r.iter().sum::<f64>() / r.len() as f64
     };
     eprintln!(

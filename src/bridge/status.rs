@@ -49,6 +49,8 @@ struct Inner {
     failures: u32,
     /// When the next attempt is due, unix ms, while waiting.
     retry_at: Option<i64>,
+    /// The back-off delay chosen before that attempt.
+    retry_delay: Option<u64>,
 }
 
 impl Status {
@@ -80,6 +82,7 @@ impl Status {
         g.since = Some(now_ms());
         g.failures = 0;
         g.retry_at = None;
+        g.retry_delay = None;
     }
 
     /// The link went down (or an attempt failed) because of `error`, and
@@ -98,6 +101,7 @@ impl Status {
         g.last_error = Some((error.to_string(), now_ms()));
         g.failures = failures;
         g.retry_at = Some(now_ms() + retry_in_ms as i64);
+        g.retry_delay = Some(retry_in_ms);
         was_up || !same
     }
 
@@ -131,6 +135,7 @@ impl Status {
             "last_error_at": g.last_error.as_ref().map(|(_, at)| format_time(*at)),
             "failed_attempts": g.failures,
             "retry_in_ms": if self.connected() { None } else { g.retry_at.map(|at| (at - now).max(0)) },
+            "retry_delay_ms": if self.connected() { None } else { g.retry_delay },
         })
     }
 }

@@ -52,6 +52,11 @@ pub const IN_WINDOW: usize = 256;
 /// Packets waiting for the writer task; publishes are added only below it.
 const OUT_QUEUE: usize = 64;
 
+/// Past this many packets waiting for the writer, the socket is not read:
+/// what the remote sends makes us answer (PUBREL asks for PUBCOMP), and a
+/// remote that sends without reading must not make that queue grow.
+const OUT_LIMIT: usize = OUT_QUEUE + IN_WINDOW + 64;
+
 /// QoS 0 messages held while the link is up and busy; past either bound
 /// they are dropped and counted (QoS 0 promises nothing more).
 const QOS0_MESSAGES: usize = 1000;
@@ -218,7 +223,7 @@ async fn maybe<T>(f: &mut Option<BoxFuture<'static, T>>) -> T {
 
 impl Conn {
     async fn event(&mut self) -> Ev {
-        let room = self.acks.len() + self.pipeline.len() < IN_WINDOW;
+        let room = self.acks.len() + self.pipeline.len() < IN_WINDOW && self.out.len() < OUT_LIMIT;
         tokio::select! {
             frame = self.reader.next(), if room => match frame {
                 Some(Ok(p)) => {
@@ -628,8 +633,13 @@ impl Bridge {
         if let Some(why) = why {
             return self.down(phase, why);
         }
-        if !c.keep_alive.is_zero() && !c.ping_out && now.duration_since(c.last_sent) >= c.keep_alive
-        {
+        // A ping when we sent nothing for a keep-alive (the remote's rule),
+        // and when we heard nothing for one (so that a link we only write
+        // to still shows it is alive).
+        let idle = now
+            .duration_since(c.last_sent)
+            .min(now.duration_since(c.last_received));
+        if !c.keep_alive.is_zero() && !c.ping_out && idle >= c.keep_alive {
             wire::pingreq(&mut c.buf);
             c.out.push_back(c.buf.split().freeze());
             c.ping_out = true;
@@ -839,7 +849,9 @@ impl Bridge {
                 origin: Some(self.client_id.clone()),
             });
             self.status.received.inc();
-            if m.ack > 0 {
+            // QoS 0 too takes a place in the window until its topic took
+            // it: a remote flooding QoS 0 is held back like any other.
+            {
                 let (ack_qos, pkid) = (m.ack, m.pkid);
                 c.acks.push_back(
                     async move {
@@ -884,6 +896,12 @@ impl Bridge {
     fn in_done(&mut self, c: &mut Conn, d: InDone) -> Result<(), String> {
         if d.qos == 2 {
             self.in_qos2_pending.remove(&d.pkid);
+        }
+        if d.qos == 0 {
+            if !d.ok {
+                tracing::warn!("a QoS 0 message from the remote could not be stored");
+            }
+            return Ok(());
         }
         if !d.ok {
             self.in_qos2.remove(&d.pkid);

@@ -27,7 +27,10 @@ pub fn require_server(program: &str, package: &str) -> Option<PathBuf> {
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     dirs.push(PathBuf::from("/usr/sbin"));
-    let found = dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file());
+    let found = dirs
+        .into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file());
     if found.is_none() {
         if std::env::var_os("CI").is_some() {
             panic!("{program} not found; .ci/run installs {package}");
@@ -163,7 +166,10 @@ impl Mosquitto {
         ports.extend(self.tls_port);
         while !ports.iter().all(|p| accepts(*p)) {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("mosquitto exited with {status}; its log:\n{}", self.log_text());
+                panic!(
+                    "mosquitto exited with {status}; its log:\n{}",
+                    self.log_text()
+                );
             }
             assert!(Instant::now() < deadline, "mosquitto did not come up");
             thread::sleep(Duration::from_millis(20));
@@ -211,7 +217,10 @@ impl Drop for Mosquitto {
             let log = self.log_text();
             let lines: Vec<&str> = log.lines().collect();
             let from = lines.len().saturating_sub(40);
-            eprintln!("---- last lines of mosquitto's log ----\n{}", lines[from..].join("\n"));
+            eprintln!(
+                "---- last lines of mosquitto's log ----\n{}",
+                lines[from..].join("\n")
+            );
         }
     }
 }
