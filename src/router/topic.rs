@@ -179,7 +179,11 @@ impl Handler<Publish> for Topic {
             if msg.origin.as_ref() == Some(client) {
                 continue;
             }
-            let d = self.delivery(&msg.payload, msg.qos.min(*grant), false, sub);
+            // A bridge forwards the retain flag as published (so a
+            // remote's retained message follows the local one); clients get
+            // it only for retained messages sent on subscribe.
+            let retain = msg.retain && sub.bridge.is_some();
+            let d = self.delivery(&msg.payload, msg.qos.min(*grant), retain, sub);
             match sub.push(d, false) {
                 Push::Queued(Some(c)) => commits.push(c),
                 Push::Queued(None) | Push::Dropped => {}

@@ -41,7 +41,8 @@ pub struct Delivery {
     pub payload: Bytes,
     /// The QoS it is delivered at: the lower of the publish's and the grant.
     pub qos: u8,
-    /// Set only when it is a retained message sent because of a new subscription.
+    /// Set when it is a retained message sent because of a new subscription,
+    /// and for a bridge's queue when the publish was retained.
     pub retain: bool,
     /// The row id in `session_queue` for a persistent session's QoS 1/2
     /// message, 0 otherwise; the session deletes the row on acknowledgement.
