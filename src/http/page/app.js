@@ -102,6 +102,8 @@ function logout(message) {
   state.selected = null;
   state.rows.clear();
   $("devices").replaceChildren();
+  $("bridges").replaceChildren();
+  $("bridge-box").hidden = true;
   $("detail").hidden = true;
   $("choose").hidden = false;
   $("app").hidden = true;
@@ -119,7 +121,9 @@ async function login(token) {
   $("logout").hidden = false;
   await loadDevices();
   if (!state.token) return; // refused
+  loadBridges();
   state.timers.push(setInterval(loadDevices, DEVICES_EVERY_MS));
+  state.timers.push(setInterval(loadBridges, DEVICES_EVERY_MS));
   state.timers.push(setInterval(() => state.selected && loadData(), DATA_EVERY_MS));
 }
 
@@ -176,6 +180,37 @@ function renderDevices(devices) {
   }
   $("device-count").textContent = devices.length ? `(${devices.length})` : "";
   $("devices-empty").hidden = devices.length > 0;
+}
+
+// ---- bridges -------------------------------------------------------------
+
+/** The `[[bridge]]`s and their state; each opens its pseudo-device `bridge:NAME`. */
+async function loadBridges() {
+  let r;
+  try {
+    r = await api("/bridges");
+  } catch (_) {
+    return;
+  }
+  if (!state.token || r.status !== 200 || !r.body || !Array.isArray(r.body.result)) return;
+  const list = $("bridges");
+  const rows = r.body.result.map((b) => {
+    const button = el("button", "device");
+    button.type = "button";
+    button.dataset.bridge = b.name;
+    button.classList.toggle("online", !!b.connected);
+    const meta = `${b.connected ? "connected" : "down"} · ${b.queued} queued · ` +
+      `${b.sent} sent · ${b.received} received · ${b.dropped} dropped`;
+    button.append(el("span", "dot"), el("span", "name", b.name), el("span", "meta", meta));
+    if (b.last_error) button.append(el("span", "meta error", b.last_error));
+    button.title = b.url;
+    button.addEventListener("click", () => select(`bridge:${b.name}`));
+    const li = el("li");
+    li.append(button);
+    return li;
+  });
+  list.replaceChildren(...rows);
+  $("bridge-box").hidden = rows.length === 0;
 }
 
 function select(name) {
@@ -318,6 +353,8 @@ function details(e) {
       break;
     case "publish":
       d.append(el("span", "topic", e.topic));
+      field("direction", e.direction);
+      field("remote topic", e.remote_topic);
       field("qos", e.qos);
       if (e.retain) field("retain", true);
       field("bytes", e.bytes);
