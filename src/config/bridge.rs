@@ -700,6 +700,26 @@ in  = [{ filter = "cmd/#",     qos = 2, remote_prefix = "site-a/", local_prefix 
     }
 
     #[test]
+    fn the_commented_example_in_config_toml_is_valid_once_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let text = std::fs::read_to_string(path).expect("the repository's config.toml");
+        let example: String = text
+            .lines()
+            .skip_while(|l| *l != "# [[bridge]]")
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert!(example.contains("out = ["), "found the example: {example}");
+        let b = &parse(&example).expect("the example is valid")[0];
+        assert_eq!(b.name, "cloud");
+        assert_eq!(
+            b.password,
+            Some(Password::Env("BRIDGE_CLOUD_PASSWORD".into()))
+        );
+        assert_eq!(b.out[0].remote_filter(), "site-a/sensors/#");
+    }
+
+    #[test]
     fn urls() {
         let a = parse_url("mqtts://h").expect("url");
         assert_eq!((a.tls, a.host.as_str(), a.port), (true, "h", 8883));
