@@ -28,8 +28,10 @@ pub struct Status {
     pub sent: Counter,
     /// Messages from the remote published locally.
     pub received: Counter,
-    /// Messages given up: the queue's oldest past `max_queued`, QoS 0 while
-    /// the link is down, refused by the remote, or with no `out` entry.
+    /// Messages given up: going out, the queue's oldest past `max_queued`,
+    /// QoS 0 while the link is down, what the remote refused or cannot
+    /// take, and what no `out` entry maps any more; coming in, what no `in`
+    /// entry maps and what the ACL refuses.
     pub dropped: Counter,
     /// Incoming copies of our own messages that were not published again
     /// (MQTT 3.1.1 loop prevention).

@@ -805,6 +805,7 @@ impl Bridge {
         );
         if !self.acl.can_publish(&local) {
             METRICS.dropped_acl.inc();
+            self.status.dropped.inc();
             tracing::info!(topic = %local, "incoming message denied by the ACL");
             self.emit(
                 "refused",
