@@ -11,6 +11,16 @@
 //! in, a message is handed to its topic as if a client named `bridge:NAME`
 //! had published it, and acknowledged to the remote once brook took it.
 //!
+//! The client is brook's own, not rumqttc (a dev-dependency here), because
+//! durability has to be exact across restarts: rumqttc assigns packet ids
+//! itself and keeps its unacknowledged messages in memory, replaying them on
+//! reconnect, so after a `kill -9` a QoS 2 message would go out again under a
+//! new id (a duplicate at the remote) and the queue would exist twice, in
+//! SQLite and in the client. Here SQLite is the only queue, a row's packet id
+//! is derived from its row id, a row is deleted on PUBACK/PUBCOMP only, and an
+//! incoming message is acknowledged only once brook took it (rumqttc's
+//! `manual_acks` would allow that part too).
+//!
 //! The files: `wire` (the client side of MQTT 3.1.1 and 5), `link`
 //! (socket, TLS, CONNECT), `outbox` (what to send and what an
 //! acknowledgement settles), `topics` (prefixes), `echo` (3.1.1 loop
