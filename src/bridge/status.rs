@@ -90,12 +90,16 @@ impl Status {
     /// The link went down (or an attempt failed) because of `error`, and
     /// the next attempt is in `retry_in_ms`. Returns whether this is news
     /// worth a log line: the link was up, or the error is not the one
-    /// logged last. A bridge retrying against the same wall logs once.
+    /// logged last (whichever of the remote's addresses it names). A bridge
+    /// retrying against the same wall logs once.
     pub fn down(&self, error: &str, failures: u32, retry_in_ms: u64) -> bool {
         let was_up = self.connected.swap(false, Ordering::Relaxed);
         self.inflight.add(-self.inflight.get());
         let mut g = self.inner.lock();
-        let same = g.last_error.as_ref().is_some_and(|(e, _)| e == error);
+        let same = g
+            .last_error
+            .as_ref()
+            .is_some_and(|(e, _)| without_address(e) == without_address(error));
         if was_up || g.since.is_none() {
             g.since = Some(now_ms());
         }
@@ -139,6 +143,16 @@ impl Status {
             "retry_in_ms": if self.connected() { None } else { g.retry_at.map(|at| (at - now).max(0)) },
             "retry_delay_ms": if self.connected() { None } else { g.retry_delay },
         })
+    }
+}
+
+/// An attempt's error without the address it begins with
+/// (`mqtt://host:port: ...`), to tell one failure from another.
+fn without_address(error: &str) -> &str {
+    if error.starts_with("mqtt") {
+        error.split_once(": ").map_or(error, |(_, rest)| rest)
+    } else {
+        error
     }
 }
 
@@ -197,5 +211,58 @@ pub fn write_metrics(bridges: &[std::sync::Arc<Status>], out: &mut String) {
             // Names are letters, digits, '-' and '_' (config.rs): no escaping.
             let _ = writeln!(out, "brook_{name}{{bridge=\"{}\"}} {}", s.name, value(s));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{Config, Protocol};
+
+    fn status() -> Status {
+        let config = Config::from_str(
+            "[[bridge]]\nname = \"b\"\nurl = \"mqtt://h\"\nclient_id = \"c\"\nout = [{ filter = \"a\" }]\n",
+            std::path::Path::new("config.toml"),
+        )
+        .expect("valid");
+        Status::new(&config.bridges[0])
+    }
+
+    #[test]
+    fn the_same_failure_is_news_once_whichever_address_it_names() {
+        let s = status();
+        assert_eq!(s.protocol, Protocol::V311);
+        assert!(s.down("mqtt://a:1: Connection refused (os error 111)", 1, 100));
+        assert!(!s.down("mqtt://b:2: Connection refused (os error 111)", 2, 200));
+        assert!(!s.down("mqtt://[::1]:3: Connection refused (os error 111)", 3, 400));
+        assert!(s.down("mqtt://a:1: not authorized (CONNACK 0x05)", 4, 800));
+        s.up("mqtt://a:1".into());
+        assert!(s.connected());
+        assert!(
+            s.down("the remote closed the connection", 0, 100),
+            "going down is news"
+        );
+        let j = s.json();
+        assert_eq!(j["connected"], false);
+        assert_eq!(j["retry_delay_ms"], 100);
+        assert_eq!(j["last_error"], "the remote closed the connection");
+    }
+
+    #[test]
+    fn metrics_lines_carry_the_bridge_label() {
+        let s = Arc::new(status());
+        s.queued.add(3);
+        let mut out = String::new();
+        write_metrics(&[s], &mut out);
+        assert!(
+            out.contains("brook_bridge_queued_messages{bridge=\"b\"} 3"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE brook_bridge_sent_total counter"),
+            "{out}"
+        );
     }
 }
