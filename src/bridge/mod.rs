@@ -208,6 +208,8 @@ pub async fn start(broker: Arc<Broker>, secrets: Vec<Secrets>) -> anyhow::Result
             store_op: None,
             store_pause_until: None,
             trim_idle_at: None,
+            last_trim: None,
+            up_since: None,
             arrivals: 0,
             deletes: Vec::new(),
             releases: FuturesUnordered::new(),

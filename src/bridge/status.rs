@@ -47,7 +47,8 @@ struct Inner {
     /// Since when connected, or disconnected, unix ms.
     since: Option<i64>,
     last_error: Option<(String, i64)>,
-    /// Failed attempts since the last connection.
+    /// Failed attempts since the link was last up for a while (a link
+    /// that drops at once does not start the back-off again).
     failures: u32,
     /// When the next attempt is due, unix ms, while waiting.
     retry_at: Option<i64>,

@@ -72,6 +72,16 @@ const TICK: Duration = Duration::from_millis(250);
 /// After a failed database read, how long before the next.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// A link that stayed up this long starts the back-off from the beginning
+/// when it goes down; one that drops sooner (a remote that accepts and then
+/// closes) keeps backing off.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// How often a queue just over `max_queued` is trimmed; one further over
+/// (by 1% of it, at most 1,000) is trimmed at once. Each trim counts the
+/// bridge's rows, so it is not run for every message of a flood.
+const TRIM_EVERY: Duration = Duration::from_millis(250);
+
 /// Topic addresses remembered for incoming messages (as a session does).
 const TOPIC_CACHE: usize = 4096;
 
@@ -117,6 +127,10 @@ pub struct Bridge {
     /// A trim found nothing to drop at this many arrivals: not again
     /// until more arrive.
     pub trim_idle_at: Option<u64>,
+    /// When the last trim was started.
+    pub last_trim: Option<Instant>,
+    /// Since when the link is up.
+    pub up_since: Option<Instant>,
     pub arrivals: u64,
     /// Acknowledged rows to delete, in one write per loop.
     pub deletes: Vec<i64>,
@@ -374,8 +388,13 @@ impl Bridge {
             );
             return;
         }
-        let over = self.status.queued.get() > self.config.max_queued as i64;
-        if over && self.trim_idle_at != Some(self.arrivals) {
+        let max = self.config.max_queued as i64;
+        let excess = self.status.queued.get() - max;
+        let slack = (max / 100).clamp(1, 1000);
+        let due = excess >= slack
+            || (excess > 0 && self.last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY));
+        if due && self.trim_idle_at != Some(self.arrivals) {
+            self.last_trim = Some(Instant::now());
             let (keep, after) = (self.config.max_queued, self.outbox.cursor());
             self.store_op = Some(
                 self.broker
@@ -544,7 +563,7 @@ impl Bridge {
             acks: FuturesOrdered::new(),
         });
         self.status.up(link.remote.clone());
-        self.backoff.reset();
+        self.up_since = Some(Instant::now());
         tracing::info!(remote = %link.remote, session_present = a.session_present, "bridge connected");
         self.emit(
             "connect",
@@ -585,6 +604,9 @@ impl Bridge {
         self.qos0.clear();
         self.qos0_bytes = 0;
         self.next_remote = self.next_remote.wrapping_add(1);
+        if self.up_since.take().is_some_and(|t| t.elapsed() >= STABLE) {
+            self.backoff.reset();
+        }
         let delay = self.backoff.next(rand::random::<f64>());
         let news = self
             .status
