@@ -152,6 +152,7 @@ pub async fn start(broker: Arc<Broker>, secrets: Vec<Secrets>) -> anyhow::Result
             .send(AddBridge {
                 client_id: client_id.clone(),
                 subscriber: subscriber.clone(),
+                acl: Arc::new(ClientAcl::for_bridge(&broker.config.acl, &config.name)),
             })
             .await?;
         let routes = Routes::new(config.out.clone(), config.inbound.clone());
@@ -169,13 +170,22 @@ pub async fn start(broker: Arc<Broker>, secrets: Vec<Secrets>) -> anyhow::Result
                 status.error(&msg);
             }
         }
-        broker
+        let in_force = broker
             .router
             .send(Subscribe {
                 client_id: client_id.clone(),
-                filters,
+                filters: filters.clone(),
             })
             .await??;
+        for ((filter, _), ok) in filters.iter().zip(in_force) {
+            if !ok {
+                let msg = format!(
+                    "the local subscription {filter} is past [mqtt] max_subscriptions_per_client; it is not forwarded"
+                );
+                tracing::warn!(bridge = %config.name, "{msg}");
+                status.error(&msg);
+            }
+        }
         let n = name.clone();
         let (count, max_id) = broker
             .store

@@ -150,6 +150,17 @@ impl Outbox {
         self.more = true;
     }
 
+    /// `queued` rows are in the table (the bridge's count): when that is
+    /// more than what was read and not yet settled, rows came in that no
+    /// page saw (an insert that waited for room in a full write queue was
+    /// committed after the page read that should have seen it): read again.
+    pub fn recheck(&mut self, queued: i64) {
+        let held = (self.inflight.len() + self.buffer.len()) as i64;
+        if self.connected && !self.more && self.reading.is_none() && queued > held {
+            self.more = true;
+        }
+    }
+
     /// The link is up (CONNACK, and SUBACK when there are `in` entries).
     pub fn connect(&mut self, window: usize, max_qos: u8) {
         self.epoch += 1;
@@ -399,6 +410,19 @@ mod tests {
         o.page(epoch, page(vec![row(1, 1)], true));
         assert_eq!(sent_ids(&mut o), [1]);
         assert_eq!(o.want_page(), Some((1, epoch)), "read again");
+    }
+
+    #[test]
+    fn a_row_committed_after_its_page_was_read_is_found_on_a_recheck() {
+        let mut o = Outbox::new(0);
+        o.connect(10, 2);
+        let (_, epoch) = o.want_page().expect("a page");
+        o.page(epoch, page(vec![], true));
+        assert_eq!(o.want_page(), None);
+        o.recheck(0);
+        assert_eq!(o.want_page(), None, "nothing unread");
+        o.recheck(1);
+        assert_eq!(o.want_page(), Some((0, epoch)));
     }
 
     #[test]

@@ -209,8 +209,10 @@ struct Conn {
     max_packet_size: usize,
     /// Incoming messages waiting for a topic address, in order.
     pipeline: VecDeque<InMsg>,
-    /// The topic address being resolved for the pipeline's head.
-    resolving: Option<BoxFuture<'static, Option<Addr<Topic>>>>,
+    /// The topic address being resolved for the pipeline's head: `Err`
+    /// when the router did not answer, `Ok(None)` when no further topic may
+    /// exist (`[mqtt] max_topics`).
+    resolving: Option<BoxFuture<'static, Result<Option<Addr<Topic>>, ()>>>,
     topics: HashMap<Arc<str>, (Addr<Topic>, Instant)>,
     /// Acknowledgements to send, in the order the messages came.
     acks: FuturesOrdered<BoxFuture<'static, InDone>>,
@@ -224,7 +226,7 @@ enum Ev {
     Closed(String),
     Progress,
     InDone(InDone),
-    Resolved(Option<Addr<Topic>>),
+    Resolved(Result<Option<Addr<Topic>>, ()>),
 }
 
 /// Awaits the future in `f`, or forever when there is none.
@@ -495,12 +497,13 @@ impl Bridge {
                 if let Phase::Up(c) = phase {
                     c.resolving = None;
                     match (addr, c.pipeline.front()) {
-                        (Some(addr), Some(m)) => {
+                        (Ok(Some(addr)), Some(m)) => {
                             if c.topics.len() >= TOPIC_CACHE {
                                 c.topics.clear();
                             }
                             c.topics.insert(m.topic.clone(), (addr, Instant::now()));
                         }
+                        (Ok(None), Some(_)) => self.topic_refused(c),
                         _ => self.down(phase, "the router is not answering".into()),
                     }
                 }
@@ -630,6 +633,7 @@ impl Bridge {
 
     fn on_tick(&mut self, phase: &mut Phase) {
         let Phase::Up(c) = phase else { return };
+        self.outbox.recheck(self.status.queued.get());
         let now = Instant::now();
         if self.outbox.inflight() == 0 && !c.subscribing {
             c.last_progress = now;
@@ -854,7 +858,7 @@ impl Bridge {
                 _ => {
                     if c.resolving.is_none() {
                         let ask = self.broker.router.send(Resolve(front.topic.clone()));
-                        c.resolving = Some(async move { ask.await.ok() }.boxed());
+                        c.resolving = Some(async move { ask.await.map_err(|_| ()) }.boxed());
                     }
                     return;
                 }
@@ -878,7 +882,9 @@ impl Bridge {
                 let (ack_qos, pkid) = (m.ack, m.pkid);
                 c.acks.push_back(
                     async move {
-                        let taken = taken.await.unwrap_or(false);
+                        // Delivered but not retained (a retained limit) is
+                        // taken all the same, as for a client's publish.
+                        let taken = taken.await.is_ok_and(|p| p != topic::Published::Failed);
                         let stored = match stored {
                             Some(s) => s.await.unwrap_or(false),
                             None => true,
@@ -892,6 +898,34 @@ impl Bridge {
                     .boxed(),
                 );
             }
+        }
+    }
+
+    /// The incoming message at the head of the pipeline needs a topic past
+    /// `[mqtt] max_topics`: it is dropped and counted, and acknowledged so
+    /// that the remote does not send it for ever.
+    fn topic_refused(&mut self, c: &mut Conn) {
+        let Some(m) = c.pipeline.pop_front() else {
+            return;
+        };
+        METRICS.topics_refused.inc();
+        self.status.dropped.inc();
+        let msg = format!(
+            "an incoming message on {} needs a topic past [mqtt] max_topics; dropped",
+            m.topic
+        );
+        if self.status.error(&msg) {
+            tracing::warn!("{msg}");
+        }
+        if m.ack > 0 {
+            c.acks.push_back(
+                futures::future::ready(InDone {
+                    pkid: m.pkid,
+                    qos: m.ack,
+                    ok: true,
+                })
+                .boxed(),
+            );
         }
     }
 

@@ -130,6 +130,11 @@ fn device(req: &HttpRequest, broker: &Shared) -> Result<Identity, Refusal> {
             AuthError::Unknown => unauthorized("Invalid token"),
             AuthError::Expired { .. } => unauthorized("Invalid token: it has expired"),
         })?;
+    if identity.run && !(*req.method() == Method::POST && req.path() == "/data") {
+        return Err(unauthorized(
+            "an analysis run token may only POST /data for its device and publish through /analysis/services/mqtt/publish",
+        ));
+    }
     let reads = *req.method() == Method::GET;
     let allowed = match identity.permission {
         Permission::Full => true,
@@ -172,7 +177,13 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Refusal::bad(format!("cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            if super::is_body_timeout(&e) {
+                Refusal::new(StatusCode::REQUEST_TIMEOUT, e)
+            } else {
+                Refusal::bad(format!("cannot read the body: {e}"))
+            }
+        })?;
         body.extend_from_slice(&chunk);
         data::check_size(body.len())?;
     }
@@ -189,7 +200,7 @@ async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> A
         .auth
         .device(&who.device_id)
         .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
-    let parsed = ingest::from_body(device.clone(), body.into()).await;
+    let parsed = ingest::from_body(&broker.parsers, device.clone(), body.into()).await;
     let items = match parsed {
         Ok(p) => {
             if !p.logs.is_empty() {
@@ -556,8 +567,12 @@ async fn mark_param_sent(req: HttpRequest, broker: Shared, param: web::Path<Stri
 // ---------------------------------------------------------------------------
 // Admin: GET /devices/{name}/data
 
-async fn admin_data(req: HttpRequest, broker: Shared, name: web::Path<String>) -> Answered {
-    admin::admin(&req, &broker)?;
+async fn admin_data(
+    _admin: admin::Admin,
+    req: HttpRequest,
+    broker: Shared,
+    name: web::Path<String>,
+) -> Answered {
     let d = admin::find_device(&broker, name.into_inner()).await?;
     let q = parse_query(req.query_string(), now_ms())?;
     let answer = broker
