@@ -18,7 +18,7 @@
 //!   client is away messages go to SQLite only, at most `max_queued` of them.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -109,6 +109,10 @@ pub struct Subscriber {
     pub space: Notify,
     /// Tells the session to close: it was found to be a slow consumer.
     pub kick: Notify,
+    /// The session is over (its client left with a clean session, or it
+    /// was replaced): topics that still list it drop it when they next
+    /// look, instead of being told one by one.
+    gone: AtomicBool,
 }
 
 impl Subscriber {
@@ -137,11 +141,26 @@ impl Subscriber {
             items: Notify::new(),
             space: Notify::new(),
             kick: Notify::new(),
+            gone: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the session over; see [`Subscriber::is_gone`].
+    pub fn end(&self) {
+        self.gone.store(true, Ordering::Release);
+        self.space.notify_waiters();
+    }
+
+    /// Whether the session is over: nothing is delivered to it any more.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
     }
 
     /// Hands a message to this client, within the queue's bound.
     pub fn push(&self, d: Delivery) -> Push {
+        if self.is_gone() {
+            return Push::Dropped;
+        }
         let persist = self.persistent && d.qos > 0;
         let mut g = self.inner.lock();
         if g.online && !g.slow {
