@@ -388,7 +388,8 @@ async fn revoke_token(req: HttpRequest, broker: Shared, id: web::Path<String>) -
     Ok(ok(format!("token {id} revoked")))
 }
 
-/// Reloads the action files; a reload that fails keeps the old set and says why.
+/// Reloads the action files; a reload that fails keeps the old set and says
+/// why: in `message`, and as a list of `FILE:LINE: message` in `problems`.
 async fn reload_actions(req: HttpRequest, broker: Shared) -> ApiResult {
     admin(&req, &broker)?;
     match broker
@@ -397,10 +398,11 @@ async fn reload_actions(req: HttpRequest, broker: Shared) -> ApiResult {
         .await
     {
         Ok(Ok(n)) => Ok(ok(format!("{n} actions loaded"))),
-        Ok(Err(problems)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the previous actions stay: {}", problems.join("; ")),
-        )),
+        Ok(Err(problems)) => Ok(actix_web::HttpResponse::BadRequest().json(json!({
+            "status": false,
+            "message": format!("the previous actions stay: {}", problems.join("; ")),
+            "problems": problems,
+        }))),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
 }

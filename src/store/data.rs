@@ -35,6 +35,7 @@ pub fn insert(conn: &Connection, items: &[DataItem]) -> rusqlite::Result<()> {
             d.created_at
         ])?;
     }
+    crate::metrics::METRICS.data_stored.add(items.len() as u64);
     Ok(())
 }
 
