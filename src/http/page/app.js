@@ -76,7 +76,7 @@ const state = {
     timerAt: 0, // when the pending request is due (performance.now())
   },
   metrics: null, // the previous /metrics sample: {at, values}
-  actions: { list: [], selected: null, runs: [], before: null, more: false },
+  actions: { list: [], buttons: new Map(), selected: null, runs: [], before: null },
 };
 
 // ---- small helpers -------------------------------------------------------
@@ -141,7 +141,12 @@ async function api(path, method = "GET", payload) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(payload);
   }
-  const r = await fetch(path, init);
+  let r;
+  try {
+    r = await fetch(path, init);
+  } catch (e) {
+    return { status: 0, body: { message: "cannot reach brook" }, ok: false };
+  }
   const date = Date.parse(r.headers.get("Date"));
   if (!isNaN(date)) state.skewMs = date + 500 - Date.now(); // Date has whole seconds
   let body = null;
@@ -305,6 +310,11 @@ function logout(message) {
   state.view = null;
   state.rows.clear();
   $("devices").replaceChildren();
+  state.actions.buttons.clear();
+  state.actions.selected = null;
+  $("actions").replaceChildren();
+  $("runs-detail").hidden = true;
+  $("runs-choose").hidden = false;
   $("detail").hidden = true;
   $("choose").hidden = false;
   $("devices-view").hidden = true;
@@ -406,13 +416,7 @@ async function loadMetrics() {
 // ---- devices -------------------------------------------------------------
 
 async function loadDevices() {
-  let r;
-  try {
-    r = await api("/devices");
-  } catch (e) {
-    $("conn").textContent = "cannot reach brook";
-    return;
-  }
+  const r = await api("/devices");
   if (!state.token) return;
   if (r.status !== 200 || !r.body || !Array.isArray(r.body.result)) {
     $("conn").textContent = `devices: ${failure(r)}`;
@@ -1083,12 +1087,7 @@ function outcomeBadge(outcome) {
 }
 
 async function loadActions() {
-  let r;
-  try {
-    r = await api("/actions");
-  } catch (_) {
-    return;
-  }
+  const r = await api("/actions");
   if (!r.ok) {
     say("reload-result", `actions: ${failure(r)}`, false);
     return;
@@ -1098,16 +1097,28 @@ async function loadActions() {
   if (state.actions.selected && state.actions.before === null) loadRuns(false);
 }
 
+/** Updates the list in place (like the devices), so that a button being clicked stays. */
 function renderActions() {
   const list = $("actions");
   const actions = state.actions.list;
-  list.replaceChildren();
+  const buttons = state.actions.buttons;
   $("action-count").textContent = actions.length ? `(${actions.length})` : "";
   $("actions-empty").hidden = actions.length > 0;
-  for (const a of actions) {
-    const b = el("button", "action");
-    b.type = "button";
-    b.dataset.action = a.name;
+  const seen = new Set();
+  actions.forEach((a, i) => {
+    seen.add(a.name);
+    let b = buttons.get(a.name);
+    if (!b) {
+      b = el("button", "action");
+      b.type = "button";
+      b.dataset.action = a.name;
+      b.addEventListener("click", () => go({ actions: a.name }));
+      const li = el("li");
+      li.append(b);
+      buttons.set(a.name, b);
+    }
+    const li = b.parentElement;
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
     b.setAttribute("aria-pressed", String(a.name === state.actions.selected));
     const head = el("span", "head");
     head.append(el("span", "name", a.name), el("span", "kind", a.type || ""));
@@ -1121,11 +1132,13 @@ function renderActions() {
     } else {
       last.append(el("span", "muted", "never ran"));
     }
-    b.append(head, el("span", "trigger", triggerText(a.trigger)), last, el("span", "file muted", `${a.file}:${a.line}`));
-    b.addEventListener("click", () => go({ actions: a.name }));
-    const li = el("li");
-    li.append(b);
-    list.append(li);
+    b.replaceChildren(head, el("span", "trigger", triggerText(a.trigger)), last, el("span", "file muted", `${a.file}:${a.line}`));
+  });
+  for (const [name, b] of buttons) {
+    if (!seen.has(name)) {
+      b.parentElement.remove();
+      buttons.delete(name);
+    }
   }
   renderActionFacts();
 }
