@@ -1343,6 +1343,7 @@ document.addEventListener("DOMContentLoaded", () => {
       state.range = b.dataset.range;
       resetCharts();
       chartsSoon(0, true);
+      loadData();
     });
   }
   $("reload-actions").addEventListener("click", reloadActions);
