@@ -23,6 +23,8 @@ pub struct Broker {
     pub actions: Addr<Supervisor>,
     /// Which topics trigger actions; read by sessions on every publish.
     pub action_index: SharedIndex,
+    /// Where payload parsers run, bounded (MQTT and `POST /data` alike).
+    pub parsers: Arc<crate::actions::ingest::ParserPool>,
     /// Per-device publish and connect limits, shared by MQTT and HTTP.
     pub limits: Arc<RateLimits>,
     /// For `$SYS/broker/uptime`.
@@ -30,6 +32,9 @@ pub struct Broker {
     /// Numbers connections, so that a late message from an old connection
     /// is told apart from the current one with the same client id.
     pub conn_ids: AtomicU64,
+    /// Set once on SIGINT/SIGTERM: long-lived streams (the Live Inspector)
+    /// end when it changes.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Broker {

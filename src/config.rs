@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// SQLite's `synchronous` pragma (WAL mode): `normal` trades the last
     /// transactions on power loss for speed, `full` syncs every commit.
     pub synchronous: Synchronous,
+    /// Writes waiting for the database writer at most; when full, whoever
+    /// writes waits (publishers are held back), nothing queues unbounded.
+    pub max_write_queue: usize,
 }
 
 /// SQLite's `synchronous` setting, `[server] synchronous = "normal" | "full"`.
@@ -105,6 +108,24 @@ pub struct MqttConfig {
     pub slow_subscriber_timeout: Duration,
     /// How often the `$SYS/broker/...` topics are published.
     pub sys_interval: Duration,
+    /// Levels a topic name or filter may have; deeper filters are refused
+    /// (SUBACK 0x80), a deeper PUBLISH closes the connection.
+    pub max_topic_levels: usize,
+    /// Distinct filters one client may hold; past it a SUBSCRIBE filter gets 0x80.
+    pub max_subscriptions_per_client: usize,
+    /// Retained messages in all; past it a retained publish is delivered but
+    /// not retained. `$SYS` topics do not count.
+    pub max_retained_messages: usize,
+    /// Payload bytes of all retained messages together, likewise.
+    pub max_retained_bytes: usize,
+    /// Topics with an actor at once (retained, or published to recently);
+    /// a publish that would need one more closes its connection.
+    pub max_topics: usize,
+    /// Client connections at once; past it a new connection is closed at accept.
+    pub max_connections: usize,
+    /// Persistent sessions (clean session 0) one device may hold (anonymous
+    /// clients count as one device); past it CONNECT gets code 2.
+    pub max_sessions_per_device: usize,
 }
 
 impl MqttConfig {
@@ -125,6 +146,9 @@ pub struct HttpConfig {
     /// The admin API's bearer token; empty means the admin API is refused.
     /// `BROOK_ADMIN_TOKEN`, when set and non-empty, overrides it.
     pub admin_token: String,
+    /// How long a client may take to send a request's head and body; a slower
+    /// one gets 408 and is closed.
+    pub request_timeout: Duration,
 }
 
 /// `[actions]`.
@@ -132,6 +156,14 @@ pub struct HttpConfig {
 pub struct ActionsConfig {
     /// The directory whose `*.toml` files are loaded as actions.
     pub dir: PathBuf,
+    /// Names of the server's environment variables an analysis may see,
+    /// beyond `PATH`, `HOME` and `LANG`.
+    pub pass_env: Vec<String>,
+    /// Payload parser runs at once, over all devices; 0 = one per core.
+    pub max_parser_runs: usize,
+    /// Parser runs waiting for a slot; past it a message is refused (not
+    /// stored) and the refusal recorded as a run.
+    pub max_parser_queue: usize,
 }
 
 /// `[limits]`: per device, per minute; 0 means unlimited.
@@ -280,6 +312,7 @@ impl Default for Config {
             server: ServerConfig {
                 data_dir: PathBuf::from("data"),
                 synchronous: Synchronous::Normal,
+                max_write_queue: 65_536,
             },
             mqtt: MqttConfig {
                 listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
@@ -292,13 +325,24 @@ impl Default for Config {
                 max_queued_messages: 10_000,
                 slow_subscriber_timeout: Duration::from_secs(10),
                 sys_interval: Duration::from_secs(10),
+                max_topic_levels: 128,
+                max_subscriptions_per_client: 10_000,
+                max_retained_messages: 100_000,
+                max_retained_bytes: 256 * 1024 * 1024,
+                max_topics: 200_000,
+                max_connections: 100_000,
+                max_sessions_per_device: 1_000,
             },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 admin_token: String::new(),
+                request_timeout: Duration::from_secs(10),
             },
             actions: ActionsConfig {
                 dir: PathBuf::from("actions"),
+                pass_env: Vec::new(),
+                max_parser_runs: 0,
+                max_parser_queue: 256,
             },
             limits: LimitsConfig {
                 publish_per_minute: 0,
@@ -484,6 +528,8 @@ struct RawServer {
     data_dir: Option<PathBuf>,
     /// See [`ServerConfig::synchronous`]; spanned for its error.
     synchronous: Option<Spanned<String>>,
+    /// See [`ServerConfig::max_write_queue`].
+    max_write_queue: Option<Spanned<i64>>,
 }
 
 /// `[mqtt]` as written.
@@ -510,6 +556,20 @@ struct RawMqtt {
     slow_subscriber_timeout: Option<Spanned<String>>,
     /// See [`MqttConfig::sys_interval`].
     sys_interval: Option<Spanned<String>>,
+    /// See [`MqttConfig::max_topic_levels`].
+    max_topic_levels: Option<Spanned<i64>>,
+    /// See [`MqttConfig::max_subscriptions_per_client`].
+    max_subscriptions_per_client: Option<Spanned<i64>>,
+    /// See [`MqttConfig::max_retained_messages`].
+    max_retained_messages: Option<Spanned<i64>>,
+    /// See [`MqttConfig::max_retained_bytes`].
+    max_retained_bytes: Option<Spanned<i64>>,
+    /// See [`MqttConfig::max_topics`].
+    max_topics: Option<Spanned<i64>>,
+    /// See [`MqttConfig::max_connections`].
+    max_connections: Option<Spanned<i64>>,
+    /// See [`MqttConfig::max_sessions_per_device`].
+    max_sessions_per_device: Option<Spanned<i64>>,
 }
 
 /// `[http]` as written.
@@ -520,6 +580,8 @@ struct RawHttp {
     listen: Option<Spanned<String>>,
     /// See [`HttpConfig::admin_token`].
     admin_token: Option<String>,
+    /// See [`HttpConfig::request_timeout`].
+    request_timeout: Option<Spanned<String>>,
 }
 
 /// `[actions]` as written.
@@ -528,6 +590,12 @@ struct RawHttp {
 struct RawActions {
     /// See [`ActionsConfig::dir`].
     dir: Option<PathBuf>,
+    /// See [`ActionsConfig::pass_env`].
+    pass_env: Option<Vec<String>>,
+    /// See [`ActionsConfig::max_parser_runs`].
+    max_parser_runs: Option<Spanned<i64>>,
+    /// See [`ActionsConfig::max_parser_queue`].
+    max_parser_queue: Option<Spanned<i64>>,
 }
 
 /// `[limits]` as written.
@@ -620,6 +688,12 @@ impl Parser<'_> {
         let server = ServerConfig {
             data_dir: resolve(raw.server.data_dir.unwrap_or(defaults.server.data_dir)),
             synchronous,
+            max_write_queue: self.count(
+                raw.server.max_write_queue,
+                "server.max_write_queue",
+                defaults.server.max_write_queue,
+                1..=(1 << 24),
+            )?,
         };
 
         let m = raw.mqtt;
@@ -698,14 +772,80 @@ impl Parser<'_> {
                 defaults.mqtt.slow_subscriber_timeout,
             )?,
             sys_interval,
+            // 65,535 bytes (the longest MQTT string) hold at most 32,768 levels.
+            max_topic_levels: self.count(
+                m.max_topic_levels,
+                "mqtt.max_topic_levels",
+                defaults.mqtt.max_topic_levels,
+                1..=32_768,
+            )?,
+            max_subscriptions_per_client: self.count(
+                m.max_subscriptions_per_client,
+                "mqtt.max_subscriptions_per_client",
+                defaults.mqtt.max_subscriptions_per_client,
+                1..=10_000_000,
+            )?,
+            max_retained_messages: self.count(
+                m.max_retained_messages,
+                "mqtt.max_retained_messages",
+                defaults.mqtt.max_retained_messages,
+                0..=100_000_000,
+            )?,
+            max_retained_bytes: self.count(
+                m.max_retained_bytes,
+                "mqtt.max_retained_bytes",
+                defaults.mqtt.max_retained_bytes,
+                0..=(1 << 40),
+            )?,
+            max_topics: self.count(
+                m.max_topics,
+                "mqtt.max_topics",
+                defaults.mqtt.max_topics,
+                1..=100_000_000,
+            )?,
+            max_connections: self.count(
+                m.max_connections,
+                "mqtt.max_connections",
+                defaults.mqtt.max_connections,
+                1..=10_000_000,
+            )?,
+            max_sessions_per_device: self.count(
+                m.max_sessions_per_device,
+                "mqtt.max_sessions_per_device",
+                defaults.mqtt.max_sessions_per_device,
+                1..=10_000_000,
+            )?,
         };
 
+        if let Some(value) = &raw.http.request_timeout {
+            if parse_duration(value.get_ref()).is_ok_and(|d| d.is_zero()) {
+                return Err(self.at(value, "http.request_timeout", "must be more than 0".into()));
+            }
+        }
         let http = HttpConfig {
             listen: self.addr(raw.http.listen, "http.listen", defaults.http.listen)?,
             admin_token: raw.http.admin_token.unwrap_or_default(),
+            request_timeout: self.duration(
+                raw.http.request_timeout,
+                "http.request_timeout",
+                defaults.http.request_timeout,
+            )?,
         };
         let actions = ActionsConfig {
             dir: resolve(raw.actions.dir.unwrap_or(defaults.actions.dir)),
+            pass_env: raw.actions.pass_env.unwrap_or_default(),
+            max_parser_runs: self.count(
+                raw.actions.max_parser_runs,
+                "actions.max_parser_runs",
+                defaults.actions.max_parser_runs,
+                0..=1024,
+            )?,
+            max_parser_queue: self.count(
+                raw.actions.max_parser_queue,
+                "actions.max_parser_queue",
+                defaults.actions.max_parser_queue,
+                0..=1_000_000,
+            )?,
         };
         let limits = LimitsConfig {
             publish_per_minute: raw.limits.publish_per_minute.unwrap_or(0),
@@ -834,6 +974,34 @@ impl Parser<'_> {
                     ),
                 )
             }),
+        }
+    }
+
+    /// A whole number within `range`, or `default` when the key is absent.
+    fn count(
+        &self,
+        value: Option<Spanned<i64>>,
+        key: &str,
+        default: usize,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<usize, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(value) => {
+                let n = *value.get_ref();
+                if !range.contains(&n) {
+                    return Err(self.at(
+                        &value,
+                        key,
+                        format!(
+                            "must be between {} and {}, got {n}",
+                            range.start(),
+                            range.end()
+                        ),
+                    ));
+                }
+                Ok(n as usize)
+            }
         }
     }
 

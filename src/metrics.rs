@@ -28,6 +28,9 @@ impl Gauge {
     pub fn add(&self, n: i64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
     pub fn max(&self, v: i64) {
         self.0.fetch_max(v, Ordering::Relaxed);
     }
@@ -49,12 +52,43 @@ pub struct Metrics {
     pub messages_sent: Counter,
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
-    /// QoS 0 messages dropped because a subscriber's queue was full.
+    /// QoS 0 messages dropped because a connected subscriber's queue was full.
     pub dropped_qos0_full: Counter,
     /// QoS 1/2 messages dropped from an offline session's queue past `max_queued_messages`.
     pub dropped_queue_overflow: Counter,
-    /// Messages refused by the ACL.
+    /// QoS 0 messages for a persistent session while it was away (never queued).
+    pub dropped_offline_qos0: Counter,
+    /// Messages for a clean session whose connection had just ended.
+    pub dropped_disconnected: Counter,
+    /// Messages a slow consumer held in memory when it was disconnected, and
+    /// that its session does not keep (QoS 0, or any QoS of a clean session).
+    pub dropped_slow: Counter,
+    /// Publishes refused by the ACL (or a read-only token).
     pub dropped_acl: Counter,
+    /// Client publishes to `$` topics, which are the broker's.
+    pub dropped_reserved: Counter,
+    /// Retained messages in force, and their payload bytes (`$SYS` aside).
+    pub retained_messages: Gauge,
+    pub retained_bytes: Gauge,
+    /// Retained publishes delivered but not retained: a retained limit was reached.
+    pub retained_refused: Counter,
+    /// SUBSCRIBE filters refused, by reason.
+    pub subscriptions_refused_acl: Counter,
+    pub subscriptions_refused_limit: Counter,
+    pub subscriptions_refused_levels: Counter,
+    /// Publishes that needed a topic past `max_topics` (their connection was closed).
+    pub topics_refused: Counter,
+    /// Publishes too deep for `max_topic_levels` (their connection was closed).
+    pub topic_levels_refused: Counter,
+    /// Messages not parsed because the parser queue was full (recorded as runs).
+    pub parser_refused: Counter,
+    /// Connections refused at accept: `max_connections` were open.
+    pub connections_over_limit: Counter,
+    /// Open MQTT connections (CONNECT done or not).
+    pub connections_open: Gauge,
+    /// Writes waiting for the SQLite writer, and how many had to wait for room.
+    pub store_queue: Gauge,
+    pub store_queue_full: Counter,
     /// Subscribers disconnected for staying full past `slow_subscriber_timeout`.
     pub slow_consumers: Counter,
     pub store_commits: Counter,
@@ -80,6 +114,12 @@ pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metr
 
 impl Metrics {
     pub fn dropped_total(&self) -> u64 {
-        self.dropped_qos0_full.get() + self.dropped_queue_overflow.get() + self.dropped_acl.get()
+        self.dropped_qos0_full.get()
+            + self.dropped_queue_overflow.get()
+            + self.dropped_offline_qos0.get()
+            + self.dropped_disconnected.get()
+            + self.dropped_slow.get()
+            + self.dropped_acl.get()
+            + self.dropped_reserved.get()
     }
 }

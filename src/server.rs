@@ -10,7 +10,9 @@ use crate::actions::supervisor::{ActionIndex, Reload, Supervisor, SupervisorConf
 use crate::broker::Broker;
 use crate::config::{Config, Synchronous};
 use crate::device::{Auth, Devices};
-use crate::router::{QueueLimits, Router};
+use crate::router::acl::ClientAcl;
+use crate::router::budget::RetainedBudget;
+use crate::router::{QueueLimits, Router, RouterLimits, SavedSession};
 use crate::session::subscriber::SEQ;
 use crate::store::{retained, sessions, Store, Sync};
 
@@ -30,7 +32,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         Synchronous::Normal => Sync::Normal,
         Synchronous::Full => Sync::Full,
     };
-    let store = Store::open(&config.server.data_dir, sync)?;
+    let mut options = crate::store::Options::new(sync);
+    options.max_write_queue = config.server.max_write_queue;
+    let store = Store::open_with(&config.server.data_dir, options)?;
     let auth = Auth::load(&store)?;
     let saved = store.read_blocking(sessions::all_sessions)?;
     let retained = store.read_blocking(retained::all)?;
@@ -44,6 +48,34 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         retained = retained.len(),
         "store opened"
     );
+    // Each persistent session gets the ACL of the device it belongs to; a
+    // session whose device is gone goes too.
+    let mut restored = Vec::with_capacity(saved.len());
+    for row in saved {
+        let device = match &row.device_id {
+            None => None,
+            Some(id) => match auth.device(id) {
+                Some(d) => Some(d),
+                None => {
+                    tracing::warn!(client_id = %row.client_id, "persistent session of a deleted device dropped");
+                    let client = row.client_id.clone();
+                    store.write_detached("delete session", move |c| {
+                        sessions::delete_session(c, &client)
+                    });
+                    continue;
+                }
+            },
+        };
+        let acl = ClientAcl::for_client(
+            &config.acl,
+            device.as_ref().map(|d| (d.name.as_str(), &d.tags[..])),
+            &row.client_id,
+        );
+        restored.push(SavedSession {
+            row,
+            acl: Arc::new(acl),
+        });
+    }
 
     let system = actix_rt::System::new();
     system.block_on(async move {
@@ -52,22 +84,36 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             .unwrap_or(2);
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         let handles: Vec<ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
-        let limits = QueueLimits {
-            capacity: config
-                .mqtt
-                .max_queued_messages
-                .clamp(1, MAX_IN_MEMORY_QUEUE),
-            max_queued: config.mqtt.max_queued_messages,
-            slow_timeout: config.mqtt.slow_subscriber_timeout,
+        let limits = RouterLimits {
+            queue: QueueLimits {
+                capacity: config
+                    .mqtt
+                    .max_queued_messages
+                    .clamp(1, MAX_IN_MEMORY_QUEUE),
+                max_queued: config.mqtt.max_queued_messages,
+                slow_timeout: config.mqtt.slow_subscriber_timeout,
+            },
+            max_topics: config.mqtt.max_topics,
+            max_subscriptions_per_client: config.mqtt.max_subscriptions_per_client,
+            max_sessions_per_device: config.mqtt.max_sessions_per_device,
+            retained: Arc::new(RetainedBudget::new(
+                config.mqtt.max_retained_messages,
+                config.mqtt.max_retained_bytes,
+            )),
         };
+        let max_levels = config.mqtt.max_topic_levels;
         let router = {
             let (store, handles) = (store.clone(), handles.clone());
             Router::create(move |ctx| {
                 let mut router = Router::new(store, handles, limits);
-                router.restore(ctx, saved, retained);
+                router.restore(ctx, restored, retained, max_levels);
                 router
             })
         };
+        let parsers = Arc::new(crate::actions::ingest::ParserPool::new(
+            config.actions.max_parser_runs,
+            config.actions.max_parser_queue,
+        ));
         let action_index = Arc::new(parking_lot::RwLock::new(Arc::new(ActionIndex::default())));
         let actions = Supervisor::new(SupervisorConfig {
             store: store.clone(),
@@ -76,6 +122,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             router: router.clone(),
             dir: config.actions.dir.clone(),
             api_base: config.admin_url(),
+            pass_env: config.actions.pass_env.clone(),
+            parsers: parsers.clone(),
             keep_runs: KEEP_RUNS,
             keep_runs_for: KEEP_RUNS_FOR,
         })
@@ -91,9 +139,11 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             auth: auth.clone(),
             actions,
             action_index,
+            parsers,
             limits: Arc::new(crate::device::limits::RateLimits::new(&config_limits)),
             started: std::time::Instant::now(),
             conn_ids: std::sync::atomic::AtomicU64::new(1),
+            shutdown: tokio::sync::watch::Sender::new(false),
         });
 
         let listeners = crate::listener::start(broker.clone(), handles).await?;
@@ -109,6 +159,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         wait_for_shutdown(&broker).await;
         tracing::info!("shutting down: no new connections, finishing writes");
         listeners.stop();
+        broker.shutdown.send_replace(true);
         http_handle.stop(true).await;
         auth.flush_last_input(&store);
         if let Err(e) = store.flush().await {

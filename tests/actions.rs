@@ -70,28 +70,6 @@ fn an_invalid_item_rejects_the_whole_publish_and_it_is_still_acknowledged() {
     );
 }
 
-/// Writes `actions/NAME.toml` and reloads the server's actions.
-fn install_action(s: &Server, name: &str, toml: &str) {
-    let dir = s.dir.path().join("actions");
-    std::fs::write(dir.join(format!("{name}.toml")), toml).expect("write action file");
-    s.admin_ok("POST", "/actions/reload", None);
-}
-
-/// The run records of an action, newest first.
-fn runs(s: &Server, action: &str) -> Vec<serde_json::Value> {
-    let v = s.admin_ok("GET", &format!("/actions/{action}/runs"), None);
-    v.as_array().cloned().unwrap_or_default()
-}
-
-fn wait_for_runs(s: &Server, action: &str, n: usize) -> Vec<serde_json::Value> {
-    let mut found = Vec::new();
-    wait_until(&format!("{n} run(s) of {action}"), WAIT, || {
-        found = runs(s, action);
-        found.len() >= n
-    });
-    found
-}
-
 const STORE_READINGS: &str = r#"
 [[action]]
 name = "store-readings"
@@ -102,7 +80,7 @@ type = "insert_bucket"
 #[test]
 fn a_publish_on_a_matching_topic_is_stored_and_a_non_matching_one_is_not() {
     let s = Server::start();
-    install_action(&s, "store", STORE_READINGS);
+    s.install_action("store", STORE_READINGS);
     let d = s.create_device("d1");
     let mut c = s.mqtt("c1", &d.token);
     c.publish_acked("sensors/a/humidity", QoS::AtLeastOnce, false, "55");
@@ -116,14 +94,14 @@ fn a_publish_on_a_matching_topic_is_stored_and_a_non_matching_one_is_not() {
         stored(&s, &d.id),
         vec![("temperature".to_string(), "21.5".to_string())]
     );
-    let r = wait_for_runs(&s, "store-readings", 1);
+    let r = s.wait_for_runs("store-readings", 1);
     assert_eq!(r[0]["outcome"], "ok");
 }
 
 #[test]
 fn a_qos1_publish_stored_by_an_action_survives_kill_9_right_after_its_puback() {
     let mut s = Server::start();
-    install_action(&s, "store", STORE_READINGS);
+    s.install_action("store", STORE_READINGS);
     let d = s.create_device("d1");
     let mut c = s.mqtt("c1", &d.token);
     for i in 0..20 {
@@ -143,7 +121,7 @@ fn a_qos1_publish_stored_by_an_action_survives_kill_9_right_after_its_puback() {
 #[test]
 fn an_invalid_item_is_recorded_in_the_run_with_its_reason() {
     let s = Server::start();
-    install_action(&s, "store", STORE_READINGS);
+    s.install_action("store", STORE_READINGS);
     let d = s.create_device("d1");
     let mut c = s.mqtt("c1", &d.token);
     c.publish_acked(
@@ -152,7 +130,7 @@ fn an_invalid_item_is_recorded_in_the_run_with_its_reason() {
         false,
         r#"[{"variable":"a","value":1},{"variable":"b$","value":2}]"#,
     );
-    let r = wait_for_runs(&s, "store-readings", 1);
+    let r = s.wait_for_runs("store-readings", 1);
     assert_eq!(r[0]["outcome"], "error");
     let detail = r[0]["detail"].as_str().unwrap_or_default();
     assert!(
@@ -174,7 +152,7 @@ payload = [
 #[test]
 fn a_payload_parser_turns_a_hex_payload_into_two_variables() {
     let s = Server::start();
-    install_action(&s, "store", STORE_READINGS);
+    s.install_action("store", STORE_READINGS);
     let d = s.create_device("d1");
     s.admin_ok(
         "PATCH",
@@ -196,7 +174,7 @@ fn a_payload_parser_turns_a_hex_payload_into_two_variables() {
 #[test]
 fn a_parser_that_loops_forever_is_stopped_and_the_next_message_goes_through() {
     let s = Server::start();
-    install_action(&s, "store", STORE_READINGS);
+    s.install_action("store", STORE_READINGS);
     let d = s.create_device("d1");
     let parser = "if (String(payload[0].value) === 'loop') { while (true) {} }";
     s.admin_ok(
@@ -217,7 +195,7 @@ fn a_parser_that_loops_forever_is_stopped_and_the_next_message_goes_through() {
         stored(&s, &d.id),
         vec![("payload".to_string(), "\"7\"".to_string())]
     );
-    let r = wait_for_runs(&s, "store-readings", 2);
+    let r = s.wait_for_runs("store-readings", 2);
     let looped = &r[1];
     assert_eq!(looped["outcome"], "error");
     assert!(
@@ -248,8 +226,7 @@ print("env", os.environ["T_ANALYSIS_ENV"], os.environ["T_ANALYSIS_ID"])
 "#,
     )
     .expect("write script");
-    install_action(
-        &s,
+    s.install_action(
         "double",
         r#"
 [[action]]
@@ -267,7 +244,7 @@ analysis = { command = ["python3", "analysis/double.py"], timeout = "20s", env =
         false,
         r#"{"variable":"raw","value":21}"#,
     );
-    let r = wait_for_runs(&s, "double", 1);
+    let r = s.wait_for_runs("double", 1);
     assert_eq!(r[0]["outcome"], "ok", "{}", r[0]);
     let stdout = r[0]["stdout"].as_str().unwrap_or_default();
     assert!(stdout.contains("1 Data Added"), "{stdout}");
@@ -285,8 +262,7 @@ analysis = { command = ["python3", "analysis/double.py"], timeout = "20s", env =
 #[test]
 fn an_analysis_that_sleeps_past_its_timeout_is_killed_and_recorded_as_timeout() {
     let s = Server::start();
-    install_action(
-        &s,
+    s.install_action(
         "sleepy",
         r#"
 [[action]]
@@ -299,15 +275,14 @@ analysis = { command = ["sleep", "30"], timeout = "1s" }
     let d = s.create_device("d1");
     let mut c = s.mqtt("c1", &d.token);
     c.publish_acked("slow/x", QoS::AtLeastOnce, false, "1");
-    let r = wait_for_runs(&s, "sleepy", 1);
+    let r = s.wait_for_runs("sleepy", 1);
     assert_eq!(r[0]["outcome"], "timeout");
 }
 
 #[test]
 fn a_six_field_schedule_fires() {
     let s = Server::start();
-    install_action(
-        &s,
+    s.install_action(
         "tick",
         r#"
 [[action]]
@@ -317,7 +292,7 @@ type = "mqtt_publish"
 mqtt_publish = { topic = "ticks", payload = "tick", qos = 1 }
 "#,
     );
-    let r = wait_for_runs(&s, "tick", 2);
+    let r = s.wait_for_runs("tick", 2);
     assert_eq!(r[0]["outcome"], "ok");
     assert_eq!(r[0]["trigger"]["kind"], "schedule");
 }
@@ -325,8 +300,7 @@ mqtt_publish = { topic = "ticks", payload = "tick", qos = 1 }
 #[test]
 fn a_device_event_action_publishes_on_connect() {
     let s = Server::start();
-    install_action(
-        &s,
+    s.install_action(
         "send-config",
         r#"
 [[action]]

@@ -2,38 +2,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
-use std::thread;
 
 use common::*;
 use rumqttc::QoS;
 use serde_json::Value;
-
-/// Opens the device's event stream; its events arrive on the channel.
-fn watch(s: &Server, device: &str) -> mpsc::Receiver<Value> {
-    let url = s.http_url(&format!("/devices/{device}/live"));
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let response = ureq::get(&url)
-            .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
-            .call()
-            .expect("open the live stream");
-        let reader = BufReader::new(response.into_body().into_reader());
-        for line in reader.lines() {
-            let Ok(line) = line else { return };
-            if let Some(data) = line.strip_prefix("data: ") {
-                let Ok(event) = serde_json::from_str::<Value>(data) else {
-                    return;
-                };
-                if tx.send(event).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
 
 fn next_event(rx: &mpsc::Receiver<Value>) -> Value {
     rx.recv_timeout(WAIT).expect("a Live Inspector event")
@@ -43,7 +16,7 @@ fn next_event(rx: &mpsc::Receiver<Value>) -> Value {
 fn an_sse_client_sees_connect_publish_and_disconnect_in_order() {
     let s = Server::start();
     let d = s.create_device("d1");
-    let events = watch(&s, "d1");
+    let events = s.watch("d1");
     assert_eq!(next_event(&events)["type"], "watching");
 
     let mut c = s.mqtt("inspected", &d.token);

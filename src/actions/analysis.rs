@@ -74,7 +74,15 @@ pub struct AnalysisInput {
     pub token: String,
     /// `TAGOIO_API` and `BROOK_API`: brook's HTTP base URL.
     pub api_base: String,
+    /// Names of the server's environment variables the script may see
+    /// beside [`BASE_ENV`] (`[actions] pass_env`).
+    pub pass_env: Vec<String>,
 }
+
+/// The server's environment variables every analysis gets; nothing else of
+/// the server's environment reaches a script unless `[actions] pass_env`
+/// names it (a secret brook was started with stays brook's).
+pub const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG"];
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,9 +162,19 @@ pub async fn run(spec: &AnalysisSpec, input: AnalysisInput) -> RunResult {
     let mut cmd = Command::new(resolve_program(program, &spec.working_dir));
     cmd.args(&spec.command[1..])
         .current_dir(&spec.working_dir)
+        .env_clear();
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(input.pass_env.iter().map(String::as_str))
         // The admin token is brook's, never the script's.
-        .env_remove(ADMIN_TOKEN_ENV)
-        .envs(&spec.env)
+        .filter(|name| *name != ADMIN_TOKEN_ENV)
+    {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    cmd.envs(&spec.env)
         .env("T_ANALYSIS_CONTEXT", &context_text)
         .env("T_ANALYSIS_DATA", &scope_text)
         .env("T_ANALYSIS_ENV", Value::Array(env_list).to_string())
@@ -326,6 +344,7 @@ mod tests {
             analysis_id: "too-hot".into(),
             token: "run-token".into(),
             api_base: "http://127.0.0.1:8080".into(),
+            pass_env: Vec::new(),
         }
     }
 

@@ -116,6 +116,10 @@ pub struct SupervisorConfig {
     pub dir: PathBuf,
     /// brook's HTTP base URL, for analyses (`TAGOIO_API`, `BROOK_API`).
     pub api_base: String,
+    /// The server's environment variables analyses may see (`[actions] pass_env`).
+    pub pass_env: Vec<String>,
+    /// Where payload parsers run (shared with `POST /data`).
+    pub parsers: Arc<ingest::ParserPool>,
     /// Run records kept per action, and for how long.
     pub keep_runs: usize,
     pub keep_runs_for: Duration,
@@ -367,7 +371,7 @@ async fn on_publish(
     payload: Bytes,
 ) -> bool {
     let started = now_ms();
-    let parsed = ingest::from_mqtt(device.clone(), &topic, payload).await;
+    let parsed = ingest::from_mqtt(&cfg.parsers, device.clone(), &topic, payload).await;
     let parsed = match parsed {
         Ok(p) => {
             if !p.logs.is_empty() {
@@ -397,6 +401,7 @@ async fn on_publish(
                     )
                 })
                 .collect();
+            runs.iter().for_each(|r| count_run(r.outcome));
             if !runs.is_empty() {
                 cfg.store.write_detached("record runs", move |c| {
                     runs.iter()
@@ -644,6 +649,7 @@ impl Run {
                 analysis_id: self.def.name.clone(),
                 token,
                 api_base: cfg.api_base.clone(),
+                pass_env: cfg.pass_env.clone(),
             },
         )
         .await;

@@ -48,6 +48,8 @@ pub struct Identity {
     /// triggering device and publish, nothing else).
     pub run: bool,
     pub token_last4: String,
+    /// When the token expires (unix ms); the connection closes then.
+    pub expires_at: Option<i64>,
     /// The device's Live Inspector viewers.
     pub watch: Arc<Watch>,
 }
@@ -145,6 +147,7 @@ impl Auth {
             last_input: device.last_input.clone(),
             run: token.run,
             token_last4: token.last4,
+            expires_at: token.expires_at,
             watch: device.watch.clone(),
         })
     }
@@ -273,13 +276,18 @@ impl Auth {
         (token_id, secret)
     }
 
-    /// Whether `secret` is a live analysis run token (for the publish service).
-    pub fn is_run_token(&self, secret: &[u8]) -> bool {
+    /// A live analysis run token's id and device (None for a run without
+    /// one), for the publish service.
+    pub fn run_token(&self, secret: &[u8]) -> Option<(String, Option<String>)> {
         let now = now_ms();
         self.tokens
             .read()
             .get(&hash_secret(secret))
-            .is_some_and(|t| t.run && t.expires_at.is_none_or(|e| e > now))
+            .filter(|t| t.run && t.expires_at.is_none_or(|e| e > now))
+            .map(|t| {
+                let device = (!t.device_id.is_empty()).then(|| t.device_id.clone());
+                (t.token_id.clone(), device)
+            })
     }
 
     pub fn remove_device(&self, id: &str) {

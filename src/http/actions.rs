@@ -8,7 +8,6 @@ use actix_web::{web, HttpRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admin::admin;
 use super::{ok, ApiError, ApiResult, Shared};
 use crate::actions::data::format_time;
 use crate::store::actions::{self, ActionRow, Run};
@@ -57,8 +56,7 @@ fn action_json(a: &ActionRow) -> Value {
     })
 }
 
-async fn list_actions(req: HttpRequest, broker: Shared) -> ApiResult {
-    admin(&req, &broker)?;
+async fn list_actions(_admin: super::admin::Admin, broker: Shared) -> ApiResult {
     let rows = broker.store.read(actions::list_actions).await?;
     Ok(ok(rows.iter().map(action_json).collect::<Vec<_>>()))
 }
@@ -70,8 +68,12 @@ struct RunsQuery {
     before: Option<String>,
 }
 
-async fn list_runs(req: HttpRequest, broker: Shared, name: web::Path<String>) -> ApiResult {
-    admin(&req, &broker)?;
+async fn list_runs(
+    _admin: super::admin::Admin,
+    req: HttpRequest,
+    broker: Shared,
+    name: web::Path<String>,
+) -> ApiResult {
     let query = web::Query::<RunsQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limit = match query.limit.as_deref() {

@@ -25,6 +25,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/actions/reload", web::post().to(reload_actions));
 }
 
+/// The admin token, checked before anything else of a request is read: as a
+/// handler's first argument it refuses the request (401) before a body
+/// extractor after it reads or parses a byte.
+pub struct Admin;
+
+impl actix_web::FromRequest for Admin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let checked = match req.app_data::<Shared>() {
+            Some(broker) => admin(req, broker).map(|()| Admin),
+            None => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the broker is not attached to this request",
+            )),
+        };
+        std::future::ready(checked)
+    }
+}
+
 /// The admin token check; `Err` is the answer to send.
 pub(super) fn admin(req: &HttpRequest, broker: &Shared) -> Result<(), ApiError> {
     let given = req
@@ -45,14 +66,7 @@ pub(super) fn admin_token(given: &str, broker: &Shared) -> Result<(), ApiError> 
             "the admin API is off: set [http] admin_token in config.toml or BROOK_ADMIN_TOKEN",
         ));
     }
-    // Compare in time independent of where the strings differ.
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if devices::same_secret(given, expected) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -104,8 +118,7 @@ pub(super) async fn find_device(broker: &Shared, name: String) -> Result<Device,
     found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such device"))
 }
 
-async fn list_devices(req: HttpRequest, broker: Shared) -> ApiResult {
-    admin(&req, &broker)?;
+async fn list_devices(_admin: Admin, broker: Shared) -> ApiResult {
     let all = broker.store.read(devices::all_devices).await?;
     let counts = connected_counts(&broker).await;
     Ok(ok(all
@@ -126,11 +139,15 @@ struct NewDevice {
     parser: Option<String>,
 }
 
+/// A device name is 1 to 100 of `A-Z a-z 0-9 _ . -`: it is substituted for
+/// `%d` in ACL filters and appears in topics and URLs, where `+`, `#`, `/`
+/// or spaces would mean something else.
 fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.len() > 100 || name.contains('/') {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if name.is_empty() || name.len() > 100 || !name.chars().all(safe) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "name: must be 1 to 100 characters, without '/'",
+            format!("name: {name:?} must be 1 to 100 characters of A-Za-z0-9_.-"),
         ));
     }
     Ok(())
@@ -157,8 +174,7 @@ fn new_token(
     (token, secret)
 }
 
-async fn create_device(req: HttpRequest, broker: Shared, body: web::Json<NewDevice>) -> ApiResult {
-    admin(&req, &broker)?;
+async fn create_device(_admin: Admin, broker: Shared, body: web::Json<NewDevice>) -> ApiResult {
     let body = body.into_inner();
     check_name(&body.name)?;
     let mut params = body.params;
@@ -204,8 +220,7 @@ async fn create_device(req: HttpRequest, broker: Shared, body: web::Json<NewDevi
     ))
 }
 
-async fn show_device(req: HttpRequest, broker: Shared, name: web::Path<String>) -> ApiResult {
-    admin(&req, &broker)?;
+async fn show_device(_admin: Admin, broker: Shared, name: web::Path<String>) -> ApiResult {
     let device = find_device(&broker, name.into_inner()).await?;
     let id = device.id.clone();
     let tokens = broker
@@ -237,12 +252,11 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
 }
 
 async fn patch_device(
-    req: HttpRequest,
+    _admin: Admin,
     broker: Shared,
     name: web::Path<String>,
     body: web::Json<DevicePatch>,
 ) -> ApiResult {
-    admin(&req, &broker)?;
     let mut device = find_device(&broker, name.into_inner()).await?;
     let patch = body.into_inner();
     if let Some(name) = patch.name {
@@ -277,8 +291,7 @@ async fn patch_device(
     )))
 }
 
-async fn delete_device(req: HttpRequest, broker: Shared, name: web::Path<String>) -> ApiResult {
-    admin(&req, &broker)?;
+async fn delete_device(_admin: Admin, broker: Shared, name: web::Path<String>) -> ApiResult {
     let device = find_device(&broker, name.into_inner()).await?;
     let id = device.id.clone();
     broker
@@ -289,12 +302,14 @@ async fn delete_device(req: HttpRequest, broker: Shared, name: web::Path<String>
     broker.devices.do_send(Deleted {
         device_id: device.id.clone(),
     });
+    broker.router.do_send(crate::router::ForgetDevice {
+        device_id: device.id.clone(),
+    });
     tracing::info!(device = %device.name, "device deleted");
     Ok(ok(format!("device {} deleted", device.name)))
 }
 
-async fn list_tokens(req: HttpRequest, broker: Shared, name: web::Path<String>) -> ApiResult {
-    admin(&req, &broker)?;
+async fn list_tokens(_admin: Admin, broker: Shared, name: web::Path<String>) -> ApiResult {
     let device = find_device(&broker, name.into_inner()).await?;
     let tokens = broker
         .store
@@ -326,12 +341,11 @@ fn parse_expiry(s: &str) -> Option<i64> {
 }
 
 async fn create_token(
-    req: HttpRequest,
+    _admin: Admin,
     broker: Shared,
     name: web::Path<String>,
     body: web::Json<NewToken>,
 ) -> ApiResult {
-    admin(&req, &broker)?;
     let device = find_device(&broker, name.into_inner()).await?;
     let body = body.into_inner();
     let expires_at = match body.expires.as_deref() {
@@ -364,8 +378,7 @@ async fn create_token(
     Ok(ok(v))
 }
 
-async fn revoke_token(req: HttpRequest, broker: Shared, id: web::Path<String>) -> ApiResult {
-    admin(&req, &broker)?;
+async fn revoke_token(_admin: Admin, broker: Shared, id: web::Path<String>) -> ApiResult {
     let id = id.into_inner();
     let lookup = id.clone();
     let token = broker
@@ -390,8 +403,7 @@ async fn revoke_token(req: HttpRequest, broker: Shared, id: web::Path<String>) -
 
 /// Reloads the action files; a reload that fails keeps the old set and says
 /// why: in `message`, and as a list of `FILE:LINE: message` in `problems`.
-async fn reload_actions(req: HttpRequest, broker: Shared) -> ApiResult {
-    admin(&req, &broker)?;
+async fn reload_actions(_admin: Admin, broker: Shared) -> ApiResult {
     match broker
         .actions
         .send(crate::actions::supervisor::Reload)

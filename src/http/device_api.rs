@@ -138,6 +138,11 @@ fn device(req: &HttpRequest, broker: &Shared) -> Result<Identity, Refusal> {
             AuthError::Unknown => unauthorized("Invalid token"),
             AuthError::Expired { .. } => unauthorized("Invalid token: it has expired"),
         })?;
+    if identity.run && !(*req.method() == Method::POST && req.path() == "/data") {
+        return Err(unauthorized(
+            "an analysis run token may only POST /data for its device and publish through /analysis/services/mqtt/publish",
+        ));
+    }
     let reads = *req.method() == Method::GET;
     let allowed = match identity.permission {
         Permission::Full => true,
@@ -180,7 +185,13 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Refusal::bad(format!("cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            if super::is_body_timeout(&e) {
+                Refusal::new(StatusCode::REQUEST_TIMEOUT, e)
+            } else {
+                Refusal::bad(format!("cannot read the body: {e}"))
+            }
+        })?;
         body.extend_from_slice(&chunk);
         data::check_size(body.len())?;
     }
@@ -197,7 +208,7 @@ async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> A
         .auth
         .device(&who.device_id)
         .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
-    let parsed = ingest::from_body(device.clone(), body.into()).await;
+    let parsed = ingest::from_body(&broker.parsers, device.clone(), body.into()).await;
     let items = match parsed {
         Ok(p) => {
             if !p.logs.is_empty() {
@@ -713,8 +724,12 @@ async fn mark_param_sent(req: HttpRequest, broker: Shared, param: web::Path<Stri
 // ---------------------------------------------------------------------------
 // Admin: GET /devices/{name}/data
 
-async fn admin_data(req: HttpRequest, broker: Shared, name: web::Path<String>) -> Answered {
-    admin::admin(&req, &broker)?;
+async fn admin_data(
+    _admin: admin::Admin,
+    req: HttpRequest,
+    broker: Shared,
+    name: web::Path<String>,
+) -> Answered {
     let d = admin::find_device(&broker, name.into_inner()).await?;
     let read = parse_read(req.query_string(), now_ms())?;
     read_data(&broker, d.id, read).await
@@ -725,8 +740,11 @@ const MAX_VARIABLES: usize = 200;
 
 /// `GET /devices/{name}/variables`: the variables of the device's bucket by
 /// name (at most [`MAX_VARIABLES`]), each as its newest item with a value.
-async fn admin_variables(req: HttpRequest, broker: Shared, name: web::Path<String>) -> Answered {
-    admin::admin(&req, &broker)?;
+async fn admin_variables(
+    _admin: admin::Admin,
+    broker: Shared,
+    name: web::Path<String>,
+) -> Answered {
     let d = admin::find_device(&broker, name.into_inner()).await?;
     let items = broker
         .store

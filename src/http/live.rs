@@ -47,17 +47,25 @@ async fn live(
         serde_json::json!({"type": "watching", "device": device.name, "id": device.id})
     ));
     let ticks = tokio::time::interval(KEEP_ALIVE);
+    // The stream ends when the server shuts down, so that a shutdown does
+    // not wait for viewers to leave.
+    let stop = broker.shutdown.subscribe();
     let stream = futures::stream::unfold(
-        (rx, ticks, Some(hello), watch),
-        |(mut rx, mut ticks, first, watch)| async move {
+        (rx, ticks, Some(hello), watch, stop),
+        |(mut rx, mut ticks, first, watch, mut stop)| async move {
             if let Some(first) = first {
-                return Some((Ok::<_, actix_web::Error>(first), (rx, ticks, None, watch)));
+                let state = (rx, ticks, None, watch, stop);
+                return Some((Ok::<_, actix_web::Error>(first), state));
+            }
+            if *stop.borrow_and_update() {
+                return None;
             }
             tokio::select! {
-                frame = rx.recv() => frame.map(|f| (Ok(f), (rx, ticks, None, watch))),
+                frame = rx.recv() => frame.map(|f| (Ok(f), (rx, ticks, None, watch, stop))),
+                _ = stop.changed() => None,
                 _ = ticks.tick() => {
                     watch.prune();
-                    Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (rx, ticks, None, watch)))
+                    Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (rx, ticks, None, watch, stop)))
                 }
             }
         },

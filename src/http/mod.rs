@@ -3,6 +3,11 @@
 //!
 //! Every JSON answer has TagoIO's shape: `{"status":true,"result":…}` or
 //! `{"status":false,"message":"…"}` with a 4xx/5xx status.
+//!
+//! A client has `[http] request_timeout` to send a request's head and then
+//! its body (a slower body gets 408); admin requests are refused (401)
+//! before their body is read; on shutdown, Live Inspector streams end and
+//! connections get a few seconds to finish.
 
 mod actions;
 mod admin;
@@ -12,7 +17,10 @@ mod page;
 pub mod services;
 
 use std::fmt::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -67,11 +75,53 @@ impl From<crate::store::StoreError> for ApiError {
 
 pub type ApiResult = Result<HttpResponse, ApiError>;
 
+/// How long a shutdown waits for HTTP connections to finish.
+const SHUTDOWN_GRACE_SECS: u64 = 2;
+
+/// The error a request body stream gives when it was not received in time.
+fn body_timed_out() -> actix_web::error::PayloadError {
+    actix_web::error::PayloadError::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the request body did not arrive within http.request_timeout",
+    ))
+}
+
+/// Whether a payload error is [`body_timed_out`]'s.
+pub fn is_body_timeout(e: &actix_web::error::PayloadError) -> bool {
+    matches!(e, actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
+}
+
+/// A request body that must have arrived whole by a deadline.
+struct Deadline {
+    inner: actix_web::dev::Payload,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl futures::Stream for Deadline {
+    type Item = Result<bytes::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if std::future::Future::poll(self.sleep.as_mut(), cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(body_timed_out())));
+        }
+        Poll::Pending
+    }
+}
+
 /// Starts the HTTP server; the returned server must be awaited (spawned).
 pub fn start(
     broker: Arc<Broker>,
 ) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
     let addr = broker.config.http.listen;
+    let timeout = broker.config.http.request_timeout;
     let data = web::Data::new(broker);
     let server = HttpServer::new(move || {
         App::new()
@@ -80,14 +130,29 @@ pub fn start(
                 web::JsonConfig::default()
                     .limit(1 << 20)
                     .error_handler(|e, _| {
-                        let message = format!("invalid JSON body: {e}");
-                        actix_web::error::InternalError::from_response(
-                            e,
-                            fail(StatusCode::BAD_REQUEST, message),
-                        )
-                        .into()
+                        let timed_out = matches!(&e, actix_web::error::JsonPayloadError::Payload(p) if is_body_timeout(p));
+                        let answer = if timed_out {
+                            fail(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive within http.request_timeout")
+                        } else {
+                            fail(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
+                        };
+                        actix_web::error::InternalError::from_response(e, answer).into()
                     }),
             )
+            .wrap_fn(move |mut req, srv| {
+                use actix_web::dev::Service;
+                // The body must arrive within the timeout from the head's end.
+                let (_, payload) = req.parts_mut();
+                let inner = std::mem::replace(payload, actix_web::dev::Payload::None);
+                req.set_payload(actix_web::dev::Payload::Stream {
+                    payload: Box::pin(Deadline {
+                        inner,
+                        sleep: Box::pin(tokio::time::sleep(timeout)),
+                        expired: false,
+                    }),
+                });
+                srv.call(req)
+            })
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .configure(admin::routes)
@@ -99,6 +164,9 @@ pub fn start(
             .default_service(web::to(not_found))
     })
     .workers(1)
+    .client_request_timeout(timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
     .disable_signals()
     .bind(addr)
     .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {addr}: {e}"))?;
@@ -227,28 +295,110 @@ async fn metrics(broker: Shared) -> HttpResponse {
         "messages waiting in connected subscribers' queues",
         m.queued_messages.get().to_string(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP brook_messages_dropped_total messages dropped, by reason\n# TYPE brook_messages_dropped_total counter\n\
-         brook_messages_dropped_total{{reason=\"queue_full_qos0\"}} {}\n\
-         brook_messages_dropped_total{{reason=\"offline_queue_overflow\"}} {}\n\
-         brook_messages_dropped_total{{reason=\"acl\"}} {}",
-        m.dropped_qos0_full.get(),
-        m.dropped_queue_overflow.get(),
-        m.dropped_acl.get()
+    metric(
+        "connections_open",
+        "gauge",
+        "MQTT connections open (CONNECT done or not), under mqtt.max_connections",
+        m.connections_open.get().to_string(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP brook_action_runs_total action runs, by outcome\n# TYPE brook_action_runs_total counter"
+    metric(
+        "retained_messages",
+        "gauge",
+        "retained messages in force ($SYS aside), under mqtt.max_retained_messages",
+        m.retained_messages.get().to_string(),
     );
-    for (outcome, n) in [
-        ("ok", m.runs_ok.get()),
-        ("error", m.runs_error.get()),
-        ("timeout", m.runs_timeout.get()),
-        ("skipped", m.runs_skipped.get()),
-    ] {
-        let _ = writeln!(out, "brook_action_runs_total{{outcome=\"{outcome}\"}} {n}");
-    }
+    metric(
+        "retained_bytes",
+        "gauge",
+        "payload bytes of the retained messages, under mqtt.max_retained_bytes",
+        m.retained_bytes.get().to_string(),
+    );
+    metric(
+        "retained_refused_total",
+        "counter",
+        "retained publishes delivered but not retained: a retained limit was reached",
+        m.retained_refused.get().to_string(),
+    );
+    metric(
+        "topics_refused_total",
+        "counter",
+        "publishes that needed a topic past mqtt.max_topics (connection closed)",
+        m.topics_refused.get().to_string(),
+    );
+    metric(
+        "topic_levels_refused_total",
+        "counter",
+        "publishes deeper than mqtt.max_topic_levels (connection closed)",
+        m.topic_levels_refused.get().to_string(),
+    );
+    metric(
+        "connections_over_limit_total",
+        "counter",
+        "connections closed at accept: mqtt.max_connections were open",
+        m.connections_over_limit.get().to_string(),
+    );
+    metric(
+        "parser_refused_total",
+        "counter",
+        "messages not parsed (nor stored): the parser queue was full",
+        m.parser_refused.get().to_string(),
+    );
+    metric(
+        "store_queue",
+        "gauge",
+        "writes waiting for the SQLite writer, under server.max_write_queue",
+        m.store_queue.get().to_string(),
+    );
+    metric(
+        "store_queue_full_total",
+        "counter",
+        "writes that waited for room in the write queue",
+        m.store_queue_full.get().to_string(),
+    );
+    let mut family = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| {
+        let _ = writeln!(
+            out,
+            "# HELP brook_{name} {help}\n# TYPE brook_{name} counter"
+        );
+        for (value, n) in values {
+            let _ = writeln!(out, "brook_{name}{{{label}=\"{value}\"}} {n}");
+        }
+    };
+    family(
+        "messages_dropped_total",
+        "messages dropped, by reason",
+        "reason",
+        &[
+            ("queue_full_qos0", m.dropped_qos0_full.get()),
+            ("offline_queue_overflow", m.dropped_queue_overflow.get()),
+            ("offline_qos0", m.dropped_offline_qos0.get()),
+            ("disconnected", m.dropped_disconnected.get()),
+            ("slow_consumer", m.dropped_slow.get()),
+            ("acl", m.dropped_acl.get()),
+            ("reserved_topic", m.dropped_reserved.get()),
+        ],
+    );
+    family(
+        "subscriptions_refused_total",
+        "SUBSCRIBE filters refused (0x80), by reason",
+        "reason",
+        &[
+            ("acl", m.subscriptions_refused_acl.get()),
+            ("limit", m.subscriptions_refused_limit.get()),
+            ("levels", m.subscriptions_refused_levels.get()),
+        ],
+    );
+    family(
+        "action_runs_total",
+        "action runs, by outcome",
+        "outcome",
+        &[
+            ("ok", m.runs_ok.get()),
+            ("error", m.runs_error.get()),
+            ("timeout", m.runs_timeout.get()),
+            ("skipped", m.runs_skipped.get()),
+        ],
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

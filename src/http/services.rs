@@ -1,6 +1,9 @@
 //! TagoIO's services that analyses call: `POST /analysis/services/mqtt/publish`,
 //! what `Services({token}).MQTT.publish(...)` in TagoIO's SDKs sends. An
-//! analysis run's token works here, and so does the admin token.
+//! analysis run's token works here, and so does the admin token. A run token
+//! publishes as the run's device, under that device's ACL (a run without a
+//! device, a schedule's, under the rules for anonymous clients); the topic
+//! is checked like a PUBLISH's, and `$` topics are the broker's alone.
 //!
 //! The two SDKs send different bodies for the same call, and both are taken:
 //! `tagoio-sdk` (Python) sends `{topic, message, bucket, options: {qos,
@@ -14,6 +17,8 @@ use serde::Deserialize;
 
 use super::{ok, ApiError, ApiResult, Shared};
 use crate::protocol::validate::check_topic_name;
+use crate::router::acl::ClientAcl;
+use crate::store::devices::same_secret;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -65,24 +70,103 @@ struct PublishRequest {
     retain: Option<bool>,
 }
 
+/// Who calls the publish service, checked before its body is read.
+enum Publisher {
+    Admin,
+    /// An analysis run's token: its id, and the device of the run, if any.
+    Run {
+        token_id: String,
+        device_id: Option<String>,
+    },
+}
+
+impl actix_web::FromRequest for Publisher {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Publisher, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let token = request_token(req).unwrap_or("");
+        let who = req.app_data::<Shared>().and_then(|broker| {
+            let admin = &broker.config.http.admin_token;
+            if !admin.is_empty() && same_secret(token, admin) {
+                return Some(Publisher::Admin);
+            }
+            broker
+                .auth
+                .run_token(token.as_bytes())
+                .map(|(token_id, device_id)| Publisher::Run {
+                    token_id,
+                    device_id,
+                })
+        });
+        std::future::ready(who.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Authorization denied: an analysis run token or the admin token is needed",
+            )
+        }))
+    }
+}
+
+/// Checks a topic as a PUBLISH's would be.
+fn check_topic(topic: &str, max_levels: usize) -> Result<(), ApiError> {
+    let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, format!("topic: {why}"));
+    check_topic_name(topic).map_err(|e| bad(e.to_string()))?;
+    if topic.len() > usize::from(u16::MAX) {
+        return Err(bad(format!(
+            "{} bytes; MQTT topics are at most 65535",
+            topic.len()
+        )));
+    }
+    let levels = topic.split('/').count();
+    if levels > max_levels {
+        return Err(bad(format!(
+            "{levels} levels; mqtt.max_topic_levels is {max_levels}"
+        )));
+    }
+    if topic.starts_with('$') {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "topic: topics starting with $ are the broker's",
+        ));
+    }
+    Ok(())
+}
+
 async fn mqtt_publish(
-    req: HttpRequest,
+    caller: Publisher,
     broker: Shared,
     body: web::Json<PublishRequest>,
 ) -> ApiResult {
-    let token = request_token(&req).unwrap_or("");
-    let admin = &broker.config.http.admin_token;
-    let allowed = broker.auth.is_run_token(token.as_bytes())
-        || (!admin.is_empty() && token == admin.as_str());
-    if !allowed {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Authorization denied: an analysis run token or the admin token is needed",
-        ));
-    }
     let body = body.into_inner();
-    check_topic_name(&body.topic)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("topic: {e}")))?;
+    check_topic(&body.topic, broker.config.mqtt.max_topic_levels)?;
+    if let Publisher::Run {
+        token_id,
+        device_id,
+    } = &caller
+    {
+        let device = device_id.as_ref().and_then(|id| broker.auth.device(id));
+        let acl = ClientAcl::for_client(
+            &broker.config.acl,
+            device.as_ref().map(|d| (d.name.as_str(), &d.tags[..])),
+            token_id,
+        );
+        if !acl.can_publish(&body.topic) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "topic: the ACL denies {} publishing to {:?}",
+                    device
+                        .as_ref()
+                        .map_or("this analysis".to_string(), |d| format!(
+                            "device {}",
+                            d.name
+                        )),
+                    body.topic
+                ),
+            ));
+        }
+    }
     let (qos, retain) = match body.options {
         Some(o) => (o.qos, o.retain),
         None => (body.qos.unwrap_or(0), body.retain.unwrap_or(false)),

@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::broker::Broker;
-use crate::session::Session;
+use crate::metrics::METRICS;
+use crate::session::{Session, Slot};
 
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +88,12 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(slot) = Slot::take(broker.config.mqtt.max_connections) else {
+            // Dropped at once: the peer sees the connection close.
+            METRICS.connections_over_limit.inc();
+            tracing::debug!(%peer, "max_connections reached: connection refused");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let std_stream = match stream.into_std() {
             Ok(s) => s,
@@ -104,13 +111,13 @@ async fn accept_loop(
             };
             match tls {
                 None => {
-                    Session::start(broker, stream, peer);
+                    Session::start(broker, stream, peer, slot);
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            Session::start(broker, stream, peer);
+                            Session::start(broker, stream, peer, slot);
                         }
                         Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::info!(%peer, "TLS handshake timed out"),

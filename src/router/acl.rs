@@ -2,10 +2,17 @@
 //! the rules whose `who` fits the client, with `%d` (device name) and `%c`
 //! (client id) filled in. First matching rule wins; none matching allows.
 //!
-//! A PUBLISH matches a rule when the rule's filter matches its topic. A
-//! SUBSCRIBE filter matches an `allow` rule when the rule covers every topic
-//! the filter can match, and a `deny` rule when the two can match a topic in
-//! common, so `#` is refused where `secret/#` is denied.
+//! A substitution can never widen a rule: a rule with `%c` does not apply to
+//! a client whose id contains `+`, `#` or `/`, and one with `%d` not to a
+//! device whose name does (nor to an anonymous client), as in Mosquitto.
+//!
+//! A PUBLISH matches a rule when the rule's filter matches its topic. For
+//! SUBSCRIBE, a filter is refused only when every topic it can match is
+//! denied: some `deny` rule covers the whole filter and no earlier `allow`
+//! rule could match any of its topics. A filter that merely overlaps a deny
+//! rule is granted, and [`ClientAcl::can_receive`] then decides each topic
+//! delivered through it (the router caches that per topic and client), so a
+//! denied topic is never delivered. `docs/acl.md` has examples.
 
 use crate::config::{Access, AclAction, AclRule, Who};
 use crate::store::devices::Tag;
@@ -13,6 +20,7 @@ use crate::store::devices::Tag;
 use super::trie::{filter_covers, filter_matches};
 
 /// One rule as it applies to one client.
+#[derive(Debug, PartialEq, Eq)]
 struct ClientRule {
     filter: String,
     allow: bool,
@@ -21,8 +29,18 @@ struct ClientRule {
 }
 
 /// The rules that apply to one connected client.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ClientAcl {
     rules: Vec<ClientRule>,
+    /// Whether any rule concerns subscriptions; when none does, every
+    /// delivery is allowed without a look at the rules.
+    any_subscribe: bool,
+}
+
+/// Whether `value` may stand for `%c`/`%d` in a filter: it must stay one
+/// literal level.
+fn substitutable(value: &str) -> bool {
+    !value.contains(['+', '#', '/'])
 }
 
 impl ClientAcl {
@@ -39,18 +57,35 @@ impl ClientAcl {
             (Who::Tag(k, v), Some((_, tags))) => tags.iter().any(|t| &t.key == k && &t.value == v),
             _ => false,
         };
-        let name = device.map(|(n, _)| n).unwrap_or("");
-        let rules = rules
+        let name = device.map(|(n, _)| n).filter(|n| substitutable(n));
+        let client_ok = substitutable(client_id);
+        let rules: Vec<ClientRule> = rules
             .iter()
             .filter(|r| applies(&r.who))
-            .map(|r| ClientRule {
-                filter: r.topic.replace("%d", name).replace("%c", client_id),
-                allow: r.access == Access::Allow,
-                publish: r.actions.contains(&AclAction::Publish),
-                subscribe: r.actions.contains(&AclAction::Subscribe),
+            .filter_map(|r| {
+                let mut filter = r.topic.clone();
+                if filter.contains("%d") {
+                    filter = filter.replace("%d", name?);
+                }
+                if filter.contains("%c") {
+                    if !client_ok {
+                        return None;
+                    }
+                    filter = filter.replace("%c", client_id);
+                }
+                Some(ClientRule {
+                    filter,
+                    allow: r.access == Access::Allow,
+                    publish: r.actions.contains(&AclAction::Publish),
+                    subscribe: r.actions.contains(&AclAction::Subscribe),
+                })
             })
             .collect();
-        ClientAcl { rules }
+        let any_subscribe = rules.iter().any(|r| r.subscribe);
+        ClientAcl {
+            rules,
+            any_subscribe,
+        }
     }
 
     pub fn can_publish(&self, topic: &str) -> bool {
@@ -60,17 +95,29 @@ impl ClientAcl {
             .is_none_or(|r| r.allow)
     }
 
+    /// Whether a SUBSCRIBE to `filter` is granted: refused only when no
+    /// topic it matches could be delivered.
     pub fn can_subscribe(&self, filter: &str) -> bool {
+        for r in self.rules.iter().filter(|r| r.subscribe) {
+            if r.allow {
+                if filters_intersect(&r.filter, filter) {
+                    return true;
+                }
+            } else if filter_covers(&r.filter, filter) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether a message on `topic` may be delivered to this client.
+    pub fn can_receive(&self, topic: &str) -> bool {
+        if !self.any_subscribe {
+            return true;
+        }
         self.rules
             .iter()
-            .find(|r| {
-                r.subscribe
-                    && if r.allow {
-                        filter_covers(&r.filter, filter)
-                    } else {
-                        filters_intersect(&r.filter, filter)
-                    }
-            })
+            .find(|r| r.subscribe && filter_matches(&r.filter, topic))
             .is_none_or(|r| r.allow)
     }
 }
@@ -132,9 +179,16 @@ mod tests {
         assert!(!acl.can_publish("devices/d2/temp"));
         assert!(acl.can_publish("other"));
         assert!(acl.can_subscribe("devices/d1/+"));
-        assert!(!acl.can_subscribe("devices/+/temp"));
+        // Overlaps d1's allowed namespace: granted, filtered per delivery.
+        assert!(acl.can_subscribe("devices/+/temp"));
+        assert!(acl.can_receive("devices/d1/temp"));
+        assert!(!acl.can_receive("devices/d2/temp"));
+        assert!(!acl.can_subscribe("devices/d2/#"));
         assert!(!acl.can_subscribe("secret/x"));
-        assert!(!acl.can_subscribe("#"));
+        assert!(!acl.can_subscribe("secret/#"));
+        assert!(acl.can_subscribe("#"));
+        assert!(!acl.can_receive("secret/x"));
+        assert!(acl.can_receive("other"));
         assert!(acl.can_publish("secret/x"));
     }
 
@@ -157,6 +211,61 @@ mod tests {
         }];
         assert!(!ClientAcl::for_client(&rules, Some(("d", &ro)), "c").can_publish("a"));
         assert!(ClientAcl::for_client(&rules, Some(("d", &[])), "c").can_publish("a"));
+    }
+
+    #[test]
+    fn wildcards_in_client_ids_and_names_never_widen_a_rule() {
+        let both = [AclAction::Publish, AclAction::Subscribe];
+        let rules = vec![
+            rule(Who::Any, "clients/%c/#", true, &both),
+            rule(Who::Any, "devices/%d/#", true, &both),
+            rule(Who::Any, "clients/#", false, &both),
+            rule(Who::Any, "devices/#", false, &both),
+        ];
+        for id in ["+", "#", "a/b", "x+"] {
+            let acl = ClientAcl::for_client(&rules, Some(("d1", &[])), id);
+            assert!(!acl.can_subscribe("clients/victim/#"), "{id}");
+            assert!(!acl.can_receive("clients/victim/x"), "{id}");
+            assert!(!acl.can_publish("clients/victim/x"), "{id}");
+        }
+        for name in ["+", "#", "a/b"] {
+            let acl = ClientAcl::for_client(&rules, Some((name, &[])), "c");
+            assert!(!acl.can_subscribe("devices/victim/#"), "{name}");
+            assert!(!acl.can_publish("devices/victim/x"), "{name}");
+        }
+        let anon = ClientAcl::for_client(&rules, None, "c");
+        assert!(!anon.can_publish("devices/x/y"));
+        let fine = ClientAcl::for_client(&rules, Some(("d1", &[])), "c1");
+        assert!(fine.can_subscribe("clients/c1/#"));
+        assert!(fine.can_publish("devices/d1/t"));
+        assert!(!fine.can_publish("devices/d2/t"));
+    }
+
+    #[test]
+    fn a_wildcard_overlapping_a_deny_rule_is_granted_and_filtered() {
+        let rules = vec![rule(
+            Who::Any,
+            "test/nosubscribe",
+            false,
+            &[AclAction::Subscribe],
+        )];
+        let acl = ClientAcl::for_client(&rules, Some(("d", &[])), "c");
+        assert!(acl.can_subscribe("#"));
+        assert!(acl.can_subscribe("+/+"));
+        assert!(acl.can_subscribe("test/+"));
+        assert!(!acl.can_subscribe("test/nosubscribe"));
+        assert!(!acl.can_receive("test/nosubscribe"));
+        assert!(acl.can_receive("test/other"));
+        // An earlier allow wins for what it matches.
+        let rules = vec![
+            rule(Who::Any, "a/b", true, &[AclAction::Subscribe]),
+            rule(Who::Any, "a/#", false, &[AclAction::Subscribe]),
+        ];
+        let acl = ClientAcl::for_client(&rules, Some(("d", &[])), "c");
+        assert!(acl.can_subscribe("a/+"));
+        assert!(acl.can_receive("a/b"));
+        assert!(!acl.can_receive("a/c"));
+        assert!(!acl.can_subscribe("a/c/#"));
     }
 
     #[test]

@@ -6,31 +6,47 @@
 //! of CONNECT (session takeover and resumption happen here), SUBSCRIBE,
 //! UNSUBSCRIBE and disconnection. It keeps each active topic actor's list of
 //! subscribers up to date, so that a publish never consults the index.
+//!
+//! Its work is proportional to what matches: a SUBSCRIBE, UNSUBSCRIBE or
+//! disconnect finds the topics its filters match in a tree of topic names,
+//! and a topic's grant for a client comes from the subscription tree, never
+//! from a scan of every topic or every filter. The ACL decides each topic a
+//! client is given (cached in the topic's subscriber list, so a publish pays
+//! nothing for it). A session belongs to the device that created it.
 
 pub mod acl;
+pub mod budget;
 pub mod topic;
 pub mod trie;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
 
+use crate::metrics::METRICS;
 use crate::session::subscriber::Subscriber;
 use crate::store::{sessions, Store, StoreError};
+use acl::ClientAcl;
+use budget::RetainedBudget;
 use topic::{Retire, SetSubscriber, Topic};
-use trie::{filter_matches, SubTrie};
+use trie::{NameTrie, SubTrie};
+
+/// How often the router looks for entries whose connection ended without
+/// telling it (a connection that closed while its CONNECT was in flight).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a session may keep using a topic address it resolved without
 /// asking again. The router retires a topic only when nobody resolved it for
 /// longer than this, so no session can still send to a stopped topic.
 pub const TOPIC_LEASE: Duration = Duration::from_secs(30);
 
-/// The address of the actor for a topic name, created if needed.
+/// The address of the actor for a topic name, created if needed; `None`
+/// when `max_topics` topics exist already.
 #[derive(Message)]
-#[rtype(result = "Addr<Topic>")]
+#[rtype(result = "Option<Addr<Topic>>")]
 pub struct Resolve(pub Arc<str>);
 
 /// Asks an existing connection to hand its session over and close: another
@@ -42,26 +58,36 @@ pub struct Takeover;
 
 /// A client completed CONNECT (already authenticated).
 #[derive(Message)]
-#[rtype(result = "Connected")]
+#[rtype(result = "ConnectAnswer")]
 pub struct Connect {
     pub client_id: Arc<str>,
     pub clean_session: bool,
+    /// The device that logged in; None = anonymous. Sessions belong to it.
     pub device_id: Option<String>,
+    /// The client's ACL, which every delivery to it is checked against.
+    pub acl: Arc<ClientAcl>,
     pub conn_id: u64,
     pub session: Recipient<Takeover>,
 }
 
-/// The router's answer to CONNECT: the session's delivery queue and whether
-/// an earlier session was resumed.
-pub struct Connected {
-    pub subscriber: Arc<Subscriber>,
-    pub session_present: bool,
+/// The router's answer to CONNECT.
+pub enum ConnectAnswer {
+    /// The session's delivery queue, and whether an earlier session was resumed.
+    Connected {
+        subscriber: Arc<Subscriber>,
+        session_present: bool,
+    },
+    /// The client id belongs to a session of another device (`owner`; None =
+    /// an anonymous client's): refused, and that session is untouched.
+    NotOwner { owner: Option<String> },
+    /// A new persistent session, and the device holds `max` already.
+    TooManySessions { max: usize },
 }
 
-impl<A, M> actix::dev::MessageResponse<A, M> for Connected
+impl<A, M> actix::dev::MessageResponse<A, M> for ConnectAnswer
 where
     A: Actor,
-    M: Message<Result = Connected>,
+    M: Message<Result = ConnectAnswer>,
 {
     fn handle(self, _ctx: &mut A::Context, tx: Option<actix::dev::OneshotSender<M::Result>>) {
         if let Some(tx) = tx {
@@ -70,10 +96,11 @@ where
     }
 }
 
-/// Granted filters to add for a client; answers when they are in force (and,
+/// Granted filters to add for a client; answers, per filter, whether it is
+/// in force (false: past `max_subscriptions_per_client`), once it is (and,
 /// for a persistent session, committed).
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<Vec<bool>, StoreError>")]
 pub struct Subscribe {
     pub client_id: Arc<str>,
     pub filters: Vec<(String, u8)>,
@@ -92,6 +119,13 @@ pub struct Unsubscribe {
 pub struct Disconnected {
     pub client_id: Arc<str>,
     pub conn_id: u64,
+}
+
+/// A device was deleted: its persistent sessions go too.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForgetDevice {
+    pub device_id: String,
 }
 
 /// A topic has been idle and asks to be retired.
@@ -115,10 +149,16 @@ struct TopicEntry {
 
 struct ClientEntry {
     subscriber: Arc<Subscriber>,
-    /// Its filters and granted QoS, to recompute a topic's grant on change.
+    /// Its filters and granted QoS (what is persisted, and its count for
+    /// `max_subscriptions_per_client`).
     filters: HashMap<String, u8>,
     /// The live connection, if any: its id and how to take it over.
     conn: Option<(u64, Recipient<Takeover>)>,
+    /// The device the session belongs to (None = anonymous): only a
+    /// connection of that device may resume, take over or clean it.
+    owner: Option<String>,
+    /// Decides each topic delivered to this client.
+    acl: Arc<ClientAcl>,
 }
 
 /// What the broker needs to build subscriber queues.
@@ -131,23 +171,54 @@ pub struct QueueLimits {
     pub slow_timeout: Duration,
 }
 
+/// The router's bounds on what clients can make grow.
+#[derive(Clone)]
+pub struct RouterLimits {
+    pub queue: QueueLimits,
+    /// Topic actors at once (`$SYS` topics aside).
+    pub max_topics: usize,
+    pub max_subscriptions_per_client: usize,
+    /// Persistent sessions per owner (a device, or anonymous clients together).
+    pub max_sessions_per_device: usize,
+    pub retained: Arc<RetainedBudget>,
+}
+
+/// A persistent session as it is restored at start: its row, with the ACL
+/// its device gets.
+pub struct SavedSession {
+    pub row: sessions::SessionRow,
+    pub acl: Arc<ClientAcl>,
+}
+
 pub struct Router {
+    /// Who subscribes to what: topic name to clients.
     trie: SubTrie,
+    /// The active topics by name, and the same names as a tree, so that a
+    /// filter finds the topics it matches without a scan of all of them.
     topics: HashMap<Arc<str>, TopicEntry>,
+    names: NameTrie,
+    /// How many of `topics` are the broker's own `$SYS` ones (not counted
+    /// against `max_topics`).
+    sys_topics: usize,
     clients: HashMap<Arc<str>, ClientEntry>,
+    /// Persistent sessions per owner, for `max_sessions_per_device`.
+    sessions_of: HashMap<Option<String>, usize>,
     /// The arbiters (one per core) that topic actors are spread over.
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     store: Store,
-    limits: QueueLimits,
+    limits: RouterLimits,
 }
 
 impl Router {
-    pub fn new(store: Store, arbiters: Vec<ArbiterHandle>, limits: QueueLimits) -> Router {
+    pub fn new(store: Store, arbiters: Vec<ArbiterHandle>, limits: RouterLimits) -> Router {
         Router {
             trie: SubTrie::default(),
             topics: HashMap::new(),
+            names: NameTrie::default(),
+            sys_topics: 0,
             clients: HashMap::new(),
+            sessions_of: HashMap::new(),
             arbiters,
             next_arbiter: 0,
             store,
@@ -156,33 +227,68 @@ impl Router {
     }
 
     /// Loads what SQLite holds: persistent sessions with their subscriptions,
-    /// and retained messages (each gets its topic actor now).
+    /// and retained messages (each gets its topic actor now). Subscriptions
+    /// that break a limit, and retained messages past the budget, are left
+    /// out with a log line.
     pub fn restore(
         &mut self,
         ctx: &mut Context<Self>,
-        saved: Vec<sessions::SessionRow>,
+        saved: Vec<SavedSession>,
         retained: Vec<crate::store::retained::RetainedRow>,
+        max_topic_levels: usize,
     ) {
-        for s in saved {
-            let client: Arc<str> = s.client_id.into();
+        for SavedSession { row, acl } in saved {
+            let client: Arc<str> = row.client_id.into();
             let sub = self.new_subscriber(client.clone(), true);
             let mut filters = HashMap::new();
-            for (f, q) in s.subscriptions {
+            for (f, q) in row.subscriptions {
+                let why = if crate::protocol::validate::check_topic_filter(&f).is_err() {
+                    Some("not a valid filter")
+                } else if f.split('/').count() > max_topic_levels {
+                    Some("deeper than mqtt.max_topic_levels")
+                } else if filters.len() >= self.limits.max_subscriptions_per_client {
+                    Some("past mqtt.max_subscriptions_per_client")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    tracing::warn!(client_id = %client, filter_bytes = f.len(), levels = f.split('/').count(), why, "stored subscription dropped");
+                    let c = client.clone();
+                    self.store
+                        .write_detached("drop a stored subscription", move |conn| {
+                            sessions::remove_subscription(conn, &c, &f)
+                        });
+                    continue;
+                }
                 self.trie.insert(&f, &client, q);
                 filters.insert(f, q);
             }
+            *self.sessions_of.entry(row.device_id.clone()).or_default() += 1;
             self.clients.insert(
                 client,
                 ClientEntry {
                     subscriber: sub,
                     filters,
                     conn: None,
+                    owner: row.device_id,
+                    acl,
                 },
             );
         }
+        let mut skipped = 0usize;
         for r in retained {
+            if !self.limits.retained.replace(None, r.payload.len()) {
+                skipped += 1;
+                continue;
+            }
             let name: Arc<str> = r.topic.into();
             self.create_topic(ctx, name, Some((r.payload, r.qos)));
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "retained messages past mqtt.max_retained_messages or max_retained_bytes were not loaded (they stay in the database)"
+            );
         }
     }
 
@@ -190,8 +296,8 @@ impl Router {
         Subscriber::new(
             client,
             persistent,
-            self.limits.capacity,
-            self.limits.max_queued,
+            self.limits.queue.capacity,
+            self.limits.queue.max_queued,
             self.store.clone(),
         )
     }
@@ -207,8 +313,11 @@ impl Router {
             .matches(&name)
             .into_iter()
             .filter_map(|(client, qos)| {
-                let sub = self.clients.get(&client)?.subscriber.clone();
-                Some((client, (qos, sub)))
+                let entry = self.clients.get(&client)?;
+                entry
+                    .acl
+                    .can_receive(&name)
+                    .then(|| (client, (qos, entry.subscriber.clone())))
             })
             .collect();
         let topic = Topic::new(
@@ -217,7 +326,8 @@ impl Router {
             subscribers,
             self.store.clone(),
             ctx.address(),
-            self.limits.slow_timeout,
+            self.limits.queue.slow_timeout,
+            self.limits.retained.clone(),
         );
         let addr = if self.arbiters.is_empty() {
             topic.start()
@@ -226,6 +336,10 @@ impl Router {
             self.next_arbiter = self.next_arbiter.wrapping_add(1);
             Topic::start_in_arbiter(arbiter, move |_| topic)
         };
+        self.names.insert(&name);
+        if name.starts_with("$SYS/") && !self.topics.contains_key(&name) {
+            self.sys_topics += 1;
+        }
         self.topics.insert(
             name,
             TopicEntry {
@@ -236,14 +350,37 @@ impl Router {
         addr
     }
 
-    /// The highest QoS `client` was granted among its filters matching `topic`.
-    fn grant_for(entry: &ClientEntry, topic: &str) -> Option<u8> {
-        entry
-            .filters
-            .iter()
-            .filter(|(f, _)| filter_matches(f, topic))
-            .map(|(_, q)| *q)
-            .max()
+    /// Topics other than the broker's own `$SYS` ones, for `max_topics`.
+    fn client_topics(&self) -> usize {
+        self.topics.len() - self.sys_topics
+    }
+
+    /// Tells each topic in `names` what `client` now gets there: its highest
+    /// grant among its filters matching the topic, if the ACL lets the topic
+    /// through; `retained` holds the QoS to send a topic's retained message at.
+    fn update_topics<'a>(
+        &self,
+        client: &Arc<str>,
+        names: impl Iterator<Item = (&'a Arc<str>, Option<u8>)>,
+    ) {
+        let Some(entry) = self.clients.get(client) else {
+            return;
+        };
+        for (name, retained_qos) in names {
+            let Some(t) = self.topics.get(name) else {
+                continue;
+            };
+            let grant = if entry.acl.can_receive(name) {
+                self.trie.grant_of(name, client)
+            } else {
+                None
+            };
+            t.addr.do_send(SetSubscriber {
+                client: client.clone(),
+                retained_qos: grant.and(retained_qos),
+                grant: grant.map(|q| (q, entry.subscriber.clone())),
+            });
+        }
     }
 
     /// Removes every subscription of a client, and the client.
@@ -251,14 +388,23 @@ impl Router {
         let Some(entry) = self.clients.remove(client) else {
             return;
         };
+        if entry.subscriber.persistent {
+            if let Some(n) = self.sessions_of.get_mut(&entry.owner) {
+                *n -= 1;
+                if *n == 0 {
+                    self.sessions_of.remove(&entry.owner);
+                }
+            }
+        }
+        let mut affected: HashSet<Arc<str>> = HashSet::new();
         for f in entry.filters.keys() {
             self.trie.remove(f, client);
+            self.names.for_each_match(f, |n| {
+                affected.insert(n.clone());
+            });
         }
-        if entry.filters.is_empty() {
-            return;
-        }
-        for (name, t) in &self.topics {
-            if entry.filters.keys().any(|f| filter_matches(f, name)) {
+        for name in affected {
+            if let Some(t) = self.topics.get(&name) {
                 t.addr.do_send(SetSubscriber {
                     client: client.clone(),
                     grant: None,
@@ -268,8 +414,16 @@ impl Router {
         }
     }
 
-    fn connect_now(&mut self, msg: Connect) -> Connected {
+    fn connect_now(&mut self, msg: Connect) -> ConnectAnswer {
         let client = msg.client_id.clone();
+        if let Some(e) = self.clients.get(&client) {
+            // Checked again: the session may have changed hands meanwhile.
+            if e.owner != msg.device_id {
+                return ConnectAnswer::NotOwner {
+                    owner: e.owner.clone(),
+                };
+            }
+        }
         let resumable = self
             .clients
             .get(&client)
@@ -279,6 +433,12 @@ impl Router {
                 .clients
                 .get(&client)
                 .is_some_and(|e| e.subscriber.persistent);
+            let held = self.sessions_of.get(&msg.device_id).copied().unwrap_or(0);
+            let max = self.limits.max_sessions_per_device;
+            if !msg.clean_session && !was_persistent && held >= max {
+                tracing::warn!(client_id = %client, device = msg.device_id.as_deref(), max, "mqtt.max_sessions_per_device reached");
+                return ConnectAnswer::TooManySessions { max };
+            }
             self.forget(&client);
             if was_persistent {
                 let c = client.clone();
@@ -287,12 +447,17 @@ impl Router {
                 });
             }
             let sub = self.new_subscriber(client.clone(), !msg.clean_session);
+            if !msg.clean_session {
+                *self.sessions_of.entry(msg.device_id.clone()).or_default() += 1;
+            }
             self.clients.insert(
                 client.clone(),
                 ClientEntry {
                     subscriber: sub,
                     filters: HashMap::new(),
                     conn: None,
+                    owner: msg.device_id.clone(),
+                    acl: msg.acl.clone(),
                 },
             );
             if !msg.clean_session {
@@ -308,10 +473,41 @@ impl Router {
         let Some(entry) = self.clients.get_mut(&client) else {
             unreachable!("client entry inserted above")
         };
+        let alive = msg.session.connected();
         entry.conn = Some((msg.conn_id, msg.session));
-        Connected {
-            subscriber: entry.subscriber.clone(),
+        let subscriber = entry.subscriber.clone();
+        // The same device may have other tags now: what it is given follows.
+        if entry.acl != msg.acl {
+            entry.acl = msg.acl;
+            let mut names: HashSet<Arc<str>> = HashSet::new();
+            for f in entry.filters.keys() {
+                self.names.for_each_match(f, |n| {
+                    names.insert(n.clone());
+                });
+            }
+            self.update_topics(&client, names.iter().map(|n| (n, None)));
+        }
+        if !alive {
+            // The connection ended while its CONNECT was on its way here.
+            self.disconnected(&client, msg.conn_id);
+        }
+        ConnectAnswer::Connected {
+            subscriber,
             session_present: resumable,
+        }
+    }
+
+    /// A connection ended: its entry forgets it, and a clean session goes.
+    fn disconnected(&mut self, client: &Arc<str>, conn_id: u64) {
+        let Some(entry) = self.clients.get_mut(client) else {
+            return;
+        };
+        if entry.conn.as_ref().map(|(id, _)| *id) != Some(conn_id) {
+            return; // a newer connection has taken over
+        }
+        entry.conn = None;
+        if !entry.subscriber.persistent {
+            self.forget(client);
         }
     }
 }
@@ -321,6 +517,20 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1 << 16);
+        ctx.run_interval(SWEEP_EVERY, |act, _ctx| {
+            let gone: Vec<(Arc<str>, u64)> = act
+                .clients
+                .iter()
+                .filter_map(|(c, e)| {
+                    let (id, session) = e.conn.as_ref()?;
+                    (!session.connected()).then(|| (c.clone(), *id))
+                })
+                .collect();
+            for (client, conn_id) in gone {
+                tracing::debug!(client_id = %client, "connection ended unannounced");
+                act.disconnected(&client, conn_id);
+            }
+        });
     }
 }
 
@@ -331,21 +541,28 @@ impl Handler<Resolve> for Router {
         if let Some(t) = self.topics.get_mut(&msg.0) {
             if t.addr.connected() {
                 t.resolved_at = Instant::now();
-                return MessageResult(t.addr.clone());
+                return MessageResult(Some(t.addr.clone()));
             }
         }
-        MessageResult(self.create_topic(ctx, msg.0, None))
+        let sys = msg.0.starts_with("$SYS/");
+        if !sys && self.client_topics() >= self.limits.max_topics {
+            METRICS.topics_refused.inc();
+            return MessageResult(None);
+        }
+        MessageResult(Some(self.create_topic(ctx, msg.0, None)))
     }
 }
 
 impl Handler<Connect> for Router {
-    type Result = ResponseActFuture<Self, Connected>;
+    type Result = ResponseActFuture<Self, ConnectAnswer>;
 
     fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
-        let old = self
-            .clients
-            .get(&msg.client_id)
-            .and_then(|e| e.conn.clone());
+        let existing = self.clients.get(&msg.client_id);
+        if let Some(e) = existing.filter(|e| e.owner != msg.device_id) {
+            let owner = e.owner.clone();
+            return Box::pin(fut::ready(ConnectAnswer::NotOwner { owner }));
+        }
+        let old = existing.and_then(|e| e.conn.clone());
         Box::pin(
             async move {
                 if let Some((_, old)) = old {
@@ -361,46 +578,53 @@ impl Handler<Connect> for Router {
 }
 
 impl Handler<Subscribe> for Router {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseFuture<Result<Vec<bool>, StoreError>>;
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
         let Some(entry) = self.clients.get_mut(&msg.client_id) else {
-            return Box::pin(async { Ok(()) });
+            let n = msg.filters.len();
+            return Box::pin(async move { Ok(vec![false; n]) });
         };
-        for (f, q) in &msg.filters {
-            self.trie.insert(f, &msg.client_id, *q);
-            entry.filters.insert(f.clone(), *q);
-        }
-        for (name, t) in &self.topics {
-            // The retained message is sent once per matching filter in the
-            // request, at that filter's QoS (the highest if several match).
-            let Some(want) = msg
-                .filters
-                .iter()
-                .filter(|(f, _)| filter_matches(f, name))
-                .map(|(_, q)| *q)
-                .max()
-            else {
+        let max = self.limits.max_subscriptions_per_client;
+        let mut in_force = Vec::with_capacity(msg.filters.len());
+        let mut added = Vec::new();
+        // The retained message of each matching topic is sent once, at the
+        // highest QoS among the request's filters that match it.
+        let mut retained: HashMap<Arc<str>, u8> = HashMap::new();
+        for (f, q) in msg.filters {
+            if !entry.filters.contains_key(&f) && entry.filters.len() >= max {
+                METRICS.subscriptions_refused_limit.inc();
+                in_force.push(false);
                 continue;
-            };
-            let grant = Self::grant_for(entry, name).unwrap_or(want);
-            t.addr.do_send(SetSubscriber {
-                client: msg.client_id.clone(),
-                grant: Some((grant, entry.subscriber.clone())),
-                retained_qos: Some(want),
+            }
+            in_force.push(true);
+            self.trie.insert(&f, &msg.client_id, q);
+            entry.filters.insert(f.clone(), q);
+            self.names.for_each_match(&f, |n| {
+                let e = retained.entry(n.clone()).or_insert(q);
+                *e = (*e).max(q);
             });
+            added.push((f, q));
         }
-        if !entry.subscriber.persistent {
-            return Box::pin(async { Ok(()) });
+        let persistent = entry.subscriber.persistent;
+        self.update_topics(
+            &msg.client_id,
+            retained.iter().map(|(name, q)| (name, Some(*q))),
+        );
+        if !persistent || added.is_empty() {
+            return Box::pin(async move { Ok(in_force) });
         }
         let client = msg.client_id.clone();
-        let filters = msg.filters;
-        Box::pin(self.store.write(move |c| {
-            for (f, q) in &filters {
+        let commit = self.store.write(move |c| {
+            for (f, q) in &added {
                 sessions::add_subscription(c, &client, f, *q)?;
             }
             Ok(())
-        }))
+        });
+        Box::pin(async move {
+            commit.await?;
+            Ok(in_force)
+        })
     }
 }
 
@@ -411,21 +635,19 @@ impl Handler<Unsubscribe> for Router {
         let Some(entry) = self.clients.get_mut(&msg.client_id) else {
             return Box::pin(async { Ok(()) });
         };
+        let mut affected: HashSet<Arc<str>> = HashSet::new();
         for f in &msg.filters {
-            self.trie.remove(f, &msg.client_id);
-            entry.filters.remove(f);
-        }
-        for (name, t) in &self.topics {
-            if msg.filters.iter().any(|f| filter_matches(f, name)) {
-                let grant = Self::grant_for(entry, name).map(|q| (q, entry.subscriber.clone()));
-                t.addr.do_send(SetSubscriber {
-                    client: msg.client_id.clone(),
-                    grant,
-                    retained_qos: None,
-                });
+            if entry.filters.remove(f).is_none() {
+                continue;
             }
+            self.trie.remove(f, &msg.client_id);
+            self.names.for_each_match(f, |n| {
+                affected.insert(n.clone());
+            });
         }
-        if !entry.subscriber.persistent {
+        let persistent = entry.subscriber.persistent;
+        self.update_topics(&msg.client_id, affected.iter().map(|n| (n, None)));
+        if !persistent {
             return Box::pin(async { Ok(()) });
         }
         let client = msg.client_id.clone();
@@ -443,15 +665,31 @@ impl Handler<Disconnected> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnected, _ctx: &mut Self::Context) {
-        let Some(entry) = self.clients.get_mut(&msg.client_id) else {
-            return;
-        };
-        if entry.conn.as_ref().map(|(id, _)| *id) != Some(msg.conn_id) {
-            return; // a newer connection has taken over
-        }
-        entry.conn = None;
-        if !entry.subscriber.persistent {
-            self.forget(&msg.client_id);
+        self.disconnected(&msg.client_id, msg.conn_id);
+    }
+}
+
+impl Handler<ForgetDevice> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForgetDevice, _ctx: &mut Self::Context) {
+        let owned: Vec<Arc<str>> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| e.owner.as_deref() == Some(msg.device_id.as_str()))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for client in owned {
+            let persistent = self
+                .clients
+                .get(&client)
+                .is_some_and(|e| e.subscriber.persistent);
+            self.forget(&client);
+            if persistent {
+                self.store.write_detached("delete session", move |conn| {
+                    sessions::delete_session(conn, &client)
+                });
+            }
         }
     }
 }
@@ -467,6 +705,10 @@ impl Handler<TopicIdle> for Router {
             return;
         }
         self.topics.remove(&msg.name);
+        self.names.remove(&msg.name);
+        if msg.name.starts_with("$SYS/") {
+            self.sys_topics -= 1;
+        }
         msg.addr.do_send(Retire);
     }
 }
@@ -488,7 +730,7 @@ pub async fn publish(
     qos: u8,
     retain: bool,
 ) -> bool {
-    let Ok(addr) = router.send(Resolve(topic)).await else {
+    let Ok(Some(addr)) = router.send(Resolve(topic)).await else {
         return false;
     };
     let (done, answer) = tokio::sync::oneshot::channel();
@@ -498,5 +740,7 @@ pub async fn publish(
         retain,
         done: Some(done),
     });
-    answer.await.unwrap_or(false)
+    answer
+        .await
+        .is_ok_and(|outcome| outcome != topic::Published::Failed)
 }

@@ -9,6 +9,10 @@
 //! `slow_subscriber_timeout` has passed since the queue filled; its publishers'
 //! acknowledgements wait meanwhile, which holds them back.
 //!
+//! A retained message on subscribe goes through the subscriber's bounded
+//! queue like any other message (waiting for room the same way). Retained
+//! messages count against the broker-wide [`RetainedBudget`].
+//!
 //! A topic with no retained message and no traffic for a while asks the router
 //! to retire it; the router agrees only once no session can still hold its
 //! address (see `router::TOPIC_LEASE`).
@@ -22,7 +26,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
+use super::budget::RetainedBudget;
 use super::{Router, TopicIdle};
+use crate::metrics::METRICS;
 use crate::session::subscriber::{next_seq, Delivery, Push, Subscriber};
 use crate::store::{retained, Store, StoreError};
 
@@ -31,15 +37,25 @@ use crate::store::{retained, Store, StoreError};
 const IDLE_AFTER: Duration = Duration::from_secs(120);
 
 /// A publish to this topic. `done` answers once every subscriber has the
-/// message queued and everything that must be durable is committed; `false`
-/// when a database write failed (the publisher then gets no acknowledgement).
+/// message queued and everything that must be durable is committed.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Publish {
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
-    pub done: Option<oneshot::Sender<bool>>,
+    pub done: Option<oneshot::Sender<Published>>,
+}
+
+/// What came of a [`Publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Queued for every subscriber, and committed where it must be.
+    Done,
+    /// Delivered, but not retained: a retained limit was reached.
+    RetainRefused,
+    /// A database write failed: the publisher gets no acknowledgement.
+    Failed,
 }
 
 /// Sets (or with `grant: None` removes) a client's subscription QoS for this
@@ -62,6 +78,9 @@ pub struct Topic {
     name: Arc<str>,
     /// The retained message and its QoS; none when cleared.
     retained: Option<(Bytes, u8)>,
+    /// Whether retained messages here count against the budget (all but `$SYS`).
+    counted: bool,
+    budget: Arc<RetainedBudget>,
     /// Who gets a copy, at which granted QoS.
     subscribers: HashMap<Arc<str>, (u8, Arc<Subscriber>)>,
     /// When the last publish or subscription change came; for retiring.
@@ -72,6 +91,8 @@ pub struct Topic {
 }
 
 impl Topic {
+    /// `retained` must already be counted in `budget` (the router loads
+    /// retained messages within the budget).
     pub fn new(
         name: Arc<str>,
         retained: Option<(Bytes, u8)>,
@@ -79,8 +100,11 @@ impl Topic {
         store: Store,
         router: Addr<Router>,
         slow_timeout: Duration,
+        budget: Arc<RetainedBudget>,
     ) -> Topic {
         Topic {
+            counted: !name.starts_with("$SYS/"),
+            budget,
             name,
             retained,
             subscribers,
@@ -124,8 +148,10 @@ impl Actor for Topic {
     }
 }
 
+type Commit = BoxFuture<'static, Result<(), StoreError>>;
+
 /// Waits for every commit; true when all succeeded.
-async fn all_committed(commits: Vec<BoxFuture<'static, Result<(), StoreError>>>) -> bool {
+async fn all_committed(commits: Vec<Commit>) -> bool {
     let mut ok = true;
     for c in commits {
         if let Err(e) = c.await {
@@ -136,18 +162,82 @@ async fn all_committed(commits: Vec<BoxFuture<'static, Result<(), StoreError>>>)
     ok
 }
 
-fn answer(
-    done: Option<oneshot::Sender<bool>>,
-    commits: Vec<BoxFuture<'static, Result<(), StoreError>>>,
-) {
-    let Some(done) = done else { return };
+fn answer(done: Option<oneshot::Sender<Published>>, outcome: Published, commits: Vec<Commit>) {
+    let Some(done) = done else {
+        if !commits.is_empty() {
+            actix::spawn(all_committed(commits));
+        }
+        return;
+    };
     if commits.is_empty() {
-        let _ = done.send(true);
+        let _ = done.send(outcome);
     } else {
         actix::spawn(async move {
             let ok = all_committed(commits).await;
-            let _ = done.send(ok);
+            let _ = done.send(if ok { outcome } else { Published::Failed });
         });
+    }
+}
+
+/// Pushes each waiting message once its subscriber has room (or has been
+/// declared slow after `timeout`), collecting the commits.
+async fn push_when_room(
+    waiting: Vec<(Arc<Subscriber>, Delivery)>,
+    mut commits: Vec<Commit>,
+    timeout: Duration,
+) -> Vec<Commit> {
+    for (sub, mut d) in waiting {
+        loop {
+            // Created before the push, so a wake-up between the two is not
+            // missed (notify_waiters reaches it).
+            let room = sub.space.notified();
+            match sub.push(d) {
+                Push::Queued(c) => {
+                    commits.extend(c);
+                    break;
+                }
+                Push::Dropped => break,
+                Push::Full(since, back) => {
+                    d = back;
+                    let deadline = tokio::time::Instant::from_std(since + timeout);
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        sub.mark_slow_if_stalled(timeout);
+                    }
+                }
+            }
+        }
+    }
+    commits
+}
+
+impl Topic {
+    /// Applies a retained publish; false when the budget refused it (the
+    /// message is still delivered).
+    fn retain(&mut self, payload: &Bytes, qos: u8, commits: &mut Vec<Commit>) -> bool {
+        let old = self.retained.as_ref().map(|(p, _)| p.len());
+        if payload.is_empty() {
+            if let (Some(bytes), true) = (old, self.counted) {
+                self.budget.release(bytes);
+            }
+            self.retained = None;
+        } else {
+            if self.counted && !self.budget.replace(old, payload.len()) {
+                METRICS.retained_refused.inc();
+                tracing::info!(topic = %self.name, bytes = payload.len(), "retained limit reached: not retained");
+                return false;
+            }
+            self.retained = Some((payload.clone(), qos));
+        }
+        if self.counted {
+            let name = self.name.clone();
+            let payload = payload.clone();
+            let at = crate::store::now_ms();
+            commits.push(Box::pin(
+                self.store
+                    .write(move |c| retained::set(c, &name, &payload, qos, at)),
+            ));
+        }
+        true
     }
 }
 
@@ -156,31 +246,22 @@ impl Handler<Publish> for Topic {
 
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
         self.last_activity = Instant::now();
-        let mut commits: Vec<BoxFuture<'static, Result<(), StoreError>>> = Vec::new();
-        if msg.retain {
-            self.retained = (!msg.payload.is_empty()).then(|| (msg.payload.clone(), msg.qos));
-            if !self.name.starts_with("$SYS/") {
-                let name = self.name.clone();
-                let payload = msg.payload.clone();
-                let qos = msg.qos;
-                let at = crate::store::now_ms();
-                commits.push(Box::pin(
-                    self.store
-                        .write(move |c| retained::set(c, &name, &payload, qos, at)),
-                ));
-            }
+        let mut commits: Vec<Commit> = Vec::new();
+        let mut outcome = Published::Done;
+        if msg.retain && !self.retain(&msg.payload, msg.qos, &mut commits) {
+            outcome = Published::RetainRefused;
         }
         let mut waiting: Vec<(Arc<Subscriber>, Delivery)> = Vec::new();
         for (grant, sub) in self.subscribers.values() {
             let d = self.delivery(&msg.payload, msg.qos.min(*grant), false, sub);
-            match sub.push(d, false) {
+            match sub.push(d) {
                 Push::Queued(Some(c)) => commits.push(c),
                 Push::Queued(None) | Push::Dropped => {}
                 Push::Full(_, d) => waiting.push((sub.clone(), d)),
             }
         }
         if waiting.is_empty() {
-            answer(msg.done, commits);
+            answer(msg.done, outcome, commits);
             return;
         }
         // Some subscriber is full: take no further message for this topic
@@ -189,28 +270,8 @@ impl Handler<Publish> for Topic {
         let done = msg.done;
         ctx.wait(
             async move {
-                for (sub, mut d) in waiting {
-                    loop {
-                        // Created before the push, so a wake-up between the
-                        // two is not missed (notify_waiters reaches it).
-                        let room = sub.space.notified();
-                        match sub.push(d, false) {
-                            Push::Queued(c) => {
-                                commits.extend(c);
-                                break;
-                            }
-                            Push::Dropped => break,
-                            Push::Full(since, back) => {
-                                d = back;
-                                let deadline = tokio::time::Instant::from_std(since + timeout);
-                                if tokio::time::timeout_at(deadline, room).await.is_err() {
-                                    sub.mark_slow_if_stalled(timeout);
-                                }
-                            }
-                        }
-                    }
-                }
-                answer(done, commits);
+                let commits = push_when_room(waiting, commits, timeout).await;
+                answer(done, outcome, commits);
             }
             .into_actor(self),
         );
@@ -220,19 +281,35 @@ impl Handler<Publish> for Topic {
 impl Handler<SetSubscriber> for Topic {
     type Result = ();
 
-    fn handle(&mut self, msg: SetSubscriber, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: SetSubscriber, ctx: &mut Self::Context) {
         self.last_activity = Instant::now();
         match msg.grant {
             Some((grant, sub)) => {
-                if let (Some(want), Some((payload, rqos))) = (msg.retained_qos, &self.retained) {
-                    let d = self.delivery(payload, want.min(*rqos), true, &sub);
-                    if let Push::Queued(Some(commit)) = sub.push(d, true) {
-                        actix::spawn(async move {
-                            let _ = commit.await;
-                        });
+                let retained = match (msg.retained_qos, &self.retained) {
+                    (Some(want), Some((payload, rqos))) => {
+                        Some(self.delivery(payload, want.min(*rqos), true, &sub))
+                    }
+                    _ => None,
+                };
+                self.subscribers.insert(msg.client, (grant, sub.clone()));
+                let Some(d) = retained else { return };
+                match sub.push(d) {
+                    Push::Queued(c) => answer(None, Published::Done, c.into_iter().collect()),
+                    Push::Dropped => {}
+                    Push::Full(_, d) => {
+                        // Through the same bound as every message: this topic
+                        // takes nothing more until the subscriber has room.
+                        let timeout = self.slow_timeout;
+                        ctx.wait(
+                            async move {
+                                let commits =
+                                    push_when_room(vec![(sub, d)], Vec::new(), timeout).await;
+                                answer(None, Published::Done, commits);
+                            }
+                            .into_actor(self),
+                        );
                     }
                 }
-                self.subscribers.insert(msg.client, (grant, sub));
             }
             None => {
                 self.subscribers.remove(&msg.client);

@@ -1,39 +1,258 @@
-//! The subscription index: a trie by topic level, so that finding who
-//! subscribes to a topic costs the topic's depth (times the wildcards on the
-//! way), not a scan of every filter.
+//! Topic trees: the subscription index ([`SubTrie`], topic name to the
+//! clients whose filters match it) and the index of active topic names
+//! ([`NameTrie`], filter to the topic names it matches), so that the work of
+//! a publish, a SUBSCRIBE or an UNSUBSCRIBE is proportional to what matches,
+//! never to everything there is.
 //!
-//! Each node holds the clients whose filter ends there, with their granted
-//! QoS. Matching follows the specification: `+` matches one level, `#` the
-//! parent level and everything below, and a topic starting with `$` is not
-//! matched by a filter whose first level is a wildcard.
+//! Both are one [`Tree`]: nodes in an arena, one node per level, children by
+//! the level's text. `+` and `#` are plain keys in the subscription tree
+//! (topic names never contain them). Nothing here recurses: a client may send
+//! a filter of 32,768 levels, and every walk keeps its own stack on the heap,
+//! and dropping a tree frees a flat vector.
+//!
+//! Matching follows the specification: `+` matches one level, `#` the parent
+//! level and everything below, and a topic starting with `$` is not matched
+//! by a filter whose first level is a wildcard.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-#[derive(Default)]
-struct Node {
-    /// Children by literal level.
-    children: HashMap<Box<str>, Node>,
-    /// The `+` child.
-    plus: Option<Box<Node>>,
-    /// Clients whose filter ends with `#` right below this node.
-    hash: HashMap<Arc<str>, u8>,
-    /// Clients whose filter ends exactly at this node.
-    here: HashMap<Arc<str>, u8>,
+/// A node's place in the arena.
+type NodeId = u32;
+
+/// The root: the level before the first.
+const ROOT: NodeId = 0;
+
+/// Children kept in a vector up to this many (a short scan beats hashing),
+/// in a map beyond.
+const FEW_CHILDREN: usize = 8;
+
+/// A node's children by level text.
+enum Children {
+    Few(Vec<(Box<str>, NodeId)>),
+    Many(HashMap<Box<str>, NodeId>),
 }
 
-impl Node {
+impl Children {
+    fn get(&self, key: &str) -> Option<NodeId> {
+        match self {
+            Children::Few(v) => v.iter().find(|(k, _)| &**k == key).map(|(_, id)| *id),
+            Children::Many(m) => m.get(key).copied(),
+        }
+    }
+
+    fn insert(&mut self, key: &str, id: NodeId) {
+        match self {
+            Children::Few(v) if v.len() < FEW_CHILDREN => v.push((key.into(), id)),
+            Children::Few(v) => {
+                let mut m: HashMap<Box<str>, NodeId> = v.drain(..).collect();
+                m.insert(key.into(), id);
+                *self = Children::Many(m);
+            }
+            Children::Many(m) => {
+                m.insert(key.into(), id);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        match self {
+            Children::Few(v) => v.retain(|(k, _)| &**k != key),
+            Children::Many(m) => {
+                m.remove(key);
+                if m.is_empty() {
+                    *self = Children::Few(Vec::new());
+                }
+            }
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.children.is_empty()
-            && self.plus.is_none()
-            && self.hash.is_empty()
-            && self.here.is_empty()
+        match self {
+            Children::Few(v) => v.is_empty(),
+            Children::Many(m) => m.is_empty(),
+        }
+    }
+
+    /// Calls `f` with each child's key and id.
+    fn each(&self, mut f: impl FnMut(&str, NodeId)) {
+        match self {
+            Children::Few(v) => v.iter().for_each(|(k, id)| f(k, *id)),
+            Children::Many(m) => m.iter().for_each(|(k, id)| f(k, *id)),
+        }
     }
 }
 
+struct Node<T> {
+    parent: NodeId,
+    children: Children,
+    value: T,
+}
+
+/// A tree of topic levels with a `T` at every node; nodes live in one vector
+/// and are reused once freed.
+struct Tree<T> {
+    nodes: Vec<Option<Node<T>>>,
+    free: Vec<NodeId>,
+}
+
+impl<T: Default> Default for Tree<T> {
+    fn default() -> Self {
+        Tree {
+            nodes: vec![Some(Node {
+                parent: ROOT,
+                children: Children::Few(Vec::new()),
+                value: T::default(),
+            })],
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T: Default> Tree<T> {
+    fn node(&self, id: NodeId) -> &Node<T> {
+        match &self.nodes[id as usize] {
+            Some(n) => n,
+            // Ids come only from the tree's own links, which never point at a
+            // freed slot (a node is unlinked before it is freed).
+            None => unreachable!("a link to a freed trie node"),
+        }
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node<T> {
+        match &mut self.nodes[id as usize] {
+            Some(n) => n,
+            None => unreachable!("a link to a freed trie node"),
+        }
+    }
+
+    fn child(&self, id: NodeId, key: &str) -> Option<NodeId> {
+        self.node(id).children.get(key)
+    }
+
+    /// The node at the end of `levels`, if the tree has it.
+    fn find<'a>(&self, levels: impl Iterator<Item = &'a str>) -> Option<NodeId> {
+        let mut id = ROOT;
+        for level in levels {
+            id = self.child(id, level)?;
+        }
+        Some(id)
+    }
+
+    /// The node at the end of `levels`, created with its parents as needed.
+    fn find_or_insert<'a>(&mut self, levels: impl Iterator<Item = &'a str>) -> NodeId {
+        let mut id = ROOT;
+        for level in levels {
+            id = match self.child(id, level) {
+                Some(c) => c,
+                None => {
+                    let node = Node {
+                        parent: id,
+                        children: Children::Few(Vec::new()),
+                        value: T::default(),
+                    };
+                    let c = match self.free.pop() {
+                        Some(c) => {
+                            self.nodes[c as usize] = Some(node);
+                            c
+                        }
+                        None => {
+                            self.nodes.push(Some(node));
+                            (self.nodes.len() - 1) as NodeId
+                        }
+                    };
+                    self.node_mut(id).children.insert(level, c);
+                    c
+                }
+            };
+        }
+        id
+    }
+
+    /// Frees `id` and then each parent in turn while it has no children and
+    /// `empty` says its value holds nothing. `path` is the text of the levels
+    /// from the root to `id`, which name each node in its parent.
+    fn prune(&mut self, mut id: NodeId, path: &str, empty: impl Fn(&T) -> bool) {
+        let mut path = path;
+        while id != ROOT {
+            let n = self.node(id);
+            if !n.children.is_empty() || !empty(&n.value) {
+                return;
+            }
+            let parent = n.parent;
+            let key = match path.rfind('/') {
+                Some(i) => {
+                    let key = &path[i + 1..];
+                    path = &path[..i];
+                    key
+                }
+                None => std::mem::take(&mut path),
+            };
+            self.node_mut(parent).children.remove(key);
+            self.nodes[id as usize] = None;
+            self.free.push(id);
+            id = parent;
+        }
+    }
+
+    /// Whether only the root is left.
+    fn is_bare(&self) -> bool {
+        self.node(ROOT).children.is_empty()
+    }
+}
+
+/// A walk's stack: a few entries inline, so the common walk allocates
+/// nothing, and the heap beyond.
+struct Stack<T: Copy> {
+    inline: [Option<T>; 16],
+    len: usize,
+    spill: Vec<T>,
+}
+
+impl<T: Copy> Stack<T> {
+    fn new() -> Self {
+        Stack {
+            inline: [None; 16],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, v: T) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = Some(v);
+            self.len += 1;
+        } else {
+            self.spill.push(v);
+        }
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        if let Some(v) = self.spill.pop() {
+            return Some(v);
+        }
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        self.inline[self.len].take()
+    }
+}
+
+/// The level of `text` that starts at byte `at`, and where the next starts
+/// (`None` after the last level).
+fn level_at(text: &str, at: usize) -> (&str, Option<usize>) {
+    match text[at..].find('/') {
+        Some(i) => (&text[at..at + i], Some(at + i + 1)),
+        None => (&text[at..], None),
+    }
+}
+
+/// The subscription index: every (client, filter) with its granted QoS.
 #[derive(Default)]
 pub struct SubTrie {
-    root: Node,
+    /// At each node, the clients whose filter ends there.
+    tree: Tree<HashMap<Arc<str>, u8>>,
     /// How many (client, filter) pairs are indexed; for metrics.
     len: usize,
 }
@@ -49,134 +268,193 @@ impl SubTrie {
 
     /// Adds or updates `client`'s subscription to `filter` (a valid filter).
     pub fn insert(&mut self, filter: &str, client: &Arc<str>, qos: u8) {
-        let mut node = &mut self.root;
-        let mut levels = filter.split('/').peekable();
-        while let Some(level) = levels.next() {
-            if level == "#" && levels.peek().is_none() {
-                if node.hash.insert(client.clone(), qos).is_none() {
-                    self.len += 1;
-                }
-                return;
-            }
-            node = if level == "+" {
-                node.plus.get_or_insert_with(Default::default)
-            } else {
-                node.children.entry(level.into()).or_default()
-            };
-        }
-        if node.here.insert(client.clone(), qos).is_none() {
+        let id = self.tree.find_or_insert(filter.split('/'));
+        if self
+            .tree
+            .node_mut(id)
+            .value
+            .insert(client.clone(), qos)
+            .is_none()
+        {
             self.len += 1;
         }
     }
 
     /// Removes `client`'s subscription to `filter`; true when there was one.
     pub fn remove(&mut self, filter: &str, client: &str) -> bool {
-        let levels: Vec<&str> = filter.split('/').collect();
-        let removed = remove_in(&mut self.root, &levels, client);
-        if removed {
-            self.len -= 1;
+        let Some(id) = self.tree.find(filter.split('/')) else {
+            return false;
+        };
+        if self.tree.node_mut(id).value.remove(client).is_none() {
+            return false;
         }
-        removed
+        self.len -= 1;
+        self.tree.prune(id, filter, |clients| clients.is_empty());
+        true
     }
 
-    /// Whether any filter matches `topic`; allocates nothing (a check on
-    /// every publish).
-    pub fn any_match(&self, topic: &str) -> bool {
-        let mut levels = [""; 32];
-        let mut n = 0;
-        for level in topic.split('/') {
-            if n == levels.len() {
-                // Deeper than any sane topic: take the allocating path.
-                return !self.matches(topic).is_empty();
+    /// Calls `f` with the clients of every node whose filter matches `topic`
+    /// until `f` returns false.
+    fn walk(&self, topic: &str, mut f: impl FnMut(&HashMap<Arc<str>, u8>) -> bool) {
+        let dollar = topic.starts_with('$');
+        let mut stack: Stack<(NodeId, Option<usize>)> = Stack::new();
+        stack.push((ROOT, Some(0)));
+        while let Some((id, at)) = stack.pop() {
+            // `+` and `#` match no `$` topic at the first level.
+            let wild = !(dollar && id == ROOT);
+            if wild {
+                // `#` matches the rest, also when nothing is left ("a/#" matches "a").
+                if let Some(h) = self.tree.child(id, "#") {
+                    if !f(&self.tree.node(h).value) {
+                        return;
+                    }
+                }
             }
-            levels[n] = level;
-            n += 1;
+            let Some(at) = at else {
+                if !f(&self.tree.node(id).value) {
+                    return;
+                }
+                continue;
+            };
+            let (level, next) = level_at(topic, at);
+            if let Some(c) = self.tree.child(id, level) {
+                stack.push((c, next));
+            }
+            if wild && level != "+" {
+                if let Some(c) = self.tree.child(id, "+") {
+                    stack.push((c, next));
+                }
+            }
         }
-        any_in(&self.root, &levels[..n], topic.starts_with('$'))
+    }
+
+    /// Whether any filter matches `topic`; allocates nothing for topics of
+    /// ordinary depth (a check on every publish).
+    pub fn any_match(&self, topic: &str) -> bool {
+        let mut found = false;
+        self.walk(topic, |clients| {
+            found = !clients.is_empty();
+            !found
+        });
+        found
     }
 
     /// Every client subscribed to `topic`, with the highest QoS among its
     /// matching filters (one copy per message, at the highest QoS).
     pub fn matches(&self, topic: &str) -> HashMap<Arc<str>, u8> {
-        let mut out = HashMap::new();
-        let levels: Vec<&str> = topic.split('/').collect();
-        let dollar = topic.starts_with('$');
-        match_in(&self.root, &levels, dollar, &mut out);
+        let mut out: HashMap<Arc<str>, u8> = HashMap::new();
+        self.walk(topic, |clients| {
+            for (client, &qos) in clients {
+                let e = out.entry(client.clone()).or_insert(qos);
+                *e = (*e).max(qos);
+            }
+            true
+        });
         out
     }
+
+    /// The highest QoS `client` holds among its filters matching `topic`;
+    /// costs the matching nodes, not the client's filters.
+    pub fn grant_of(&self, topic: &str, client: &str) -> Option<u8> {
+        let mut best: Option<u8> = None;
+        self.walk(topic, |clients| {
+            if let Some(&q) = clients.get(client) {
+                best = Some(best.map_or(q, |b| b.max(q)));
+            }
+            true
+        });
+        best
+    }
 }
 
-fn merge(out: &mut HashMap<Arc<str>, u8>, from: &HashMap<Arc<str>, u8>) {
-    for (client, &qos) in from {
-        let e = out.entry(client.clone()).or_insert(qos);
-        if *e < qos {
-            *e = qos;
+/// The index of topic names: which of them a filter matches.
+#[derive(Default)]
+pub struct NameTrie {
+    /// At the node of each indexed name, the name itself.
+    tree: Tree<Option<Arc<str>>>,
+    len: usize,
+}
+
+impl NameTrie {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Indexes a topic name (a valid name, no wildcards).
+    pub fn insert(&mut self, name: &Arc<str>) {
+        let id = self.tree.find_or_insert(name.split('/'));
+        let slot = &mut self.tree.node_mut(id).value;
+        if slot.is_none() {
+            self.len += 1;
         }
+        *slot = Some(name.clone());
     }
-}
 
-fn match_in(node: &Node, levels: &[&str], first_is_dollar: bool, out: &mut HashMap<Arc<str>, u8>) {
-    // `#` matches the parent level too ("a/#" matches "a"), but not at the
-    // root of a `$` topic.
-    if !first_is_dollar {
-        merge(out, &node.hash);
-    }
-    let Some((level, rest)) = levels.split_first() else {
-        merge(out, &node.here);
-        return;
-    };
-    if let Some(child) = node.children.get(*level) {
-        match_in(child, rest, false, out);
-    }
-    if !first_is_dollar {
-        if let Some(plus) = &node.plus {
-            match_in(plus, rest, false, out);
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some(id) = self.tree.find(name.split('/')) else {
+            return false;
+        };
+        if self.tree.node_mut(id).value.take().is_none() {
+            return false;
         }
+        self.len -= 1;
+        self.tree.prune(id, name, |v| v.is_none());
+        true
     }
-}
 
-fn any_in(node: &Node, levels: &[&str], first_is_dollar: bool) -> bool {
-    if !first_is_dollar && !node.hash.is_empty() {
-        return true;
-    }
-    let Some((level, rest)) = levels.split_first() else {
-        return !node.here.is_empty();
-    };
-    if node
-        .children
-        .get(*level)
-        .is_some_and(|c| any_in(c, rest, false))
-    {
-        return true;
-    }
-    !first_is_dollar && node.plus.as_deref().is_some_and(|p| any_in(p, rest, false))
-}
-
-fn remove_in(node: &mut Node, levels: &[&str], client: &str) -> bool {
-    match levels {
-        [] => node.here.remove(client).is_some(),
-        ["#"] => node.hash.remove(client).is_some(),
-        [level, rest @ ..] => {
-            let (removed, empty) = if *level == "+" {
-                match node.plus.as_deref_mut() {
-                    Some(child) => (remove_in(child, rest, client), child.is_empty()),
-                    None => return false,
+    /// Calls `f` with every indexed name that `filter` matches.
+    pub fn for_each_match(&self, filter: &str, mut f: impl FnMut(&Arc<str>)) {
+        let mut stack: Stack<(NodeId, Option<usize>)> = Stack::new();
+        stack.push((ROOT, Some(0)));
+        while let Some((id, at)) = stack.pop() {
+            let Some(at) = at else {
+                if let Some(name) = &self.tree.node(id).value {
+                    f(name);
                 }
-            } else {
-                match node.children.get_mut(*level) {
-                    Some(child) => (remove_in(child, rest, client), child.is_empty()),
-                    None => return false,
-                }
+                continue;
             };
-            if empty {
-                if *level == "+" {
-                    node.plus = None;
-                } else {
-                    node.children.remove(*level);
+            let (level, next) = level_at(filter, at);
+            match level {
+                "#" => self.each_below(id, &mut f),
+                "+" => self.tree.node(id).children.each(|key, c| {
+                    if !(id == ROOT && key.starts_with('$')) {
+                        stack.push((c, next));
+                    }
+                }),
+                _ => {
+                    if let Some(c) = self.tree.child(id, level) {
+                        stack.push((c, next));
+                    }
                 }
             }
-            removed
         }
+    }
+
+    /// Every name at `top` and below it (what `#` matches from there); at
+    /// the root, not the `$` topics.
+    fn each_below(&self, top: NodeId, f: &mut dyn FnMut(&Arc<str>)) {
+        let mut stack: Stack<NodeId> = Stack::new();
+        stack.push(top);
+        while let Some(id) = stack.pop() {
+            let n = self.tree.node(id);
+            if let Some(name) = &n.value {
+                f(name);
+            }
+            n.children.each(|key, c| {
+                if !(id == ROOT && key.starts_with('$')) {
+                    stack.push(c);
+                }
+            });
+        }
+    }
+
+    /// Whether the tree holds nothing (only its root node).
+    pub fn is_bare(&self) -> bool {
+        self.tree.is_bare()
     }
 }
 
@@ -201,6 +479,12 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
 /// Whether every topic `inner` can match is also matched by `outer` (both
 /// filters); used by the ACL to judge a SUBSCRIBE.
 pub fn filter_covers(outer: &str, inner: &str) -> bool {
+    // A filter starting with a wildcard matches no `$` topic, which `inner`
+    // may match when it starts with `$`.
+    let wild_first = |f: &str| f.starts_with('+') || f.starts_with('#');
+    if wild_first(outer) && inner.starts_with('$') {
+        return false;
+    }
     let mut o = outer.split('/');
     let mut i = inner.split('/');
     loop {
@@ -224,6 +508,13 @@ mod tests {
             .into_iter()
             .map(|(c, q)| (c.to_string(), q))
             .collect();
+        v.sort();
+        v
+    }
+
+    fn names(t: &NameTrie, filter: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        t.for_each_match(filter, |n| v.push(n.to_string()));
         v.sort();
         v
     }
@@ -268,10 +559,13 @@ mod tests {
         t.insert("a/+", &a, 1);
         t.insert("a/#", &a, 2);
         assert_eq!(clients(&t, "a/b"), vec![("a".into(), 2)]);
+        assert_eq!(t.grant_of("a/b", "a"), Some(2));
         assert!(t.remove("a/#", "a"));
         assert_eq!(clients(&t, "a/b"), vec![("a".into(), 1)]);
+        assert_eq!(t.grant_of("a/b", "a"), Some(1));
+        assert_eq!(t.grant_of("a", "a"), None);
         assert!(t.remove("a/+", "a"));
-        assert!(t.root.is_empty());
+        assert!(t.tree.is_bare());
         assert_eq!(t.len(), 0);
     }
 
@@ -282,6 +576,7 @@ mod tests {
         t.insert("$SYS/#", &a, 0);
         t.insert("+/broker/#", &a, 1);
         assert_eq!(clients(&t, "$SYS/broker/uptime"), vec![("a".into(), 0)]);
+        assert_eq!(clients(&t, "$SYS"), vec![("a".into(), 0)]);
         assert!(filter_matches("$SYS/#", "$SYS/x"));
         assert!(!filter_matches("#", "$SYS/x"));
         assert!(!filter_matches("+/x", "$SYS/x"));
@@ -295,6 +590,66 @@ mod tests {
         assert_eq!(clients(&t, "/x"), vec![("a".into(), 0)]);
         assert_eq!(clients(&t, "x"), vec![]);
         assert!(filter_matches("+/+", "/x"));
+        t.insert("a/", &a, 1);
+        assert_eq!(clients(&t, "a/"), vec![("a".into(), 1)]);
+        assert_eq!(clients(&t, "a"), vec![]);
+    }
+
+    #[test]
+    fn a_filter_of_32768_levels_goes_in_and_out_without_recursion() {
+        // 65,535 bytes: the longest filter MQTT can carry.
+        let deep = vec!["a"; 32768].join("/");
+        assert_eq!(deep.len(), 65535);
+        let mut t = SubTrie::default();
+        let a: Arc<str> = "a".into();
+        t.insert(&deep, &a, 1);
+        t.insert(&format!("{}/#", &deep[..deep.len() - 2]), &a, 0);
+        assert_eq!(clients(&t, &deep), vec![("a".into(), 1)]);
+        assert!(t.any_match(&deep));
+        assert!(t.remove(&deep, "a"));
+        assert!(t.remove(&format!("{}/#", &deep[..deep.len() - 2]), "a"));
+        assert!(t.tree.is_bare());
+        let mut n = NameTrie::default();
+        let name: Arc<str> = deep.clone().into();
+        n.insert(&name);
+        assert_eq!(names(&n, "#").len(), 1);
+        assert_eq!(names(&n, &deep).len(), 1);
+        assert!(n.remove(&deep));
+        assert!(n.is_bare());
+        // Dropping a deep tree is flat too.
+        let mut t = SubTrie::default();
+        t.insert(&deep, &a, 1);
+        drop(t);
+    }
+
+    #[test]
+    fn names_matched_by_a_filter() {
+        let mut n = NameTrie::default();
+        for name in [
+            "a", "a/b", "a/b/c", "a/c", "b", "$SYS/x", "$SYS", "/x", "", "a/",
+        ] {
+            n.insert(&Arc::from(name));
+        }
+        assert_eq!(names(&n, "a/#"), vec!["a", "a/", "a/b", "a/b/c", "a/c"]);
+        assert_eq!(names(&n, "a/+"), vec!["a/", "a/b", "a/c"]);
+        assert_eq!(names(&n, "+"), vec!["", "a", "b"]);
+        assert_eq!(names(&n, "#").len(), 8);
+        assert_eq!(names(&n, "$SYS/#"), vec!["$SYS", "$SYS/x"]);
+        assert_eq!(names(&n, "+/x"), vec!["/x"]);
+        assert_eq!(names(&n, "a/b/c"), vec!["a/b/c"]);
+        assert!(n.remove("a/b"));
+        assert_eq!(names(&n, "a/#"), vec!["a", "a/", "a/b/c", "a/c"]);
+        assert!(!n.remove("a/b"));
+        assert_eq!(n.len(), 9);
+        // Many children switch to a map and back.
+        for i in 0..100 {
+            n.insert(&Arc::from(format!("many/{i}")));
+        }
+        assert_eq!(names(&n, "many/+").len(), 100);
+        for i in 0..100 {
+            assert!(n.remove(&format!("many/{i}")));
+        }
+        assert!(names(&n, "many/#").is_empty());
     }
 
     #[test]
@@ -305,5 +660,7 @@ mod tests {
         assert!(!filter_covers("a/+", "a/#"));
         assert!(!filter_covers("secret/#", "#"));
         assert!(filter_covers("#", "anything/#"));
+        assert!(!filter_covers("#", "$SYS/#"));
+        assert!(filter_covers("$SYS/#", "$SYS/x"));
     }
 }

@@ -1,6 +1,8 @@
 //! CONNECT: client id, token, ACL, then the router hands over the session
-//! (taking over an older connection with the same client id), CONNACK goes
-//! out, and a resumed persistent session's queue is read back from SQLite.
+//! (taking over an older connection with the same client id of the same
+//! device; another device's session is refused with code 2), CONNACK goes
+//! out, and a resumed persistent session's queue is read back from SQLite,
+//! a page at a time. A connection closes when its token expires.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -9,18 +11,41 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::subscriber::{Delivery, Resume};
-use super::{gate, Conn, Session};
+use super::{gate, Conn, Resumed, Session};
 use crate::device::limits::Kind;
 use crate::device::{Attach, AuthError};
 use crate::metrics::METRICS;
 use crate::protocol::{Connect, Packet};
 use crate::router::acl::ClientAcl;
-use crate::store::sessions;
+use crate::router::ConnectAnswer;
+use crate::store::{now_ms, sessions};
+
+/// Messages of a resumed session read from SQLite at a time: the next page
+/// is read when this one has been sent, so memory holds one page, not the
+/// whole queue (up to `max_queued_messages` of up to `max_packet_size`).
+const RESUME_PAGE_ROWS: usize = 64;
+const RESUME_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// CONNACK return codes (MQTT 3.1.1 section 3.2.2.3).
 const IDENTIFIER_REJECTED: u8 = 2;
 const SERVER_UNAVAILABLE: u8 = 3;
 const NOT_AUTHORIZED: u8 = 5;
+
+/// The longest single timer for a token's expiry; a later expiry is
+/// checked again after this (timers that far out are not exact anyway).
+const EXPIRY_RECHECK: Duration = Duration::from_secs(24 * 3600);
+
+/// Closes the connection when `at` (unix ms) has come.
+fn close_at_expiry(at: i64, ctx: &mut Context<Session>) {
+    let left = Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64);
+    ctx.run_later(left.min(EXPIRY_RECHECK), move |act, ctx| {
+        if now_ms() < at {
+            return close_at_expiry(at, ctx);
+        }
+        tracing::info!(client_id = act.client_id(), "token expired: closing");
+        act.close(ctx, "token expired");
+    });
+}
 
 impl Session {
     fn refuse(&mut self, code: u8, reason: &'static str, ctx: &mut Context<Self>) {
@@ -84,36 +109,80 @@ impl Session {
                 return self.refuse(SERVER_UNAVAILABLE, "connect limit reached", ctx);
             }
         }
-        let acl = ClientAcl::for_client(
+        let acl = Arc::new(ClientAcl::for_client(
             &self.broker.config.acl,
             identity
                 .as_ref()
                 .map(|i| (i.device_name.as_str(), &i.tags[..])),
             &client_id,
-        );
+        ));
         let mut will = c.will;
-        if will.as_ref().is_some_and(|w| !acl.can_publish(&w.topic)) {
-            tracing::info!(client_id, "will topic denied by the ACL: no will");
-            will = None;
+        if let Some(w) = &will {
+            let why = if w.topic.starts_with('$') {
+                Some("$ topics are the broker's")
+            } else if w.topic.split('/').count() > self.broker.config.mqtt.max_topic_levels {
+                Some("deeper than mqtt.max_topic_levels")
+            } else if !acl.can_publish(&w.topic) {
+                Some("denied by the ACL")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                tracing::info!(client_id, why, "will topic refused: no will");
+                if let Some(id) = &identity {
+                    id.watch.emit(
+                        "refused",
+                        serde_json::json!({"kind": "will", "reason": why, "client_id": &client_id, "topic": &w.topic}),
+                    );
+                }
+                will = None;
+            }
         }
         self.keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(c.keep_alive as u64));
         self.connecting = true;
         self.gate.hold(gate::CONNECTING);
 
         let client_id: Arc<str> = client_id.into();
+        self.pending_client = Some(client_id.clone());
         let request = crate::router::Connect {
             client_id: client_id.clone(),
             clean_session: c.clean_session,
             device_id: identity.as_ref().map(|i| i.device_id.clone()),
+            acl: acl.clone(),
             conn_id: self.conn_id,
             session: ctx.address().recipient(),
         };
         ctx.spawn(self.broker.router.send(request).into_actor(self).map(
             move |answer, act, ctx| {
-                let Ok(connected) = answer else {
-                    return act.close(ctx, "router unavailable");
+                act.pending_client = None;
+                let (subscriber, session_present) = match answer {
+                    Ok(ConnectAnswer::Connected {
+                        subscriber,
+                        session_present,
+                    }) => (subscriber, session_present),
+                    Ok(ConnectAnswer::NotOwner { owner }) => {
+                        act.not_owner(&client_id, identity.as_ref(), owner);
+                        return act.refuse(
+                            IDENTIFIER_REJECTED,
+                            "client id belongs to another device's session",
+                            ctx,
+                        );
+                    }
+                    Ok(ConnectAnswer::TooManySessions { max }) => {
+                        if let Some(id) = &identity {
+                            id.watch.emit(
+                                "refused",
+                                serde_json::json!({"kind": "session", "reason": format!("the device has {max} persistent sessions (mqtt.max_sessions_per_device)"), "client_id": &*client_id}),
+                            );
+                        }
+                        return act.refuse(
+                            IDENTIFIER_REJECTED,
+                            "too many persistent sessions for this device",
+                            ctx,
+                        );
+                    }
+                    Err(_) => return act.close(ctx, "router unavailable"),
                 };
-                let subscriber = connected.subscriber;
                 let (generation, resume) = subscriber.attach();
                 let persistent = subscriber.persistent;
                 act.conn = Some(Box::new(Conn {
@@ -123,6 +192,7 @@ impl Session {
                     generation,
                     will,
                     acl,
+                    reserved_logged: false,
                     topics: HashMap::new(),
                     pipeline: VecDeque::new(),
                     resolving: false,
@@ -130,6 +200,7 @@ impl Session {
                     acks: VecDeque::new(),
                     incoming_qos2: resume.incoming_qos2.clone(),
                     loading: false,
+                    resume: None,
                     resend: VecDeque::new(),
                     batch: VecDeque::new(),
                     inflight: HashMap::new(),
@@ -140,14 +211,38 @@ impl Session {
                 METRICS.clients_connected.inc();
                 act.send(
                     Packet::ConnAck {
-                        session_present: connected.session_present,
+                        session_present,
                         code: 0,
                     },
                     ctx,
                 );
-                act.after_connack(persistent && connected.session_present, resume, ctx);
+                act.after_connack(persistent && session_present, resume, ctx);
             },
         ));
+    }
+
+    /// Tells both devices' inspectors that `identity` tried to use a client
+    /// id whose session belongs to `owner`.
+    fn not_owner(
+        &self,
+        client_id: &str,
+        identity: Option<&crate::device::Identity>,
+        owner: Option<String>,
+    ) {
+        let by = identity.map(|i| i.device_name.as_str());
+        tracing::warn!(client_id, device = by, owner = owner.as_deref(), peer = %self.peer, "client id of another device's session: refused");
+        if let Some(id) = identity {
+            id.watch.emit(
+                "refused",
+                serde_json::json!({"kind": "session", "reason": "the client id belongs to another device's session", "client_id": client_id, "peer": self.peer.to_string()}),
+            );
+        }
+        if let Some(owner) = owner.and_then(|o| self.broker.auth.device(&o)) {
+            owner.watch.emit(
+                "refused",
+                serde_json::json!({"kind": "session", "reason": "another device tried to use this device's client id", "client_id": client_id, "by_device": by, "peer": self.peer.to_string()}),
+            );
+        }
     }
 
     fn after_connack(&mut self, resumed: bool, resume: Resume, ctx: &mut Context<Self>) {
@@ -182,6 +277,9 @@ impl Session {
                 session: ctx.address().recipient(),
             });
         }
+        if let Some(at) = c.identity.as_ref().and_then(|i| i.expires_at) {
+            close_at_expiry(at, ctx);
+        }
         if let Some(ka) = self.keep_alive {
             // Closed after 1.5 × keep-alive of silence, checked often enough
             // that the close comes within a quarter of the keep-alive after.
@@ -213,42 +311,92 @@ impl Session {
             return;
         }
         let Some(c) = self.conn.as_mut() else { return };
+        for pkid in &resume.pubrel {
+            c.pubrel_out.insert(*pkid);
+        }
+        let pubrel = resume.pubrel.clone();
+        c.resume = Some(Resumed {
+            was_inflight: resume.was_inflight,
+            after: 0,
+            // Everything queued up to now is in SQLite (or on its way there
+            // through the writer, which keeps order); newer messages arrive
+            // in the subscriber's memory queue.
+            last: crate::session::subscriber::SEQ.load(std::sync::atomic::Ordering::Relaxed),
+            unloaded: 0,
+        });
+        for pkid in pubrel {
+            self.send(Packet::PubRel(pkid), ctx);
+        }
+        self.load_page(ctx);
+    }
+
+    /// Reads the next page of a resumed session's queue from SQLite into
+    /// `resend`; the first page ends CONNECT's processing.
+    pub(super) fn load_page(&mut self, ctx: &mut Context<Self>) {
+        let Some(c) = self.conn.as_mut() else { return };
+        let Some(r) = &c.resume else { return };
+        if c.loading {
+            return;
+        }
         c.loading = true;
         let client = c.client_id.clone();
+        let (after, last) = (r.after, r.last);
         // Through the writer, so that every message queued for this session
         // before it came back is committed and read here.
-        let rows = self
-            .broker
-            .store
-            .write(move |conn| sessions::queue_of(conn, &client));
+        let rows = self.broker.store.write(move |conn| {
+            let page = sessions::queue_page(
+                conn,
+                &client,
+                after,
+                last,
+                RESUME_PAGE_ROWS,
+                RESUME_PAGE_BYTES,
+            )?;
+            // Counted once, for the `max_queued_messages` bound should the
+            // client leave again before all of it is sent.
+            let total = if after == 0 {
+                Some(sessions::queue_len(conn, &client, 0, last)?)
+            } else {
+                None
+            };
+            Ok((page, total))
+        });
         ctx.spawn(rows.into_actor(self).map(move |rows, act, ctx| {
-            let rows = match rows {
-                Ok(rows) => rows,
+            let (rows, total) = match rows {
+                Ok(page) => page,
                 Err(e) => {
                     tracing::error!(client_id = act.client_id(), error = %e, "cannot read the session's queue");
                     return act.close(ctx, "store error");
                 }
             };
             let Some(c) = act.conn.as_mut() else { return };
+            c.loading = false;
+            let Some(r) = c.resume.as_mut() else { return };
+            // The end is a page that finds nothing more.
+            let done = rows.is_empty();
+            r.unloaded = total.unwrap_or(r.unloaded).saturating_sub(rows.len());
+            if let Some(last_row) = rows.last() {
+                r.after = last_row.id;
+            }
             let in_memory = c.subscriber.queued_seqs();
-            for r in rows.into_iter().filter(|r| !in_memory.contains(&r.id)) {
+            for row in rows.into_iter().filter(|row| !in_memory.contains(&row.id)) {
                 c.resend.push_back(Delivery {
-                    dup: resume.was_inflight.contains(&r.id),
-                    topic: r.topic.into(),
-                    payload: r.payload,
-                    qos: r.qos,
-                    retain: r.retain,
-                    seq: r.id,
+                    dup: r.was_inflight.contains(&row.id),
+                    topic: row.topic.into(),
+                    payload: row.payload,
+                    qos: row.qos,
+                    retain: row.retain,
+                    seq: row.id,
                 });
             }
-            c.loading = false;
-            for pkid in &resume.pubrel {
-                c.pubrel_out.insert(*pkid);
+            if done {
+                c.resume = None;
             }
-            for pkid in resume.pubrel {
-                act.send(Packet::PubRel(pkid), ctx);
+            if act.connecting {
+                act.connected(ctx);
+            } else {
+                act.drain(ctx);
             }
-            act.connected(ctx);
         }));
     }
 

@@ -32,6 +32,9 @@ impl Session {
             let from_resend = !c.resend.is_empty();
             let next = if from_resend {
                 c.resend.pop_front()
+            } else if c.resume.is_some() {
+                // The next page of the resumed queue comes before anything newer.
+                break;
             } else {
                 if c.batch.is_empty() {
                     c.subscriber.pop_into(&mut c.batch, BATCH);
@@ -96,6 +99,7 @@ impl Session {
                 c.inflight.insert(pkid, d);
             }
         }
+        self.load_page(ctx);
     }
 
     fn acknowledged(&mut self, seq: i64) {

@@ -64,12 +64,45 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// last CONNACK or a final burst, before the socket is dropped.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 
+/// One open connection's place under `[mqtt] max_connections`, from accept
+/// until its session ends; given back when dropped.
+pub struct Slot(());
+
+impl Slot {
+    pub fn take(max: usize) -> Option<Slot> {
+        if METRICS.connections_open.get() >= max as i64 {
+            return None;
+        }
+        METRICS.connections_open.inc();
+        Some(Slot(()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        METRICS.connections_open.dec();
+    }
+}
+
 /// A publish waiting for its topic to take it, in the order read.
 struct PendingAck {
     qos: u8,
     pkid: u16,
     /// Set when the topic answered: whether everything durable was committed.
     done: std::cell::Cell<Option<bool>>,
+}
+
+/// Where the reading of a resumed session's queue from SQLite stands.
+struct Resumed {
+    /// Sent and not acknowledged by the last connection: resent with DUP.
+    was_inflight: HashSet<i64>,
+    /// The last row id read so far.
+    after: i64,
+    /// The sequence number when the session came back: rows up to it are
+    /// read from SQLite, newer messages come through the memory queue.
+    last: i64,
+    /// Rows not read yet (for the offline bound if the client leaves again).
+    unloaded: usize,
 }
 
 /// State that exists once CONNECT has been accepted.
@@ -81,7 +114,10 @@ struct Conn {
     /// Which attachment of the subscriber this connection is.
     generation: u64,
     will: Option<Will>,
-    acl: ClientAcl,
+    /// Shared with the router, which checks each delivery against it.
+    acl: Arc<ClientAcl>,
+    /// A publish to a `$` topic was logged already (once per connection).
+    reserved_logged: bool,
 
     // Publishes from the client.
     /// Topic actors this client published to, with when their address was
@@ -99,8 +135,10 @@ struct Conn {
     incoming_qos2: HashSet<u16>,
 
     // Messages to the client.
-    /// A persistent session's queue is being read from SQLite; deliver nothing yet.
+    /// A page of a resumed session's queue is being read from SQLite.
     loading: bool,
+    /// A resumed session whose queue is still being read from SQLite.
+    resume: Option<Resumed>,
     /// Messages from SQLite (a resumed session), sent before anything newer.
     resend: VecDeque<Delivery>,
     /// Messages taken from the subscriber queue and not yet written.
@@ -115,6 +153,8 @@ struct Conn {
 
 pub struct Session {
     broker: Arc<Broker>,
+    /// This connection's place under `max_connections`.
+    _slot: Slot,
     conn_id: u64,
     peer: SocketAddr,
     writer: mpsc::Sender<Bytes>,
@@ -131,6 +171,9 @@ pub struct Session {
     conn: Option<Box<Conn>>,
     /// CONNECT received and being processed.
     connecting: bool,
+    /// The client id the router was asked to connect, until it answered: a
+    /// session that ends meanwhile still tells the router it is gone.
+    pending_client: Option<Arc<str>>,
     /// The client said DISCONNECT: no will.
     clean_disconnect: bool,
     /// The subscriber was already handed on (takeover).
@@ -143,7 +186,7 @@ pub struct Session {
 
 impl Session {
     /// Starts a session on the current arbiter for an accepted connection.
-    pub fn start<IO>(broker: Arc<Broker>, io: IO, peer: SocketAddr) -> Addr<Session>
+    pub fn start<IO>(broker: Arc<Broker>, io: IO, peer: SocketAddr, slot: Slot) -> Addr<Session>
     where
         IO: AsyncRead + AsyncWrite + Unpin + 'static,
     {
@@ -163,6 +206,7 @@ impl Session {
                 }
             });
             Session {
+                _slot: slot,
                 conn_id: broker.next_conn_id(),
                 broker,
                 peer,
@@ -177,6 +221,7 @@ impl Session {
                 keep_alive: None,
                 conn: None,
                 connecting: false,
+                pending_client: None,
                 clean_disconnect: false,
                 detached: false,
                 close_reason: "connection closed",
@@ -318,7 +363,8 @@ impl Session {
             .collect();
         let unacked = was_inflight.len()
             + c.resend.iter().filter(|d| d.seq > 0).count()
-            + c.batch.iter().filter(|d| d.seq > 0).count();
+            + c.batch.iter().filter(|d| d.seq > 0).count()
+            + c.resume.as_ref().map_or(0, |r| r.unloaded);
         let resume = Resume {
             was_inflight,
             pubrel: c.pubrel_out.iter().copied().collect(),
@@ -339,6 +385,12 @@ impl Actor for Session {
             });
         }
         if self.conn.is_none() {
+            if let Some(client_id) = self.pending_client.take() {
+                self.broker.router.do_send(Disconnected {
+                    client_id,
+                    conn_id: self.conn_id,
+                });
+            }
             return;
         }
         self.detach();

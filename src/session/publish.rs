@@ -4,6 +4,12 @@
 //! PUBREC (QoS 2) for each goes back in the same order once its topic has
 //! queued it for every subscriber and committed what must be durable. At most
 //! `PUBLISH_WINDOW` are outstanding; past that the socket is not read.
+//!
+//! Refused before they go anywhere: a topic deeper than `max_topic_levels`
+//! (the connection closes), a `$` topic (the broker's: acknowledged and
+//! dropped), a topic the ACL denies (acknowledged and dropped), a publish
+//! past the device's rate limit or one that would need a topic past
+//! `max_topics` (the connection closes, nothing is acknowledged).
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -52,6 +58,31 @@ impl Session {
                 }),
             );
         }
+        if p.topic.split('/').count() > self.broker.config.mqtt.max_topic_levels {
+            METRICS.topic_levels_refused.inc();
+            if let Some(w) = &watch {
+                w.emit(
+                    "refused",
+                    serde_json::json!({"kind": "publish", "reason": "topic deeper than mqtt.max_topic_levels", "client_id": &*c.client_id, "levels": p.topic.split('/').count()}),
+                );
+            }
+            tracing::info!(client_id = %c.client_id, levels = p.topic.split('/').count(), "publish topic too deep: closing");
+            return self.close(ctx, "topic too deep");
+        }
+        if p.topic.starts_with('$') {
+            METRICS.dropped_reserved.inc();
+            if !c.reserved_logged {
+                c.reserved_logged = true;
+                tracing::warn!(client_id = %c.client_id, topic = %p.topic, "publish to a $ topic dropped (logged once per connection)");
+            }
+            if let Some(w) = &watch {
+                w.emit(
+                    "refused",
+                    serde_json::json!({"kind": "publish", "reason": "$ topics are the broker's", "client_id": &*c.client_id, "topic": &*p.topic}),
+                );
+            }
+            return self.ack_dropped(p.qos, p.pkid, ctx);
+        }
         if read_only || !c.acl.can_publish(&p.topic) {
             METRICS.dropped_acl.inc();
             tracing::info!(client_id = %c.client_id, topic = %p.topic, "publish denied");
@@ -62,17 +93,7 @@ impl Session {
                     serde_json::json!({"kind": "publish", "reason": reason, "client_id": &*c.client_id, "topic": &*p.topic}),
                 );
             }
-            // Acknowledged all the same, so that the client does not resend
-            // it forever (as Mosquitto does).
-            match p.qos {
-                1 => self.send(Packet::PubAck(p.pkid), ctx),
-                2 => {
-                    c.incoming_qos2.insert(p.pkid);
-                    self.send(Packet::PubRec(p.pkid), ctx);
-                }
-                _ => {}
-            }
-            return;
+            return self.ack_dropped(p.qos, p.pkid, ctx);
         }
         if let Some(id) = &c.identity {
             if self
@@ -104,6 +125,21 @@ impl Session {
         self.pump(ctx);
     }
 
+    /// Acknowledges a publish that is dropped, so that the client does not
+    /// resend it forever (as Mosquitto does).
+    fn ack_dropped(&mut self, qos: u8, pkid: u16, ctx: &mut Context<Self>) {
+        match qos {
+            1 => self.send(Packet::PubAck(pkid), ctx),
+            2 => {
+                if let Some(c) = self.conn.as_mut() {
+                    c.incoming_qos2.insert(pkid);
+                }
+                self.send(Packet::PubRec(pkid), ctx);
+            }
+            _ => {}
+        }
+    }
+
     /// Hands waiting publishes to their topics, as far as the window, the
     /// topic addresses and pending subscriptions allow.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
@@ -129,8 +165,10 @@ impl Session {
                     let name = front.topic.clone();
                     let lookup = self.broker.router.send(Resolve(name.clone()));
                     ctx.spawn(lookup.into_actor(self).map(move |addr, act, ctx| {
-                        let Ok(addr) = addr else {
-                            return act.close(ctx, "router unavailable");
+                        let addr = match addr {
+                            Ok(Some(addr)) => addr,
+                            Ok(None) => return act.too_many_topics(&name, ctx),
+                            Err(_) => return act.close(ctx, "router unavailable"),
                         };
                         let Some(c) = act.conn.as_mut() else { return };
                         c.resolving = false;
@@ -165,6 +203,7 @@ impl Session {
                 }
             }
             let (done, answer) = oneshot::channel();
+            let topic_name = p.topic.clone();
             addr.do_send(topic::Publish {
                 payload: p.payload,
                 qos: p.qos,
@@ -179,18 +218,48 @@ impl Session {
             c.acks.push_back(ack.clone());
             ctx.spawn(
                 async move {
-                    let delivered = answer.await.unwrap_or(false);
+                    let published = answer.await.unwrap_or(topic::Published::Failed);
                     let stored = match stored {
                         Some(s) => s.await.unwrap_or(false),
                         None => true,
                     };
-                    delivered && stored
+                    (published, stored)
                 }
                 .into_actor(self)
-                .map(move |ok, act, ctx| {
-                    ack.done.set(Some(ok));
+                .map(move |(published, stored), act, ctx| {
+                    if published == topic::Published::RetainRefused {
+                        act.retain_refused(&topic_name);
+                    }
+                    ack.done
+                        .set(Some(published != topic::Published::Failed && stored));
                     act.flush_acks(ctx);
                 }),
+            );
+        }
+    }
+
+    /// A publish needed a new topic and `max_topics` exist: the connection
+    /// closes (nothing unacknowledged is lost; the client resends later).
+    fn too_many_topics(&mut self, topic: &str, ctx: &mut Context<Self>) {
+        if let Some(c) = &self.conn {
+            tracing::warn!(client_id = %c.client_id, topic, "mqtt.max_topics reached: closing");
+            if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
+                w.emit(
+                    "refused",
+                    serde_json::json!({"kind": "publish", "reason": "mqtt.max_topics reached", "client_id": &*c.client_id, "topic": topic}),
+                );
+            }
+        }
+        self.close(ctx, "too many topics");
+    }
+
+    /// A retained publish was delivered but not retained (a retained limit).
+    fn retain_refused(&self, topic: &str) {
+        let Some(c) = &self.conn else { return };
+        if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
+            w.emit(
+                "refused",
+                serde_json::json!({"kind": "retain", "reason": "mqtt.max_retained_messages or max_retained_bytes reached: delivered, not retained", "client_id": &*c.client_id, "topic": topic}),
             );
         }
     }

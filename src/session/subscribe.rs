@@ -1,11 +1,14 @@
-//! SUBSCRIBE and UNSUBSCRIBE: the ACL decides each filter (0x80 when
-//! refused), the router puts the rest in force, then SUBACK / UNSUBACK.
+//! SUBSCRIBE and UNSUBSCRIBE: each filter is refused (0x80) when it is
+//! deeper than `max_topic_levels`, when the ACL denies every topic it could
+//! match, or when the client holds `max_subscriptions_per_client` already;
+//! the router puts the rest in force, then SUBACK / UNSUBACK.
 //! Publishes from this client wait meanwhile, so that its own publish after
 //! a SUBSCRIBE is matched against the new subscription.
 
 use actix::prelude::*;
 
 use super::Session;
+use crate::metrics::METRICS;
 use crate::protocol::Packet;
 use crate::router::{Subscribe, Unsubscribe};
 use crate::store::devices::Permission;
@@ -25,25 +28,41 @@ impl Session {
             .identity
             .as_ref()
             .is_some_and(|i| i.permission == Permission::Write);
+        let max_levels = self.broker.config.mqtt.max_topic_levels;
         let mut codes = Vec::with_capacity(filters.len());
         let mut granted = Vec::with_capacity(filters.len());
-        let requested = filters.clone();
-        for (filter, qos) in filters {
-            if write_only || !c.acl.can_subscribe(&filter) {
-                tracing::info!(client_id = %c.client_id, filter, "subscription denied");
+        let mut reasons: Vec<Option<&'static str>> = Vec::with_capacity(filters.len());
+        for (filter, qos) in &filters {
+            let refused = if filter.split('/').count() > max_levels {
+                METRICS.subscriptions_refused_levels.inc();
+                Some("deeper than mqtt.max_topic_levels")
+            } else if write_only || !c.acl.can_subscribe(filter) {
+                METRICS.subscriptions_refused_acl.inc();
+                Some(if write_only {
+                    "write-only token"
+                } else {
+                    "ACL"
+                })
+            } else {
+                None
+            };
+            if let Some(why) = refused {
+                tracing::info!(client_id = %c.client_id, filter_bytes = filter.len(), why, "subscription refused");
                 codes.push(FAILURE);
             } else {
-                codes.push(qos.min(2));
-                granted.push((filter, qos.min(2)));
+                codes.push((*qos).min(2));
+                granted.push((filter.clone(), (*qos).min(2)));
             }
+            reasons.push(refused);
         }
+        let requested = filters;
         if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
             w.emit(
                 "subscribe",
                 serde_json::json!({
                     "client_id": &*c.client_id,
-                    "filters": requested.iter().zip(&codes).map(|((f, q), code)| serde_json::json!({
-                        "filter": f, "qos": q, "granted": *code != FAILURE, "code": code,
+                    "filters": requested.iter().zip(&codes).zip(&reasons).map(|(((f, q), code), why)| serde_json::json!({
+                        "filter": preview_filter(f), "qos": q, "granted": *code != FAILURE, "code": code, "reason": why,
                     })).collect::<Vec<_>>(),
                 }),
             );
@@ -60,7 +79,22 @@ impl Session {
             let Some(c) = act.conn.as_mut() else { return };
             c.subscribing -= 1;
             match answer {
-                Ok(Ok(())) => act.send(Packet::SubAck { pkid, codes }, ctx),
+                Ok(Ok(in_force)) => {
+                    // The router refuses what is past the client's subscription limit.
+                    let mut in_force = in_force.into_iter();
+                    let mut codes = codes;
+                    let mut over = 0usize;
+                    for code in codes.iter_mut().filter(|c| **c != FAILURE) {
+                        if in_force.next() == Some(false) {
+                            *code = FAILURE;
+                            over += 1;
+                        }
+                    }
+                    if over > 0 {
+                        act.subscriptions_over_limit(over);
+                    }
+                    act.send(Packet::SubAck { pkid, codes }, ctx)
+                }
                 Ok(Err(e)) => {
                     tracing::error!(client_id = act.client_id(), error = %e, "subscription not stored");
                     let codes = vec![FAILURE; codes.len()];
@@ -70,6 +104,18 @@ impl Session {
             }
             act.pump(ctx);
         }));
+    }
+
+    /// `n` filters were refused: the client holds `max_subscriptions_per_client`.
+    fn subscriptions_over_limit(&self, n: usize) {
+        let Some(c) = &self.conn else { return };
+        tracing::info!(client_id = %c.client_id, refused = n, "mqtt.max_subscriptions_per_client reached");
+        if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
+            w.emit(
+                "refused",
+                serde_json::json!({"kind": "subscribe", "reason": "mqtt.max_subscriptions_per_client reached", "client_id": &*c.client_id, "filters": n}),
+            );
+        }
     }
 
     pub(super) fn on_unsubscribe(
@@ -102,5 +148,13 @@ impl Session {
             act.send(Packet::UnsubAck(pkid), ctx);
             act.pump(ctx);
         }));
+    }
+}
+
+/// A filter as the Live Inspector shows it: at most 256 characters.
+fn preview_filter(f: &str) -> String {
+    match f.char_indices().nth(256) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &f[..cut], f.len()),
+        None => f.to_string(),
     }
 }

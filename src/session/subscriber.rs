@@ -140,13 +140,12 @@ impl Subscriber {
         })
     }
 
-    /// Hands a message to this client. `force` ignores the capacity (a
-    /// retained message on subscribe, a will).
-    pub fn push(&self, d: Delivery, force: bool) -> Push {
+    /// Hands a message to this client, within the queue's bound.
+    pub fn push(&self, d: Delivery) -> Push {
         let persist = self.persistent && d.qos > 0;
         let mut g = self.inner.lock();
         if g.online && !g.slow {
-            if g.queue.len() >= self.capacity && !force {
+            if g.queue.len() >= self.capacity {
                 if d.qos == 0 {
                     METRICS.dropped_qos0_full.inc();
                     return Push::Dropped;
@@ -165,8 +164,12 @@ impl Subscriber {
             return Push::Queued(commit);
         }
         if !persist {
-            if g.slow || d.qos > 0 {
-                METRICS.dropped_qos0_full.inc();
+            if g.slow {
+                METRICS.dropped_slow.inc();
+            } else if self.persistent {
+                METRICS.dropped_offline_qos0.inc();
+            } else {
+                METRICS.dropped_disconnected.inc();
             }
             return Push::Dropped;
         }
@@ -283,7 +286,7 @@ impl Subscriber {
         g.full_since = None;
         drop(g);
         METRICS.slow_consumers.inc();
-        METRICS.dropped_qos0_full.add(dropped as u64);
+        METRICS.dropped_slow.add(dropped as u64);
         tracing::warn!(client_id = %self.client_id, "slow consumer: disconnecting");
         self.space.notify_waiters();
         self.kick.notify_one();

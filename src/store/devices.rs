@@ -95,6 +95,19 @@ pub fn hash_secret(secret: &[u8]) -> String {
     hex::encode(Sha256::digest(secret))
 }
 
+/// Whether two secrets are equal, in time that depends on neither their
+/// contents nor their lengths: their digests are compared in full.
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 fn device_from_row(row: &Row) -> rusqlite::Result<Device> {
     let tags: String = row.get("tags")?;
     let params: String = row.get("params")?;

@@ -12,6 +12,16 @@
 //! its own connection ([`Store::read`]); WAL lets it read while the writer
 //! writes. A read that must come after earlier writes (loading a session's
 //! queue on reconnect) goes through [`Store::write`], which keeps order.
+//!
+//! The write queue is bounded (`[server] max_write_queue` jobs): a write
+//! that finds it full waits for room (first come, first served) before it is
+//! queued, and since publishers are acknowledged only once their writes
+//! commit, a full queue holds them back instead of growing. A transaction
+//! that cannot begin fails its jobs without running them.
+//!
+//! The data directory is locked (`brook.lock`, holding the server's pid) for
+//! as long as the store is open, so a second server on the same directory
+//! stops at once and says which process holds it.
 
 pub mod actions;
 pub mod data;
@@ -22,6 +32,11 @@ pub mod sessions;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::metrics::METRICS;
 
 use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
@@ -62,16 +77,49 @@ pub enum Sync {
 }
 
 /// What the writer thread runs: the work inside the transaction, which hands
-/// back what to do once the transaction has committed (or failed).
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// back what to do once the transaction has committed (or failed). Given
+/// the error instead of the connection when the transaction could not even
+/// begin: then it must not touch the database.
+type Work = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// A job in the write queue with its place in the queue's bound, given back
+/// once it has run.
+struct Job {
+    work: Work,
+    _room: Option<OwnedSemaphorePermit>,
+}
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub sync: Sync,
+    /// Jobs the write queue holds at most.
+    pub max_write_queue: usize,
+    /// How long SQLite waits for a lock held by another connection.
+    pub busy_timeout: Duration,
+}
+
+impl Options {
+    pub fn new(sync: Sync) -> Options {
+        Options {
+            sync,
+            max_write_queue: 65_536,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// A handle on the database; cheap to clone, usable from any thread.
 #[derive(Clone)]
 pub struct Store {
     /// The writer thread's queue; every write and ordered read goes here.
     writes: mpsc::Sender<Job>,
+    /// Room in the write queue: one permit per job it may hold.
+    room: Arc<Semaphore>,
+    /// The lock on the data directory, held while any handle lives.
+    _lock: Arc<std::fs::File>,
     /// The reader thread's queue, for reads that may run beside writes.
     reads: mpsc::Sender<ReadJob>,
     /// Where the database file is, for messages and for tests.
@@ -82,10 +130,15 @@ impl Store {
     /// Opens (creating if needed) `data_dir/brook.db`, applies migrations and
     /// starts the writer and reader threads.
     pub fn open(data_dir: &Path, sync: Sync) -> anyhow::Result<Store> {
+        Store::open_with(data_dir, Options::new(sync))
+    }
+
+    pub fn open_with(data_dir: &Path, options: Options) -> anyhow::Result<Store> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", data_dir.display()))?;
+        let lock = Arc::new(lock_dir(data_dir)?);
         let path = data_dir.join("brook.db");
-        let mut conn = open_connection(&path, sync)?;
+        let mut conn = open_connection(&path, &options)?;
         Migrations::from_slice(&MIGRATIONS.iter().map(|s| M::up(s)).collect::<Vec<_>>())
             .to_latest(&mut conn)
             .map_err(|e| anyhow::anyhow!("migrating {}: {e}", path.display()))?;
@@ -95,7 +148,7 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, write_rx))?;
 
-        let reader = open_connection(&path, sync)?;
+        let reader = open_connection(&path, &options)?;
         let (reads, read_rx) = mpsc::channel::<ReadJob>();
         std::thread::Builder::new()
             .name("store-reader".into())
@@ -106,26 +159,59 @@ impl Store {
             })?;
         Ok(Store {
             writes,
+            room: Arc::new(Semaphore::new(options.max_write_queue.max(1))),
+            _lock: lock,
             reads,
             path: Arc::new(path),
         })
     }
 
-    /// Runs `f` in the writer's next transaction; resolves once it is committed.
+    /// Queues `work` now if the queue has room; hands it back otherwise.
+    fn try_queue(&self, work: Work) -> Result<bool, Work> {
+        match self.room.clone().try_acquire_owned() {
+            Ok(room) => Ok(self.queue(work, Some(room))),
+            Err(_) => Err(work),
+        }
+    }
+
+    fn queue(&self, work: Work, room: Option<OwnedSemaphorePermit>) -> bool {
+        METRICS.store_queue.inc();
+        self.writes.send(Job { work, _room: room }).is_ok()
+    }
+
+    /// Runs `f` in the writer's next transaction; resolves once it is
+    /// committed. Queued at once when the write queue has room; otherwise the
+    /// returned future waits for room first (so it must be awaited).
     pub fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, StoreError>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
-            Box::new(move |committed: Result<(), StoreError>| {
-                let _ = tx.send(committed.and(result));
-            })
+        let work: Work = Box::new(move |conn| match conn {
+            Ok(conn) => {
+                let result = in_savepoint(conn, f);
+                Box::new(move |committed: Result<(), StoreError>| {
+                    let _ = tx.send(committed.and(result));
+                })
+            }
+            Err(e) => Box::new(move |_| {
+                let _ = tx.send(Err(e));
+            }),
         });
-        let sent = self.writes.send(job).is_ok();
+        let queued = self.try_queue(work);
+        let store = self.clone();
         async move {
+            let sent = match queued {
+                Ok(sent) => sent,
+                Err(work) => {
+                    METRICS.store_queue_full.inc();
+                    let Ok(room) = store.room.clone().acquire_owned().await else {
+                        return Err(StoreError::Closed);
+                    };
+                    store.queue(work, Some(room))
+                }
+            };
             if !sent {
                 return Err(StoreError::Closed);
             }
@@ -135,17 +221,35 @@ impl Store {
 
     /// Runs `f` in the writer's next transaction without waiting for it; a
     /// failure is logged. For writes whose loss costs a redelivery at most.
+    /// When the queue is full, a task waits for room (outside a runtime, the
+    /// job is queued past the bound rather than lost).
     pub fn write_detached<F>(&self, what: &'static str, f: F)
     where
         F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
-        let job: Job = Box::new(move |conn| {
-            if let Err(e) = in_savepoint(conn, f) {
+        let work: Work = Box::new(move |conn| {
+            if let Err(e) = conn.and_then(|c| in_savepoint(c, f)) {
                 tracing::warn!(what, error = %e, "store write failed");
             }
             Box::new(|_| {})
         });
-        let _ = self.writes.send(job);
+        let Err(work) = self.try_queue(work) else {
+            return;
+        };
+        METRICS.store_queue_full.inc();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let store = self.clone();
+                runtime.spawn(async move {
+                    if let Ok(room) = store.room.clone().acquire_owned().await {
+                        store.queue(work, Some(room));
+                    }
+                });
+            }
+            Err(_) => {
+                self.queue(work, None);
+            }
+        }
     }
 
     /// Runs `f` on the reader connection.
@@ -192,7 +296,47 @@ impl Store {
     }
 }
 
-fn open_connection(path: &Path, sync: Sync) -> anyhow::Result<Connection> {
+/// Takes the exclusive lock on `data_dir/brook.lock` and writes this
+/// process's id into it; refused with the holder's pid when another process
+/// has it.
+fn lock_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::io::AsRawFd;
+    let path = data_dir.join("brook.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor this function owns; it only sets an
+    // advisory lock that the kernel releases when the descriptor is closed.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if holder.is_empty() {
+            "another process".to_string()
+        } else {
+            format!("process {holder}")
+        };
+        anyhow::bail!(
+            "data_dir {} is in use by {who} (another brook serve?); {} holds its lock",
+            data_dir.display(),
+            path.display()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(file)
+}
+
+fn open_connection(path: &Path, options: &Options) -> anyhow::Result<Connection> {
+    let sync = options.sync;
     let conn = Connection::open(path)
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -214,7 +358,7 @@ fn open_connection(path: &Path, sync: Sync) -> anyhow::Result<Connection> {
     // Checkpoint the WAL every ~40 MB rather than every 4 MB: under a steady
     // insert load the same index pages are copied back far less often.
     conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(options.busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -247,19 +391,22 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        METRICS.store_queue.add(-(batch.len() as i64));
         let began = conn.execute_batch("BEGIN IMMEDIATE");
         if let Err(e) = began {
             let err = StoreError::from(e);
-            tracing::error!(error = %err, "cannot begin a transaction");
+            tracing::error!(error = %err, jobs = batch.len(), "cannot begin a transaction: its jobs fail");
             for job in batch.drain(..) {
-                // The job still runs (it may be a read), outside a transaction.
-                job(&conn)(Err(err.clone()));
+                // Not run: outside a transaction each would commit on its
+                // own while its caller is told it failed.
+                (job.work)(Err(err.clone()))(Err(err.clone()));
             }
             continue;
         }
         let jobs = batch.len() as u64;
+        // The jobs' places in the queue are given back as they run.
         for job in batch.drain(..) {
-            completions.push(job(&conn));
+            completions.push((job.work)(Ok(&conn)));
         }
         let commit_started = std::time::Instant::now();
         let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
@@ -285,4 +432,90 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+
+    fn open(dir: &Path, max_write_queue: usize, busy: Duration) -> Store {
+        let mut o = Options::new(Sync::Normal);
+        o.max_write_queue = max_write_queue;
+        o.busy_timeout = busy;
+        Store::open_with(dir, o).expect("open the store")
+    }
+
+    #[test]
+    fn a_full_write_queue_makes_writers_wait_instead_of_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 2, Duration::from_secs(5));
+        // The first job holds the writer until it is let go.
+        let (go, wait) = mpsc::channel::<()>();
+        let blocker = store.write(move |_| {
+            let _ = wait.recv();
+            Ok(())
+        });
+        let second = store.write(|_| Ok(2));
+        // Two jobs are queued (or running); the third waits for room.
+        let third = store.write(|_| Ok(3));
+        let mut third = Box::pin(third);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(third.as_mut().poll(&mut cx).is_pending());
+        assert!(store.room.available_permits() == 0);
+        go.send(()).unwrap();
+        futures::executor::block_on(blocker).unwrap();
+        assert_eq!(futures::executor::block_on(second).unwrap(), 2);
+        assert_eq!(futures::executor::block_on(third).unwrap(), 3);
+        assert_eq!(store.room.available_permits(), 2);
+    }
+
+    #[test]
+    fn a_transaction_that_cannot_begin_fails_its_jobs_without_committing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 16, Duration::from_millis(200));
+        // Another connection holds the write lock past the busy timeout and
+        // lets go soon after: a job run outside a transaction would then
+        // commit on its own.
+        let other = Connection::open(dir.path().join("brook.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let write = store.write(|c| {
+            retained::set(c, "t", b"payload", 1, 0)?;
+            Ok(())
+        });
+        let result = futures::executor::block_on(write);
+        release.join().unwrap();
+        assert!(result.is_err(), "the job was reported as committed");
+        let rows = store
+            .read_blocking(|c| {
+                c.query_row("SELECT COUNT(*) FROM retained", [], |r| r.get::<_, i64>(0))
+            })
+            .unwrap();
+        assert_eq!(
+            rows, 0,
+            "a job whose transaction failed to begin was committed"
+        );
+        // The next transaction works again.
+        futures::executor::block_on(store.write(|c| retained::set(c, "t", b"p", 1, 0))).unwrap();
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path(), Sync::Normal).unwrap();
+        let second = Store::open(dir.path(), Sync::Normal);
+        let err = second
+            .err()
+            .expect("a second store on the same directory")
+            .to_string();
+        assert!(
+            err.contains(&format!("process {}", std::process::id())),
+            "{err}"
+        );
+    }
 }

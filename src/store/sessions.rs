@@ -90,20 +90,53 @@ pub fn trim(conn: &Connection, client_id: &str, keep: usize) -> rusqlite::Result
     .execute(params![client_id, keep as i64])
 }
 
-pub fn queue_of(conn: &Connection, client_id: &str) -> rusqlite::Result<Vec<QueuedRow>> {
+/// Up to `max_rows` queued messages of a session with ids in `(after,
+/// last]`, in order, stopping early once `max_bytes` of payload are read
+/// (always at least one row): a resumed session is read a page at a time.
+pub fn queue_page(
+    conn: &Connection,
+    client_id: &str,
+    after: i64,
+    last: i64,
+    max_rows: usize,
+    max_bytes: usize,
+) -> rusqlite::Result<Vec<QueuedRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, topic, payload, qos, retain FROM session_queue WHERE client_id = ?1 ORDER BY id",
+        "SELECT id, topic, payload, qos, retain FROM session_queue
+         WHERE client_id = ?1 AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?4",
     )?;
-    let rows = stmt.query_map(params![client_id], |r| {
-        Ok(QueuedRow {
+    let mut rows = stmt.query(params![client_id, after, last, max_rows as i64])?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(r) = rows.next()? {
+        let payload = Bytes::from(r.get::<_, Vec<u8>>(2)?);
+        bytes += payload.len();
+        out.push(QueuedRow {
             id: r.get(0)?,
             topic: r.get(1)?,
-            payload: Bytes::from(r.get::<_, Vec<u8>>(2)?),
+            payload,
             qos: r.get(3)?,
             retain: r.get(4)?,
-        })
-    })?;
-    rows.collect()
+        });
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// How many queued messages of a session have ids in `(after, last]`.
+pub fn queue_len(
+    conn: &Connection,
+    client_id: &str,
+    after: i64,
+    last: i64,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM session_queue WHERE client_id = ?1 AND id > ?2 AND id <= ?3",
+    )?
+    .query_row(params![client_id, after, last], |r| r.get::<_, i64>(0))
+    .map(|n| n as usize)
 }
 
 pub fn all_sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {

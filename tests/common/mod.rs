@@ -65,9 +65,14 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
-/// Path of the binary under test.
+/// Path of the binary under test: this build's, or the one named by
+/// `BROOK_TEST_BIN` (to run a test against another build, such as the last
+/// release, and see it fail there).
 pub fn brook_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_brook")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BROOK_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_brook").to_string())
+    })
 }
 
 /// The part of config.toml a test changes. Everything else is the harness's:
@@ -81,6 +86,12 @@ pub struct Config {
     tls: Option<(PathBuf, PathBuf)>,
     /// Raw TOML appended at the end (the `[[acl]]` tables).
     tail: String,
+    /// `key = value` lines for `[server]`, `[http]` and `[actions]`.
+    server: Vec<(String, String)>,
+    http: Vec<(String, String)>,
+    actions: Vec<(String, String)>,
+    /// Environment variables the server process gets beside the test's own.
+    env: Vec<(String, String)>,
 }
 
 impl Config {
@@ -92,6 +103,33 @@ impl Config {
     pub fn mqtt(mut self, key: &str, value: &str) -> Self {
         self.mqtt.retain(|(k, _)| k != key);
         self.mqtt.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets `[server] key = value` (value as TOML).
+    pub fn server(mut self, key: &str, value: &str) -> Self {
+        self.server.retain(|(k, _)| k != key);
+        self.server.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets `[http] key = value` (value as TOML).
+    pub fn http(mut self, key: &str, value: &str) -> Self {
+        self.http.retain(|(k, _)| k != key);
+        self.http.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets `[actions] key = value` (value as TOML).
+    pub fn actions(mut self, key: &str, value: &str) -> Self {
+        self.actions.retain(|(k, _)| k != key);
+        self.actions.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// An environment variable for the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -121,9 +159,13 @@ impl Config {
     fn render(&self, dir: &Path, mqtt_port: u16, http_port: u16, tls_port: Option<u16>) -> String {
         let mut s = String::new();
         s.push_str(&format!(
-            "[server]\ndata_dir = {:?}\n\n",
+            "[server]\ndata_dir = {:?}\n",
             dir.join("data").display().to_string()
         ));
+        for (k, v) in &self.server {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
+        s.push('\n');
         s.push_str(&format!("[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n"));
         if let (Some((cert, key)), Some(tls_port)) = (&self.tls, tls_port) {
             s.push_str(&format!("tls_listen = \"127.0.0.1:{tls_port}\"\n"));
@@ -136,12 +178,31 @@ impl Config {
         s.push_str(&format!(
             "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\nadmin_token = {ADMIN_TOKEN:?}\n"
         ));
+        for (k, v) in &self.http {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
         s.push_str(&format!(
             "\n[actions]\ndir = {:?}\n",
             dir.join("actions").display().to_string()
         ));
+        for (k, v) in &self.actions {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
         s.push_str(&self.tail);
         s
+    }
+}
+
+/// Waits for the next Live Inspector event of `kind`, skipping others.
+pub fn next_event_of(rx: &Receiver<Value>, kind: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(e) if e["type"] == kind => return e,
+            Ok(_) => continue,
+            Err(_) => panic!("no Live Inspector event of type {kind:?} within {WAIT:?}"),
+        }
     }
 }
 
@@ -237,6 +298,7 @@ impl Server {
                 .arg("serve")
                 .arg("--config")
                 .arg(&self.config_path)
+                .envs(self.config.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log handle"))
                 .stderr(log)
@@ -332,6 +394,91 @@ impl Server {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart() after kill9() or stop()");
         self.boot();
+    }
+
+    /// Starts brook again on the same data dir with another configuration.
+    pub fn restart_with(&mut self, config: Config) {
+        self.config = config;
+        self.restart();
+    }
+
+    /// The config file the server runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// How many threads the server process has, from /proc/PID/status.
+    pub fn threads(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("Threads:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+    }
+
+    /// The value of one sample of `/metrics` (`brook_name` or
+    /// `brook_name{label="x"}`), 0 when it is not there.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (status, body) = self.http_request("GET", "/metrics", None, None);
+        assert_eq!(status, 200, "GET /metrics");
+        let text = body.as_str().unwrap_or_default().to_string();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Opens a device's Live Inspector stream; its events arrive on the
+    /// channel, the first being `{"type": "watching"}`.
+    pub fn watch(&self, device: &str) -> Receiver<Value> {
+        let url = self.http_url(&format!("/devices/{device}/live"));
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let response = ureq::get(&url)
+                .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+                .call()
+                .expect("open the live stream");
+            let reader = std::io::BufReader::new(response.into_body().into_reader());
+            for line in std::io::BufRead::lines(reader) {
+                let Ok(line) = line else { return };
+                if let Some(data) = line.strip_prefix("data: ") {
+                    let Ok(event) = serde_json::from_str::<Value>(data) else {
+                        return;
+                    };
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    /// Writes `actions/NAME.toml` and reloads the server's actions.
+    pub fn install_action(&self, name: &str, toml: &str) {
+        let dir = self.dir.path().join("actions");
+        fs::write(dir.join(format!("{name}.toml")), toml).expect("write action file");
+        self.admin_ok("POST", "/actions/reload", None);
+    }
+
+    /// The run records of an action, newest first.
+    pub fn runs(&self, action: &str) -> Vec<Value> {
+        let v = self.admin_ok("GET", &format!("/actions/{action}/runs"), None);
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until an action has at least `n` run records; returns them.
+    pub fn wait_for_runs(&self, action: &str, n: usize) -> Vec<Value> {
+        let mut found = Vec::new();
+        wait_until(&format!("{n} run(s) of {action}"), WAIT, || {
+            found = self.runs(action);
+            found.len() >= n
+        });
+        found
     }
 
     /// Sends SIGTERM and waits for the exit, up to `timeout`.

@@ -266,6 +266,9 @@ pub enum ReadEnd {
 pub struct Raw {
     pub stream: TcpStream,
     buf: Vec<u8>,
+    /// Packets read while waiting for another (a retained PUBLISH that came
+    /// before its SUBACK), handed out first by the next read.
+    early: std::collections::VecDeque<Packet>,
 }
 
 impl Raw {
@@ -277,6 +280,7 @@ impl Raw {
         Raw {
             stream,
             buf: Vec::new(),
+            early: std::collections::VecDeque::new(),
         }
     }
 
@@ -350,6 +354,9 @@ impl Raw {
 
     /// Reads the next packet, waiting at most `timeout`.
     pub fn read_packet(&mut self, timeout: Duration) -> Result<Packet, ReadEnd> {
+        if let Some(p) = self.early.pop_front() {
+            return Ok(p);
+        }
         let deadline = Instant::now() + timeout;
         let mut chunk = [0u8; 65536];
         loop {
@@ -380,16 +387,44 @@ impl Raw {
         }
     }
 
+    /// Reads until a packet of `kind` arrives; the packets read before it
+    /// are kept, in order, for the next reads.
+    pub fn expect_kind(&mut self, kind: u8, timeout: Duration, what: &str) -> Packet {
+        let mut before = Vec::new();
+        let found = loop {
+            let p = self.expect_packet(timeout, what);
+            if p.kind == kind {
+                break p;
+            }
+            before.push(p);
+        };
+        for p in before.into_iter().rev() {
+            self.early.push_front(p);
+        }
+        found
+    }
+
     /// Reads the next PUBLISH, skipping nothing: any other packet panics.
     pub fn expect_publish(&mut self, timeout: Duration) -> Publish {
         let p = self.expect_packet(timeout, "PUBLISH");
         p.publish()
     }
 
-    /// Subscribes and returns the SUBACK's return codes.
+    /// Subscribes and returns the SUBACK's return codes. PUBLISHes that
+    /// arrive before the SUBACK (retained messages may) are kept for the
+    /// next reads; any other packet panics.
     pub fn subscribe(&mut self, pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
         self.send(&subscribe_packet(pkid, filters));
-        let p = self.expect_packet(Duration::from_secs(10), "SUBACK");
+        let mut early = Vec::new();
+        let p = loop {
+            let p = self.expect_packet(Duration::from_secs(10), "SUBACK");
+            if p.kind == PUBLISH {
+                early.push(p);
+                continue;
+            }
+            break p;
+        };
+        self.early.extend(early);
         assert_eq!(p.kind, SUBACK, "expected SUBACK, got {:?}", p);
         assert_eq!(p.pkid(), pkid, "SUBACK packet id");
         p.body[2..].to_vec()
