@@ -98,6 +98,9 @@ pub struct Metrics {
     /// Jobs committed (group commit: many per transaction).
     pub store_jobs: Counter,
     pub connections_refused: Counter,
+    /// Data items written to device buckets (by actions, `tago/data/post`,
+    /// `POST /data`), counted inside their transaction.
+    pub data_stored: Counter,
     /// Messages waiting in connected subscribers' in-memory queues.
     pub queued_messages: Gauge,
     /// Action runs by outcome.

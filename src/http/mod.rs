@@ -284,6 +284,12 @@ async fn metrics(broker: Shared) -> HttpResponse {
         format!("{:.6}", m.store_commit_max_micros.get() as f64 / 1e6),
     );
     metric(
+        "data_items_stored_total",
+        "counter",
+        "data items written to device buckets",
+        m.data_stored.get().to_string(),
+    );
+    metric(
         "queued_messages",
         "gauge",
         "messages waiting in connected subscribers' queues",
