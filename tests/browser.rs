@@ -5,8 +5,9 @@
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them); without
 //! them the test fails under CI and is skipped elsewhere. Every wait polls
 //! the page's DOM up to a deadline. Each view is photographed, wide
-//! (1280×900) and as a phone (390×844), into `docs/` (`console-*.png`,
-//! `inspector*.png`): the README shows them, and a person checks them by eye.
+//! (1280×900) and as a phone (390×844), into `target/screenshots/`, or into
+//! `docs/` (`console-*.png`, `inspector*.png`, which the README shows) with
+//! `BROOK_SCREENSHOTS=docs`; a person checks them by eye.
 
 mod common;
 
@@ -300,9 +301,17 @@ fn command(http: &ureq::Agent, method: &str, url: &str, body: Option<Value>) -> 
     answer["value"].clone()
 }
 
+/// Where the pictures go: `docs/` when `BROOK_SCREENSHOTS=docs` (to update
+/// the README's pictures), else `target/screenshots/`, so that a test run
+/// leaves the repository's files as they were.
 fn docs_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    std::fs::create_dir_all(&dir).expect("create docs/");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = if std::env::var("BROOK_SCREENSHOTS").as_deref() == Ok("docs") {
+        root.join("docs")
+    } else {
+        root.join("target").join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).expect("create the screenshot directory");
     dir
 }
 
