@@ -108,6 +108,23 @@ impl Router {
         step.len() < STEP
     }
 
+    /// Writes a change of `client`'s persistent session (none for a clean
+    /// session): the commit to wait for before answering the client.
+    fn commit_session(
+        &self,
+        client: &Arc<str>,
+        change: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Option<Commit> {
+        let persistent = self
+            .clients
+            .get(client)
+            .is_some_and(|e| e.subscriber.persistent);
+        persistent.then(|| {
+            let who = client.clone();
+            Box::pin(self.store.write(move |c| change(c, &who))) as Commit
+        })
+    }
+
     /// Tells each topic in `names` what `client` now gets there (after a
     /// change of its ACL), a step at a time.
     pub(super) fn announce(&mut self, client: Arc<str>, names: Vec<(Arc<str>, Option<u8>)>) {
@@ -195,21 +212,16 @@ impl Router {
                         return false;
                     }
                 }
-                let persistent = r
-                    .clients
-                    .get(&client)
-                    .is_some_and(|e| e.subscriber.persistent);
                 let added = std::mem::take(&mut added);
-                let commit = (persistent && !added.is_empty()).then(|| {
-                    let who = client.clone();
-                    let fut = r.store.write(move |c| {
-                        for (f, q) in &added {
-                            sessions::add_subscription(c, &who, f, *q)?;
-                        }
-                        Ok(())
-                    });
-                    Box::pin(fut) as futures::future::BoxFuture<'static, _>
-                });
+                let commit = (!added.is_empty())
+                    .then(|| {
+                        r.commit_session(&client, move |c, who| {
+                            added
+                                .iter()
+                                .try_for_each(|(f, q)| sessions::add_subscription(c, who, f, *q))
+                        })
+                    })
+                    .flatten();
                 if let Some(reply) = reply.take() {
                     let _ = reply.send((std::mem::take(&mut in_force), commit));
                 }
@@ -263,20 +275,10 @@ impl Router {
                         return false;
                     }
                 }
-                let persistent = r
-                    .clients
-                    .get(&client)
-                    .is_some_and(|e| e.subscriber.persistent);
                 let all = all.take().unwrap_or_default();
-                let commit = persistent.then(|| {
-                    let who = client.clone();
-                    let fut = r.store.write(move |c| {
-                        for f in &all {
-                            sessions::remove_subscription(c, &who, f)?;
-                        }
-                        Ok(())
-                    });
-                    Box::pin(fut) as futures::future::BoxFuture<'static, _>
+                let commit = r.commit_session(&client, move |c, who| {
+                    all.iter()
+                        .try_for_each(|f| sessions::remove_subscription(c, who, f))
                 });
                 if let Some(reply) = reply.take() {
                     let _ = reply.send(commit);
