@@ -31,7 +31,7 @@ fn revoked_token_connection_is_closed_within_one_second() {
     let revoked_at = Instant::now();
     match victim.wait_closed(ONE_SECOND) {
         Ok(_) => {}
-        Err(e) => panic!("revoked token's connection: {e} (contract: closed within one second)"),
+        Err(e) => panic!("revoked token's connection: {e} (documented: closed within one second)"),
     }
     eprintln!(
         "closed {:?} after the DELETE returned",
@@ -57,7 +57,7 @@ fn deleted_device_connection_is_closed_within_one_second() {
 
     s.admin_ok("DELETE", "/devices/doomed", None);
     if let Err(e) = victim.wait_closed(ONE_SECOND) {
-        panic!("deleted device's connection: {e} (contract: closed within one second)");
+        panic!("deleted device's connection: {e} (documented: closed within one second)");
     }
     let (_, code, _) = Raw::connect(
         s.mqtt_port,

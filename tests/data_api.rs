@@ -1,4 +1,4 @@
-//! The TagoIO-compatible device API (PRODUCT.md sections 4 and 6), spoken
+//! The TagoIO-compatible device API (the README's data format and HTTP API), spoken
 //! over real HTTP to a real server: sending, reading, editing and deleting
 //! data with a device token, the token's permission, the payload parser, the
 //! per-device limit, `/info` and the device's parameters.

@@ -1,4 +1,4 @@
-//! Flow without silent loss (contract section 3): many QoS 1 messages from
+//! Flow without silent loss (the README's guarantees): many QoS 1 messages from
 //! several publishers all reach a subscriber once and in order per
 //! publisher; a subscriber that never reads holds publishers back for
 //! `slow_subscriber_timeout`, is then disconnected, the publishers go on, and
@@ -183,8 +183,8 @@ fn slow_subscriber_holds_publisher_back_then_is_disconnected() {
 }
 
 /// A QoS 0 subscriber that never reads does not hold publishers back: its
-/// messages past a full queue are dropped (contract: "QoS 0 messages past a
-/// full queue are dropped and counted"); the publisher's 100,000 QoS 1
+/// messages past a full queue are dropped (the README: "QoS 0 past a
+/// full queue is dropped and counted"); the publisher's 100,000 QoS 1
 /// messages are acknowledged without a stall near `slow_subscriber_timeout`,
 /// and the broker's RSS stays under 200 MB.
 #[test]

@@ -1,4 +1,4 @@
-//! MQTT 3.1.1 as the contract's section 3 states it: login with a device
+//! MQTT 3.1.1 as the README's guarantees state it: login with a device
 //! token, the CONNECT rules, QoS 0/1/2 delivery, retained and will messages,
 //! keep-alive, session takeover, topic wildcards and `$` topics, UNSUBSCRIBE.
 

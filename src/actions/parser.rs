@@ -1,4 +1,4 @@
-//! Runs a device's JavaScript payload parser (TagoIO's semantics, PRODUCT.md
+//! Runs a device's JavaScript payload parser (TagoIO's semantics
 //! section 4) in QuickJS through rquickjs, isolated and bounded.
 //!
 //! Each call gets a fresh QuickJS runtime and context, so nothing leaks from
@@ -47,7 +47,7 @@ pub struct ParserDevice {
 #[derive(Debug, Clone)]
 pub struct ParserLimits {
     /// Wall-clock time for the whole call, setup included (default 1 s;
-    /// TagoIO allows 2 s, PRODUCT.md asks for 1 s).
+    /// TagoIO allows 2 s; brook's documented limit is 1 s).
     pub time: Duration,
     /// Bytes the QuickJS runtime may allocate, its own ~0.3 MiB of built-ins
     /// included (default 16 MiB).

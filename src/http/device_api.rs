@@ -1,4 +1,4 @@
-//! The device API, TagoIO-compatible (PRODUCT.md section 6): what a device,
+//! The device API, TagoIO-compatible (the README's "HTTP API"): what a device,
 //! or a script holding a device token, calls to send and read its bucket.
 //! TagoIO's SDKs (`tagoio-sdk`, `@tago-io/sdk`) work against it unchanged.
 //!

@@ -3,7 +3,7 @@
 //!
 //! It is shared (`Arc`) between the topic actors that feed it and the session
 //! actor that drains it, and it outlives the connection for a persistent
-//! session. It is where the flow-control contract lives:
+//! session. It is where the flow-control guarantee lives:
 //!
 //! - while the client is connected, messages wait here in memory, at most
 //!   `capacity` of them. A QoS 0 message past that is dropped and counted; a

@@ -546,7 +546,8 @@ pub fn variables(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Store, Sync};
+    use crate::config::Synchronous;
+    use crate::store::Store;
     use serde_json::json;
 
     const DEV: &str = "d0000000000000000000000a";
@@ -556,7 +557,7 @@ mod tests {
     /// (variable, value, time) stored in the first.
     fn store_with(items: &[(&str, Value, i64)]) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Sync::Normal).unwrap();
+        let store = Store::open(dir.path(), Synchronous::Normal).unwrap();
         let items: Vec<DataItem> = items
             .iter()
             .enumerate()
