@@ -46,10 +46,10 @@ BENCH="$TARGET/release/brook-bench"
 
 if [ "$QUICK" = 1 ]; then
     : "${ROUNDS:=1}"
-    FANIN_N=10000; LAT_D=3; CONN=2000; SLOW_D=4; DUR_N=2000
+    FANIN_N=10000; LAT_D=3; CONN=2000; SLOW_D=4; DUR_N=2000; CHURN_T=10000; CHURN_S=1000
 else
     : "${ROUNDS:=3}"
-    FANIN_N=50000; LAT_D=10; CONN=10000; SLOW_D=15; DUR_N=10000
+    FANIN_N=50000; LAT_D=10; CONN=10000; SLOW_D=15; DUR_N=10000; CHURN_T=100000; CHURN_S=10000
 fi
 
 # Both brokers and the generator need a file descriptor per idle client.
@@ -168,6 +168,7 @@ run() { # run BROKER SCENARIO ARGS...
 FRESH=(
     "connections --clients $CONN --max-seconds 120"
     "slow --qos 1 --publishers 4 --duration $SLOW_D --max-seconds 120"
+    "churn --topics $CHURN_T --subscriptions $CHURN_S --max-seconds 300"
 )
 SCENARIOS=(
     "fanin --qos 0 --publishers 4 --messages $FANIN_N --size 64"

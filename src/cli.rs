@@ -79,16 +79,6 @@ pub enum Command {
     Bridge(BridgeCommand),
 }
 
-impl Command {
-    /// Whether this command talks to the running server ([`run_management`]).
-    pub fn is_management(&self) -> bool {
-        matches!(
-            self,
-            Command::Device(_) | Command::Token(_) | Command::Data { .. } | Command::Bridge(_)
-        )
-    }
-}
-
 /// `brook device ...`.
 #[derive(Subcommand, Debug, Clone, PartialEq)]
 pub enum DeviceCommand {
@@ -1023,7 +1013,6 @@ mod tests {
             Cli::try_parse_from(["brook", "serve", "--config", "/etc/brook.toml"]).expect("valid");
         assert_eq!(cli.command, Some(Command::Serve));
         assert_eq!(cli.config, Some(PathBuf::from("/etc/brook.toml")));
-        assert!(!Command::Serve.is_management());
     }
 
     #[test]
@@ -1061,7 +1050,6 @@ mod tests {
                 parser: Some(PathBuf::from("p.js")),
             }))
         );
-        assert!(cli.command_or_serve().is_management());
     }
 
     #[test]

@@ -1670,6 +1670,26 @@ acl = [
     }
 
     #[test]
+    fn limits_out_of_range_name_file_line_and_key() {
+        assert_eq!(
+            error("[mqtt]\nmax_topic_levels = 0\n"),
+            "config.toml:2: mqtt.max_topic_levels: must be between 1 and 32768, got 0"
+        );
+        assert_eq!(
+            error("[server]\nmax_write_queue = -1\n"),
+            "config.toml:2: server.max_write_queue: must be between 1 and 16777216, got -1"
+        );
+        assert_eq!(
+            error("[http]\nrequest_timeout = \"0s\"\n"),
+            "config.toml:2: http.request_timeout: must be more than 0"
+        );
+        let c =
+            parse("[actions]\npass_env = [\"TZ\"]\nmax_parser_runs = 3\n[mqtt]\nmax_topics = 7\n");
+        assert_eq!(c.actions.pass_env, vec!["TZ".to_string()]);
+        assert_eq!((c.actions.max_parser_runs, c.mqtt.max_topics), (3, 7));
+    }
+
+    #[test]
     fn repository_example_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let text = std::fs::read_to_string(&path).expect("the repository's config.toml");

@@ -14,6 +14,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod fuzzing;
 pub mod http;
 pub mod listener;
 pub mod metrics;

@@ -8,13 +8,13 @@ use actix::prelude::*;
 
 use crate::actions::supervisor::{ActionIndex, Reload, Supervisor, SupervisorConfig};
 use crate::broker::Broker;
-use crate::config::{Config, Synchronous};
+use crate::config::Config;
 use crate::device::{Auth, Devices};
 use crate::router::acl::ClientAcl;
 use crate::router::budget::RetainedBudget;
 use crate::router::{QueueLimits, Router, RouterLimits, SavedSession};
 use crate::session::subscriber::SEQ;
-use crate::store::{retained, sessions, Store, Sync};
+use crate::store::{retained, sessions, Store};
 
 /// Messages one connected subscriber holds in memory before its publishers
 /// are held back. Past `max_queued_messages` nothing is gained (a
@@ -28,10 +28,7 @@ const KEEP_RUNS: usize = 1000;
 const KEEP_RUNS_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    let sync = match config.server.synchronous {
-        Synchronous::Normal => Sync::Normal,
-        Synchronous::Full => Sync::Full,
-    };
+    let sync = config.server.synchronous;
     let bridge_secrets = crate::bridge::prepare(&config)?;
     let mut options = crate::store::Options::new(sync);
     options.max_write_queue = config.server.max_write_queue;

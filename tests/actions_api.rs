@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use brook::store::actions::{insert_run, sync, Run, RunOutcome};
 use common::Server;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn record(s: &Server) -> Vec<i64> {
     let actions = tempfile::tempdir().expect("temp dir");
@@ -128,4 +128,49 @@ fn action_views_want_the_admin_token() {
         assert_eq!(status, 401, "{path}: {body}");
         assert_eq!(body["status"], json!(false));
     }
+}
+
+#[test]
+fn a_failed_reload_lists_each_problem_and_keeps_the_actions() {
+    let s = Server::start();
+    let dir = s.dir.path().join("actions");
+    std::fs::write(
+        dir.join("good.toml"),
+        "[[action]]\nname = \"store\"\ntrigger = { mqtt_topic = [\"sensors/#\"] }\ntype = \"insert_bucket\"\n",
+    )
+    .expect("write good.toml");
+    assert_eq!(
+        s.admin_ok("POST", "/actions/reload", None),
+        "1 actions loaded"
+    );
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[[action]]\nname = \"broken\"\ntrigger = { mqtt_topic = [\"a/#\"] }\ntype = \"no_such_type\"\n",
+    )
+    .expect("write bad.toml");
+    let (status, body) = s.admin("POST", "/actions/reload", None);
+    assert_eq!(status, 400, "{body}");
+    let problems = body["problems"].as_array().expect("a list of problems");
+    assert_eq!(problems.len(), 1, "{body}");
+    let bad = dir.join("bad.toml").display().to_string();
+    let first = problems[0].as_str().unwrap_or("");
+    assert!(
+        first.starts_with(&format!("{bad}:4: ")),
+        "FILE:LINE: message, got {first}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("the previous actions stay: "),
+        "{body}"
+    );
+    let names: Vec<Value> = s
+        .admin_ok("GET", "/actions", None)
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|a| a["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("store")], "the loaded set stays");
 }

@@ -4,8 +4,10 @@
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them); without
 //! them the test fails under CI and is skipped elsewhere. Every wait polls
-//! the page's DOM up to a deadline. Screenshots go to `target/` for a human
-//! to look at: `browser-test.png` (desktop) and `browser-test-phone.png`.
+//! the page's DOM up to a deadline. Each view is photographed, wide
+//! (1280×900) and as a phone (390×844), into `target/screenshots/`, or into
+//! `docs/` (`console-*.png`, `inspector*.png`, which the README shows) with
+//! `BROOK_SCREENSHOTS=docs`; a person checks them by eye.
 
 mod common;
 
@@ -181,6 +183,58 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// The text of the element `css` selects, or null when there is none.
+    fn text(&self, css: &str) -> Value {
+        self.script(&format!(
+            "const e = document.querySelector({css:?}); return e && e.textContent;"
+        ))
+    }
+
+    /// Moves the mouse to the middle of the element `css` selects.
+    fn hover(&self, css: &str) {
+        let id = self.element(css);
+        let origin = json!({ ELEMENT_KEY: id });
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{
+                "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+                "actions": [{"type": "pointerMove", "duration": 0, "origin": origin, "x": 0, "y": 0}],
+            }]})),
+        );
+    }
+
+    /// A wide and a phone-sized PNG of the page into `docs/NAME.png` and
+    /// `docs/NAME-phone.png`. `top` (CSS) is scrolled to the top of the
+    /// phone's screen; `ready` (a script) must hold before each picture
+    /// (charts redraw for the new width).
+    fn photograph(&self, name: &str, top: &str, ready: &str) {
+        let dir = docs_dir();
+        // The rates at the top need two samples of /metrics.
+        let ready = format!(
+            "if (document.getElementById('m-in').textContent === '–') return false; {ready}"
+        );
+        let ready = ready.as_str();
+        self.resize(1280, 900);
+        self.script("window.scrollTo(0, 0);");
+        self.wait_for(&format!("{name} is drawn wide"), ready);
+        self.screenshot(&dir.join(format!("{name}.png")));
+        self.resize(390, 844);
+        self.wait_for(
+            &format!("{name} is drawn for a phone"),
+            &format!(
+                "if (document.documentElement.scrollWidth > window.innerWidth) return false; {ready}"
+            ),
+        );
+        self.script(&format!(
+            "document.querySelector({top:?}).scrollIntoView({{block: 'start'}});"
+        ));
+        self.screenshot(&dir.join(format!("{name}-phone.png")));
+        self.resize(1280, 900);
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         // Closes Chromium; killing chromedriver alone would leave it running.
@@ -247,10 +301,417 @@ fn command(http: &ureq::Agent, method: &str, url: &str, body: Option<Value>) -> 
     answer["value"].clone()
 }
 
-fn target_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::create_dir_all(&dir).expect("create target/");
+/// Where the pictures go: `docs/` when `BROOK_SCREENSHOTS=docs` (to update
+/// the README's pictures), else `target/screenshots/`, so that a test run
+/// leaves the repository's files as they were.
+fn docs_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = if std::env::var("BROOK_SCREENSHOTS").as_deref() == Ok("docs") {
+        root.join("docs")
+    } else {
+        root.join("target").join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).expect("create the screenshot directory");
     dir
+}
+
+/// Charts drawn at the window's width (they redraw on resize).
+const CHARTS_FIT: &str = "const svgs = [...document.querySelectorAll('#charts svg')];
+    return svgs.length > 0 && svgs.every(s => Number(s.getAttribute('width')) <= window.innerWidth);";
+
+/// What the chart of `variable` shows: points in its SVG (the `data-points`
+/// attribute and the line's M/L commands), the latest value, its unit and
+/// the min/max line; null while there is no chart.
+fn chart(browser: &Browser, variable: &str) -> Value {
+    browser.script(&format!(
+        r#"const card = document.querySelector('#charts figure[data-variable="{variable}"]');
+           const svg = card && card.querySelector('svg');
+           if (!svg) return null;
+           const d = svg.querySelector('path.line').getAttribute('d') || '';
+           return {{points: Number(svg.dataset.points), commands: (d.match(/[ML]/g) || []).length,
+                    latest: card.querySelector('.latest-value').textContent,
+                    unit: card.querySelector('.latest-unit').textContent.trim(),
+                    stats: card.querySelector('.stats').textContent,
+                    yUnit: svg.querySelector('text.unit').textContent,
+                    timeLabels: svg.querySelectorAll('.axis.x text').length}};"#
+    ))
+}
+
+/// Waits until the chart of `variable` has `points` points; its state.
+fn wait_points(browser: &Browser, variable: &str, points: u64) -> Value {
+    let mut last = Value::Null;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let c = chart(browser, variable);
+        if c["points"] == json!(points) {
+            return c;
+        }
+        if Instant::now() >= deadline {
+            panic!("the {variable} chart never had {points} points; last seen: {last}");
+        }
+        last = c;
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("a time in range")
+        .to_rfc3339()
+}
+
+/// The page's whole device story: created from the page with a parser, its
+/// token read off the page and used over MQTT, its readings charted as they
+/// are stored, thousands of them downsampled, a token added and the first
+/// revoked (the MQTT connection closes), a parameter set, and another device
+/// deleted after typing its name.
+#[test]
+fn the_page_adds_a_device_charts_its_readings_and_revokes_its_token() {
+    let s = Server::start();
+    std::fs::write(
+        s.dir.path().join("actions").join("store.toml"),
+        "[[action]]\nname = \"store-readings\"\ntrigger = { mqtt_topic = [\"sensors/#\"] }\ntype = \"insert_bucket\"\n",
+    )
+    .expect("write store.toml");
+    s.admin_ok("POST", "/actions/reload", None);
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("temp dir");
+    let parser = files.path().join("celsius.js");
+    std::fs::write(
+        &parser,
+        "payload = payload.map((item) => item.variable === \"temperature\" ? Object.assign({}, item, { unit: \"°C\" }) : item);\n",
+    )
+    .expect("write the parser");
+
+    browser.goto(&s.http_url(&format!("/#token={ADMIN_TOKEN}")));
+    browser.wait_for(
+        "the page says there are no devices",
+        "return !document.getElementById('devices-empty').hidden;",
+    );
+
+    // Add a device from the page; its token is shown once.
+    browser.click("#add-device-open");
+    browser.type_into("#new-name", "greenhouse");
+    browser.type_into("#new-tags", "site=north, kind=climate");
+    browser.type_into("#new-parser", &parser.display().to_string());
+    browser.click("#add-device button[type=submit]");
+    let token = browser.wait_for(
+        "the new device's token is shown",
+        "const e = document.getElementById('new-token'); return e && e.value;",
+    );
+    let token = token.as_str().expect("the token as text").to_string();
+    browser.wait_for(
+        "the new device is open",
+        "return document.getElementById('detail-name').textContent === 'greenhouse'
+                && location.hash === '#device=greenhouse'
+                && !document.getElementById('charts-empty').hidden;",
+    );
+    let created = s.admin_ok("GET", "/devices/greenhouse", None);
+    assert_eq!(
+        created["tags"],
+        json!([{"key": "site", "value": "north"}, {"key": "kind", "value": "climate"}])
+    );
+    assert!(
+        created["parser_source"]
+            .as_str()
+            .unwrap_or("")
+            .contains("°C"),
+        "the uploaded parser is the device's: {created}"
+    );
+
+    // That token logs in over MQTT; the broker at a glance counts it.
+    let mut c = s.mqtt("greenhouse-sensor", &token);
+    browser.wait_for(
+        "the glance shows one connection",
+        "return document.getElementById('m-connected').textContent === '1';",
+    );
+
+    // Readings stored by the action appear as points, one by one.
+    let now = chrono::Utc::now().timestamp_millis();
+    let readings = [
+        (Some(now - 45 * 60_000), "19.5"),
+        (Some(now - 30 * 60_000), "20.25"),
+        (Some(now - 15 * 60_000), "21"),
+        (None, "22.5"),
+    ];
+    let mut seen = Value::Null;
+    for (i, (time, value)) in readings.iter().enumerate() {
+        let payload = match time {
+            Some(t) => format!(
+                r#"{{"variable":"temperature","value":{value},"time":"{}"}}"#,
+                iso(*t)
+            ),
+            None => format!(r#"{{"variable":"temperature","value":{value}}}"#),
+        };
+        c.publish_acked("sensors/greenhouse", QoS::AtLeastOnce, false, payload);
+        seen = wait_points(&browser, "temperature", i as u64 + 1);
+        assert_eq!(
+            seen["commands"],
+            json!(i + 1),
+            "one line point per reading: {seen}"
+        );
+        assert_eq!(
+            seen["latest"],
+            json!(value),
+            "the latest value, large: {seen}"
+        );
+    }
+    assert_eq!(seen["unit"], "°C", "the unit the parser added");
+    assert_eq!(seen["yUnit"], "°C", "the value axis names its unit");
+    assert!(
+        seen["timeLabels"].as_u64().unwrap_or(0) >= 3,
+        "a labelled time axis: {seen}"
+    );
+    assert_eq!(
+        seen["stats"]
+            .as_str()
+            .unwrap_or("")
+            .split(" · latest")
+            .next(),
+        Some("min 19.5 °C · max 22.5 °C over 24 h")
+    );
+
+    // A day of readings every 30 s: 2880 stored, about 288 drawn.
+    let items: Vec<Value> = (0..2880i64)
+        .map(|i| {
+            let phase = i as f64 / 2880.0 * std::f64::consts::TAU;
+            json!({"variable": "humidity", "unit": "%",
+                   "value": (55.0 + 15.0 * phase.cos() + (i % 13) as f64 * 0.2).round(),
+                   "time": iso(now - 86_400_000 + 15_000 + i * 30_000)})
+        })
+        .collect();
+    for chunk in items.chunks(1000) {
+        let r = ureq::post(&s.http_url("/data"))
+            .header("token", &token)
+            .send_json(json!(chunk))
+            .expect("POST /data");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    browser.click(r#"#ranges [data-range="24h"]"#); // asks for the whole range again
+    let humidity = browser.wait_for(
+        "the humidity chart is drawn",
+        r#"const s = document.querySelector('#charts figure[data-variable="humidity"] svg');
+           return s && Number(s.dataset.points);"#,
+    );
+    let drawn = humidity.as_u64().unwrap_or(0);
+    assert!(
+        (287..=290).contains(&drawn),
+        "2880 readings come as one point per 5 minutes, got {drawn}"
+    );
+
+    // The range picker: the hour holds all four temperature readings.
+    browser.click(r#"#ranges [data-range="1h"]"#);
+    let hour = wait_points(&browser, "temperature", 4);
+    assert!(
+        hour["stats"].as_str().unwrap_or("").contains("over 1 h"),
+        "{hour}"
+    );
+    browser.click(r#"#ranges [data-range="24h"]"#);
+    wait_points(&browser, "temperature", 4);
+    browser.hover(r#"#charts figure[data-variable="humidity"] rect.hit"#);
+    let tip = browser.wait_for(
+        "hovering the humidity chart shows a point",
+        r#"const t = document.querySelector('#charts figure[data-variable="humidity"] .tip');
+           return t && !t.hidden && t.textContent;"#,
+    );
+    assert!(tip.as_str().unwrap_or("").contains(" %"), "{tip}");
+    browser.photograph("console-readings", "#detail", CHARTS_FIT);
+
+    // Tokens: listed by last 4 characters; add one, revoke the first.
+    browser.click(r#"#tabs a[data-tab="tokens"]"#);
+    let last4 = &token[token.len() - 4..];
+    let listed = browser.wait_for(
+        "the tokens tab lists the device's token",
+        "return [...document.querySelectorAll('#tokens li.token')].map(li => li.dataset.last4);",
+    );
+    assert_eq!(listed, json!([last4]));
+    browser.type_into("#token-name", "spare");
+    browser.click("#add-token button[type=submit]");
+    let spare = browser.wait_for(
+        "the new token is shown once",
+        "const e = document.querySelector('#token-new input'); return e && e.value;",
+    );
+    let spare = spare.as_str().expect("the spare token").to_string();
+    browser.wait_for(
+        "two tokens are listed",
+        "return document.querySelectorAll('#tokens li.token').length === 2;",
+    );
+    assert!(
+        !browser
+            .script("return document.getElementById('tokens').textContent;")
+            .as_str()
+            .unwrap_or("")
+            .contains(&spare),
+        "the list never shows a whole token"
+    );
+    browser.photograph("console-tokens", "#detail", "return true;");
+    let revoke = format!(r#"#tokens li[data-last4="{last4}"] .revoke"#);
+    browser.click(&revoke);
+    assert_eq!(
+        browser.text(&revoke),
+        json!(format!("Revoke …{last4}?")),
+        "the first click asks again"
+    );
+    browser.click(&revoke);
+    let closed = c.wait_closed(WAIT);
+    eprintln!("the revoked token's connection ended: {closed}");
+    browser.wait_for(
+        "the page says the token was revoked",
+        "const e = document.getElementById('tokens-status');
+         return e.textContent.includes('revoked') && document.querySelectorAll('#tokens li.token').length === 1;",
+    );
+
+    // Settings: a parameter set from the page.
+    browser.click(r#"#tabs a[data-tab="settings"]"#);
+    browser.click("#param-add");
+    browser.type_into("#params li:last-child .param-key", "interval");
+    browser.type_into("#params li:last-child .param-value", "60");
+    browser.click("#params-form button[type=submit]");
+    browser.wait_for(
+        "the parameter is saved",
+        "return document.getElementById('params-status').textContent === '1 parameter saved.';",
+    );
+    let params = s.admin_ok("GET", "/devices/greenhouse", None)["params"].clone();
+    assert_eq!(params[0]["key"], "interval");
+    assert_eq!(params[0]["value"], "60");
+    assert_eq!(params[0]["sent"], false);
+    browser.photograph("console-settings", "#detail", "return true;");
+
+    // A bookmark opens a device's tab; deleting wants its name typed.
+    s.create_device("cellar");
+    browser.goto(&s.http_url("/#device=cellar&tab=settings"));
+    browser.wait_for(
+        "the bookmark opens cellar's settings",
+        "return document.getElementById('detail-name').textContent === 'cellar'
+                && !document.getElementById('tab-settings').hidden;",
+    );
+    browser.type_into("#delete-confirm", "cella");
+    assert_eq!(
+        browser.script("return document.getElementById('delete-device').disabled;"),
+        json!(true),
+        "not before the whole name is typed"
+    );
+    browser.type_into("#delete-confirm", "r");
+    browser.click("#delete-device");
+    browser.wait_for(
+        "cellar is gone from the list",
+        r#"return !document.querySelector('#devices [data-device="cellar"]')
+                  && !!document.querySelector('#devices [data-device="greenhouse"]')
+                  && location.hash === '';"#,
+    );
+    let (status, _) = s.admin("GET", "/devices/cellar", None);
+    assert_eq!(status, 404, "deleted through the admin API");
+}
+
+/// The action views: the list with each action's last run, a failing run's
+/// record with its stderr, and a reload that shows each problem as
+/// `FILE:LINE: message`.
+#[test]
+fn the_page_shows_actions_their_failed_run_and_reload_problems() {
+    let s = Server::start();
+    let actions = s.dir.path().join("actions");
+    std::fs::write(
+        actions.join("site.toml"),
+        r#"[[action]]
+name = "store-readings"
+trigger = { mqtt_topic = ["sensors/#"] }
+type = "insert_bucket"
+
+[[action]]
+name = "check-sensor"
+trigger = { mqtt_topic = ["alarms/#"] }
+type = "analysis"
+analysis = { command = ["sh", "-c", "echo checking the sensor; echo 'sensor offline: no reading for 10 min' >&2; exit 3"], timeout = "10s" }
+"#,
+    )
+    .expect("write site.toml");
+    s.admin_ok("POST", "/actions/reload", None);
+    let d = s.create_device("greenhouse");
+    let mut c = s.mqtt("greenhouse-sensor", &d.token);
+    c.publish_acked(
+        "sensors/greenhouse",
+        QoS::AtLeastOnce,
+        false,
+        r#"{"variable":"temperature","value":21.5,"unit":"°C"}"#,
+    );
+    c.publish_acked("alarms/greenhouse", QoS::AtLeastOnce, false, "offline?");
+    wait_until("check-sensor has run", WAIT, || {
+        s.admin_ok("GET", "/actions/check-sensor/runs", None)
+            .as_array()
+            .is_some_and(|runs| !runs.is_empty())
+    });
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+
+    browser.goto(&s.http_url(&format!("/#token={ADMIN_TOKEN}&actions")));
+    let last = browser.wait_for(
+        "the actions are listed with their last run",
+        r#"const b = document.querySelector('#actions [data-action="check-sensor"] .outcome');
+           return b && document.querySelectorAll('#actions button.action').length === 2 && b.textContent;"#,
+    );
+    assert_eq!(last, json!("error"));
+    assert_eq!(
+        browser.script("return location.hash;"),
+        json!("#actions"),
+        "the token left the address bar, the view stayed"
+    );
+
+    browser.click(r#"#actions [data-action="check-sensor"]"#);
+    let run = browser.wait_for(
+        "the failed run's record is shown",
+        "const r = document.querySelector('#runs .run');
+         return r && [location.hash, r.dataset.outcome, r.querySelector('.run-detail').textContent,
+                      r.querySelector('.stderr').textContent, r.querySelector('.device').textContent];",
+    );
+    assert_eq!(
+        run,
+        json!([
+            "#actions=check-sensor",
+            "error",
+            "exit code 3",
+            "sensor offline: no reading for 10 min\n",
+            "greenhouse"
+        ])
+    );
+
+    // A broken file: the reload says where, and the loaded actions stay.
+    let bad = actions.join("broken.toml");
+    std::fs::write(
+        &bad,
+        "[[action]]\nname = \"broken\"\ntrigger = { mqtt_topic = [\"x/#\"] }\ntype = \"insert_bucket\"\ncondition = { variable = \"t\", op = \"~\", value = 1 }\n",
+    )
+    .expect("write broken.toml");
+    browser.click("#reload-actions");
+    let problems = browser.wait_for(
+        "the reload's problems are shown",
+        "const p = [...document.querySelectorAll('#reload-result .problems li')];
+         return p.length > 0 && p.map(li => li.textContent);",
+    );
+    let first = problems[0].as_str().unwrap_or("");
+    assert!(
+        first.starts_with(&format!("{}:5: ", bad.display())),
+        "FILE:LINE: message, got {problems}"
+    );
+    browser.photograph("console-actions", "#runs-detail", "return true;");
+
+    std::fs::remove_file(&bad).expect("remove broken.toml");
+    browser.click("#reload-actions");
+    browser.wait_for(
+        "the reload succeeds",
+        "return document.getElementById('reload-result').textContent === '2 actions loaded';",
+    );
+
+    // A bookmark opens an action's runs.
+    browser.goto(&s.http_url("/#actions=check-sensor"));
+    browser.wait_for(
+        "the bookmark opens check-sensor's runs",
+        "return document.getElementById('runs-name').textContent === 'check-sensor'
+                && !!document.querySelector('#runs .run[data-outcome=\"error\"]');",
+    );
+    c.disconnect();
 }
 
 #[test]
@@ -277,9 +738,12 @@ fn the_page_lists_devices_and_shows_a_publish_as_it_happens() {
     );
 
     browser.click(r#"#devices [data-device="greenhouse"]"#);
+    browser.click(r#"#tabs a[data-tab="inspector"]"#);
     browser.wait_for(
         "the Live Inspector is watching greenhouse",
-        r#"return !!document.querySelector('#events .event[data-type="watching"]');"#,
+        r#"return location.hash === '#device=greenhouse&tab=inspector'
+                  && !document.getElementById('tab-inspector').hidden
+                  && !!document.querySelector('#events .event[data-type="watching"]');"#,
     );
 
     // The payload carries markup: the page must show it as text.
@@ -316,15 +780,28 @@ fn the_page_lists_devices_and_shows_a_publish_as_it_happens() {
         "the device list shows greenhouse connected",
         r#"return document.querySelector('#devices [data-device="greenhouse"]').classList.contains('online');"#,
     );
-    browser.wait_for(
-        "the latest-data panel has answered (no data yet)",
-        "return !document.getElementById('data-empty').hidden;",
-    );
+    browser.photograph("inspector", "#detail", "return true;");
 
-    let dir = target_dir();
-    browser.screenshot(&dir.join("browser-test.png"));
-    browser.resize(390, 844);
-    browser.screenshot(&dir.join("browser-test-phone.png"));
+    // A device's name, tags and data are text too, in the charts as well.
+    let markup = "<img src=x onerror=alert(1)>";
+    ureq::post(&s.http_url("/data"))
+        .header("token", &d.token)
+        .send_json(json!([{"variable": "note", "value": markup},
+                          {"variable": "level", "value": 3, "unit": "<i>m</i>"}]))
+        .expect("POST /data");
+    browser.click(r#"#tabs a[data-tab="overview"]"#);
+    let drawn = browser.wait_for(
+        "the readings tab shows the new values",
+        r#"const n = document.querySelector('#charts figure[data-variable="note"] .latest-value');
+           const u = document.querySelector('#charts figure[data-variable="level"] svg text.unit');
+           return n && u && [n.textContent, u.textContent];"#,
+    );
+    assert_eq!(drawn, json!([markup, "<i>m</i>"]));
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#detail img, #detail i').length;"),
+        json!(0),
+        "a value's markup is never rendered"
+    );
     c.disconnect();
     eprintln!("browser test took {:?}", started.elapsed());
 }
@@ -367,6 +844,11 @@ fn the_page_files_are_served_with_their_content_types_and_no_cache() {
             "/static/app.js",
             "text/javascript; charset=utf-8",
             "EventSource",
+        ),
+        (
+            "/static/chart.js",
+            "text/javascript; charset=utf-8",
+            "createElementNS",
         ),
         ("/static/style.css", "text/css; charset=utf-8", "#events"),
     ] {

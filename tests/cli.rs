@@ -1,4 +1,4 @@
-//! The command line against a running server (contract section 1) and the
+//! The command line against a running server (as the README documents it) and the
 //! config file's error reporting (section 2).
 
 mod common;

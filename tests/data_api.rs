@@ -1,4 +1,4 @@
-//! The TagoIO-compatible device API (PRODUCT.md sections 4 and 6), spoken
+//! The TagoIO-compatible device API (the README's data format and HTTP API), spoken
 //! over real HTTP to a real server: sending, reading, editing and deleting
 //! data with a device token, the token's permission, the payload parser, the
 //! per-device limit, `/info` and the device's parameters.
@@ -599,4 +599,141 @@ fn brook_data_reads_the_bucket_through_the_admin_api() {
     assert_eq!(status, 401, "admin token required: {body}");
     let (status, _) = s.admin("GET", "/devices/nobody/data", None);
     assert_eq!(status, 404);
+}
+
+#[test]
+fn buckets_sum_up_thousands_of_points_for_a_chart() {
+    let s = Server::start();
+    let dev = s.create_device("chart");
+    let api = DeviceApi::new(&s, &dev.token);
+    // 3000 readings, one every 20 s over the last 1000 minutes (~16.7 h),
+    // values 0..=9 repeating; plus a string that buckets leave out.
+    let now = chrono::Utc::now().timestamp_millis();
+    let first = now - 3000 * 20_000;
+    for chunk in (0..3000).collect::<Vec<i64>>().chunks(1000) {
+        let items: Vec<Value> = chunk
+            .iter()
+            .map(|i| {
+                let t = chrono::DateTime::from_timestamp_millis(first + i * 20_000)
+                    .expect("a time in range")
+                    .to_rfc3339();
+                json!({"variable": "temperature", "value": i % 10, "unit": "°C", "time": t})
+            })
+            .collect();
+        api.post(&json!(items)).ok();
+    }
+    api.post(&json!({"variable": "temperature", "value": "sensor warming up"}))
+        .ok();
+
+    let buckets = s.admin_ok(
+        "GET",
+        "/devices/chart/data?variable=temperature&start_date=24%20hours&resolution=300",
+        None,
+    );
+    let buckets = buckets.as_array().expect("a list of buckets");
+    // 24 h / 300 = 288 s, rounded up to 5 min: 1000 minutes of data fill 200
+    // or 201 of them (the first and last may be partial).
+    assert!(
+        (200..=201).contains(&buckets.len()),
+        "{} buckets",
+        buckets.len()
+    );
+    let counted: i64 = buckets
+        .iter()
+        .map(|b| b["count"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 3000, "every numeric reading is in one bucket");
+    let full = &buckets[buckets.len() / 2];
+    assert_eq!(full["variable"], "temperature");
+    assert_eq!(full["count"], 15, "5 min of readings every 20 s");
+    assert_eq!((&full["min"], &full["max"]), (&json!(0), &json!(9)));
+    let times: Vec<i64> = buckets
+        .iter()
+        .map(|b| {
+            chrono::DateTime::parse_from_rfc3339(b["time"].as_str().expect("time"))
+                .expect("ISO time")
+                .timestamp_millis()
+        })
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] == 300_000),
+        "oldest first, 5 min apart"
+    );
+    assert!(
+        times.iter().all(|t| t % 300_000 == 0),
+        "aligned to the width"
+    );
+
+    // The same from the device API, with an explicit width from the last bucket on.
+    let last = times[times.len() - 1];
+    let since = chrono::DateTime::from_timestamp_millis(last)
+        .expect("a time in range")
+        .to_rfc3339();
+    let tail = api
+        .get(&format!(
+            "/data?variable=temperature&start_date={}&interval=5m",
+            enc(&since)
+        ))
+        .ok();
+    assert_eq!(tail.as_array().map(Vec::len), Some(1), "{tail}");
+    assert_eq!(tail[0], buckets[buckets.len() - 1]);
+
+    // Bounded and named refusals.
+    let (status, body) = s.admin(
+        "GET",
+        "/devices/chart/data?variable=temperature&start_date=30%20days&interval=1s",
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("interval: "),
+        "{body}"
+    );
+    let message = api
+        .get("/data?variable=temperature&resolution=10")
+        .refused(400);
+    assert!(message.starts_with("start_date: "), "{message}");
+    let message = api
+        .delete("variable=temperature&start_date=1%20day&resolution=10")
+        .refused(400);
+    assert!(message.starts_with("resolution: "), "{message}");
+    assert_eq!(
+        api.count("variable=temperature"),
+        json!(3001),
+        "a refused DELETE removes nothing"
+    );
+}
+
+#[test]
+fn variables_are_listed_with_their_newest_value() {
+    let s = Server::start();
+    let dev = s.create_device("vars");
+    let api = DeviceApi::new(&s, &dev.token);
+    api.post(&json!([
+        {"variable": "temperature", "value": 20, "unit": "°C", "time": "2026-01-01T00:00:00Z"},
+        {"variable": "temperature", "value": 21.5, "unit": "°C", "time": "2026-01-01T00:01:00Z"},
+        {"variable": "door", "value": "open"}
+    ]))
+    .ok();
+    let list = s.admin_ok("GET", "/devices/vars/variables", None);
+    let seen: Vec<(Value, Value, Value)> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| (i["variable"].clone(), i["value"].clone(), i["unit"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (json!("door"), json!("open"), Value::Null),
+            (json!("temperature"), json!(21.5), json!("°C")),
+        ]
+    );
+    let (status, _) = s.admin("GET", "/devices/nobody/variables", None);
+    assert_eq!(status, 404);
+    let (status, _) = s.http_request("GET", "/devices/vars/variables", None, None);
+    assert_eq!(status, 401);
 }

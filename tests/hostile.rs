@@ -673,11 +673,7 @@ fn a_second_server_on_the_same_data_dir_says_who_holds_it_and_exits_1() {
 fn sigterm_with_an_open_live_stream_stops_within_seconds() {
     let mut s = Server::start();
     s.create_device("d");
-    let events = s.watch("d");
-    assert_eq!(
-        events.recv_timeout(WAIT).expect("watching")["type"],
-        "watching"
-    );
+    let _events = s.watch("d");
     let started = Instant::now();
     let status = s.terminate(Duration::from_secs(10));
     assert!(status.success(), "{status}");

@@ -70,6 +70,18 @@ fn metrics_parse_as_prometheus_text_and_move_when_messages_flow() {
     assert!(after["brook_messages_sent_total"] >= before["brook_messages_sent_total"] + 10.0);
     assert!(after["brook_bytes_received_total"] > before["brook_bytes_received_total"]);
     assert!(after.contains_key("brook_messages_dropped_total{reason=\"acl\"}"));
+    publisher.publish_acked(
+        "tago/data/post",
+        QoS::AtLeastOnce,
+        false,
+        r#"[{"variable":"a","value":1},{"variable":"b","value":2}]"#,
+    );
+    let stored = scrape(&s);
+    assert_eq!(
+        stored["brook_data_items_stored_total"],
+        after["brook_data_items_stored_total"] + 2.0,
+        "the two items the acknowledged publish stored"
+    );
     assert!(after.contains_key("brook_action_runs_total{outcome=\"ok\"}"));
 }
 

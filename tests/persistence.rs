@@ -160,10 +160,19 @@ fn sigterm_shuts_down_gracefully_and_keeps_state() {
     publisher.publish_acked("term/retained", QoS::AtLeastOnce, true, "kept");
     let mut watcher = s.mqtt("watcher", &token);
     let status = s.terminate(Duration::from_secs(10));
-    assert!(
-        status.success(),
+    // A graceful stop exits 0 and says so; a kill would end by the signal.
+    assert_eq!(
+        status.code(),
+        Some(0),
         "brook exit status after SIGTERM: {status}"
     );
+    let log = s.log();
+    for line in ["shutting down", "stopped"] {
+        assert!(
+            log.contains(line),
+            "no {line:?} in the log of a SIGTERM:\n{log}"
+        );
+    }
     let err = watcher.wait_closed(WAIT);
     assert!(!err.is_empty());
     s.restart();

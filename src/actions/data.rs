@@ -1,4 +1,4 @@
-//! Data items in TagoIO's format (PRODUCT.md section 4): turning an HTTP body or
+//! Data items in TagoIO's format (the README's data format): turning an HTTP body or
 //! an MQTT publish into candidate items, validating them all-or-nothing into
 //! [`DataItem`]s, and the date handling the data API needs (ISO 8601 and
 //! relative dates such as `"1 day"`, and the `…T10:00:00.000Z` wire form).
@@ -29,7 +29,7 @@ pub const MAX_GROUP_CHARS: usize = 100;
 /// Characters TagoIO forbids in a variable name (besides whitespace).
 const FORBIDDEN_VARIABLE_CHARS: &[char] = &['*', '?', '!', '<', '>', '.', '-', '=', '$'];
 
-/// A stored data point in TagoIO's format (PRODUCT.md section 4).
+/// A stored data point in TagoIO's format (the README's data format).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DataItem {
     /// 24 lowercase hex characters, random: the shape of TagoIO's ids, so SDKs
@@ -150,7 +150,7 @@ pub fn parse_items(body: &[u8]) -> Result<Vec<Value>, DataError> {
 /// From an MQTT publish: a JSON payload that is an object with a `variable`
 /// field, or an array of such objects, gives those items; any other payload
 /// gives one item `{"variable":"payload","value": <payload as text>}` (lossy
-/// UTF-8, as the contract says: a JSON string payload such as `"001100"`
+/// UTF-8, as TagoIO does: a JSON string payload such as `"001100"`
 /// keeps its quotes; a parser can `JSON.parse` it).
 /// Every item gets `metadata.topic` and `metadata.mqtt_topic` = `topic`, merged
 /// into an existing metadata object (a non-object metadata is left for

@@ -576,6 +576,35 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ActionDef>, Vec<ActionError>> {
     }
 }
 
+/// Checks the text of one action file, `file` in `dir` (as [`load_dir`]
+/// does for each file, duplicate names within the file included); for the
+/// fuzz target and for checking a file before it is written.
+pub fn load_text(file: &Path, text: &str, dir: &Path) -> Result<Vec<ActionDef>, Vec<ActionError>> {
+    let mut source = Source::new(file, text, dir, dir);
+    let mut defs: Vec<ActionDef> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (def, name_line) in source.actions() {
+        if let Some(other_line) = seen.get(&def.name) {
+            source.errors.push(ActionError {
+                file: file.to_path_buf(),
+                line: Some(name_line),
+                message: format!(
+                    "duplicate action name {:?} (also at line {other_line})",
+                    def.name
+                ),
+            });
+            continue;
+        }
+        seen.insert(def.name.clone(), name_line);
+        defs.push(def);
+    }
+    if source.errors.is_empty() {
+        Ok(defs)
+    } else {
+        Err(source.errors)
+    }
+}
+
 /// `brook actions check DIR`: prints each problem as `FILE:LINE: message` on
 /// stdout and returns 1 (with a count on stderr), or prints
 /// `N actions OK in DIR` and returns 0.

@@ -89,6 +89,9 @@ enum Cmd {
     Durable(DurableArgs),
     /// A subscriber that stops reading: broker RSS and publisher speed.
     Slow(SlowArgs),
+    /// Many retained topics and a client with many subscriptions leaving:
+    /// how long another client's CONNECT takes meanwhile.
+    Churn(ChurnArgs),
     /// Table of medians and ratios from a file of result lines.
     Report { file: String },
     /// Prints a free loopback TCP port.
@@ -194,6 +197,20 @@ struct SlowArgs {
     sample_ms: u64,
 }
 
+#[derive(Args)]
+struct ChurnArgs {
+    /// Retained topics (16-byte payloads).
+    #[arg(long, default_value_t = 100_000)]
+    topics: usize,
+    /// Subscriptions of the client that leaves (literal filters, one
+    /// retained topic each).
+    #[arg(long, default_value_t = 10_000)]
+    subscriptions: usize,
+    /// CONNECTs timed before the client leaves, and while it does.
+    #[arg(long, default_value_t = 200)]
+    probes: usize,
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -207,6 +224,7 @@ fn main() -> Result<()> {
             Cmd::Connections(a) => connections(&c, &a).await.map(Some),
             Cmd::Durable(a) => durable(&c, &a).await.map(Some),
             Cmd::Slow(a) => slow(&c, &a).await.map(Some),
+            Cmd::Churn(a) => churn(&c, &a).await.map(Some),
             Cmd::Report { file } => {
                 let text =
                     std::fs::read_to_string(&file).with_context(|| format!("read {file}"))?;
@@ -492,6 +510,115 @@ fn nofile_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Opens, times and closes `n` connections one after another: the CONNECT
+/// to CONNACK time of each, in µs.
+async fn connect_times(target: &Target, run: &str, tag: &str, n: usize) -> Result<Vec<u64>> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let began = Instant::now();
+        // A CONNECT that gets no CONNACK within wire::open's 30 s counts as 30 s.
+        let opened = wire::open(target, &format!("bench-{run}-{tag}-{i}"), 60, None).await;
+        times.push(began.elapsed().as_micros() as u64);
+        if let Ok((mut s, _)) = opened {
+            let mut bye = BytesMut::new();
+            wire::disconnect(&mut bye);
+            let _ = s.write_all(&bye).await;
+        }
+    }
+    times.sort_unstable();
+    Ok(times)
+}
+
+async fn churn(c: &Common, a: &ChurnArgs) -> Result<Value> {
+    let target = c.target();
+    let run = run_id();
+    let deadline = Instant::now() + Duration::from_secs(c.max_seconds);
+    let topic = |i: usize| format!("bench/{run}/r/{i}");
+    // The retained topics, QoS 1 with a window so that they are all in.
+    let (mut p, mut buf) = wire::open(&target, &format!("bench-{run}-retainer"), 60, None).await?;
+    let window = 200usize;
+    let mut sent = 0usize;
+    let mut acked = 0usize;
+    let mut out = BytesMut::new();
+    while acked < a.topics {
+        if Instant::now() >= deadline {
+            bail!("retained topics not in within --max-seconds");
+        }
+        while sent < a.topics && sent - acked < window {
+            let packet_id = (sent % 65535 + 1) as u16;
+            out.clear();
+            let first = 0x30 | (1 << 1) | 1; // PUBLISH, QoS 1, retain
+            let name = topic(sent);
+            let mut body = BytesMut::new();
+            body.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            body.extend_from_slice(name.as_bytes());
+            body.extend_from_slice(&packet_id.to_be_bytes());
+            body.extend_from_slice(b"0123456789abcdef");
+            out.extend_from_slice(&[first]);
+            wire::put_remaining_length(&mut out, body.len());
+            out.extend_from_slice(&body);
+            p.write_all(&out).await?;
+            sent += 1;
+        }
+        let packet = wire::read_packet(&mut p, &mut buf).await?;
+        if packet.kind() == wire::PUBACK {
+            acked += 1;
+        }
+    }
+    let before = connect_times(&target, &run, "idle", a.probes).await?;
+    // The client that will leave: clean session, many literal filters.
+    let (mut heavy, mut hbuf) =
+        wire::open(&target, &format!("bench-{run}-heavy"), 60, None).await?;
+    let mut packet_id = 1u16;
+    for chunk in (0..a.subscriptions).collect::<Vec<_>>().chunks(100) {
+        let mut body = BytesMut::new();
+        body.extend_from_slice(&packet_id.to_be_bytes());
+        for i in chunk {
+            let f = topic(*i);
+            body.extend_from_slice(&(f.len() as u16).to_be_bytes());
+            body.extend_from_slice(f.as_bytes());
+            body.extend_from_slice(&[0]);
+        }
+        out.clear();
+        out.extend_from_slice(&[0x82]);
+        wire::put_remaining_length(&mut out, body.len());
+        out.extend_from_slice(&body);
+        heavy.write_all(&out).await?;
+        loop {
+            let packet = wire::read_packet(&mut heavy, &mut hbuf).await?;
+            if packet.kind() == wire::SUBACK {
+                break;
+            }
+        }
+        packet_id = packet_id.wrapping_add(1).max(1);
+    }
+    // It leaves without reading its retained messages, while a prober connects.
+    let probe_target = target.clone();
+    let probe_run = run.clone();
+    let probes = a.probes;
+    let prober =
+        tokio::spawn(
+            async move { connect_times(&probe_target, &probe_run, "leave", probes).await },
+        );
+    let mut bye = BytesMut::new();
+    wire::disconnect(&mut bye);
+    heavy.write_all(&bye).await?;
+    drop(heavy);
+    let during = prober.await??;
+    let q = |v: &[u64], x: f64| clients::quantile(v, x).map(|us| round3(us as f64 / 1000.0));
+    Ok(json!({
+        "scenario": "churn",
+        "broker": c.broker,
+        "topics": a.topics,
+        "subscriptions": a.subscriptions,
+        "connect_ms_p50_before": q(&before, 0.5),
+        "connect_ms_max_before": q(&before, 1.0),
+        "connect_ms_p50_leaving": q(&during, 0.5),
+        "connect_ms_max_leaving": q(&during, 1.0),
+        "rss_kb": rss_kb(c.broker_pid),
+    }))
 }
 
 async fn connections(c: &Common, a: &ConnectionsArgs) -> Result<Value> {

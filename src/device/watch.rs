@@ -98,10 +98,22 @@ mod tests {
     #[test]
     fn a_slow_viewer_loses_events_instead_of_growing() {
         let w = Watch::default();
-        let _rx = w.subscribe();
+        let mut slow = w.subscribe();
         for i in 0..(VIEWER_QUEUE * 3) {
             w.emit("n", json!({"i": i}));
         }
+        // The slow viewer holds only its queue's worth: the oldest events.
+        let mut kept = Vec::new();
+        while let Ok(frame) = slow.try_recv() {
+            kept.push(String::from_utf8_lossy(&frame).into_owned());
+        }
+        assert_eq!(kept.len(), VIEWER_QUEUE);
+        assert!(kept[0].contains("\"i\":0"), "{}", kept[0]);
+        assert!(kept[VIEWER_QUEUE - 1].contains(&format!("\"i\":{}", VIEWER_QUEUE - 1)));
+        // It stays a viewer, and what comes once it has caught up reaches it.
         assert!(w.active());
+        w.emit("n", json!({"i": "after"}));
+        let next = slow.try_recv().expect("an event after catching up");
+        assert!(String::from_utf8_lossy(&next).contains("\"after\""));
     }
 }

@@ -401,7 +401,8 @@ async fn revoke_token(_admin: Admin, broker: Shared, id: web::Path<String>) -> A
     Ok(ok(format!("token {id} revoked")))
 }
 
-/// Reloads the action files; a reload that fails keeps the old set and says why.
+/// Reloads the action files; a reload that fails keeps the old set and says
+/// why: in `message`, and as a list of `FILE:LINE: message` in `problems`.
 async fn reload_actions(_admin: Admin, broker: Shared) -> ApiResult {
     match broker
         .actions
@@ -409,10 +410,11 @@ async fn reload_actions(_admin: Admin, broker: Shared) -> ApiResult {
         .await
     {
         Ok(Ok(n)) => Ok(ok(format!("{n} actions loaded"))),
-        Ok(Err(problems)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the previous actions stay: {}", problems.join("; ")),
-        )),
+        Ok(Err(problems)) => Ok(actix_web::HttpResponse::BadRequest().json(json!({
+            "status": false,
+            "message": format!("the previous actions stay: {}", problems.join("; ")),
+            "problems": problems,
+        }))),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
 }

@@ -1,4 +1,4 @@
-//! The device API, TagoIO-compatible (PRODUCT.md section 6): what a device,
+//! The device API, TagoIO-compatible (the README's "HTTP API"): what a device,
 //! or a script holding a device token, calls to send and read its bucket.
 //! TagoIO's SDKs (`tagoio-sdk`, `@tago-io/sdk`) work against it unchanged.
 //!
@@ -9,8 +9,13 @@
 //! `{"status":true,"result":…}`; refusals `{"status":false,"message":…}` with
 //! 400, 401, 404 or 429 (and `Retry-After`).
 //!
+//! `GET /data` also answers numbers per time bucket for charts
+//! (`resolution=` or `interval=`, brook's addition; see [`parse_read`]).
+//!
 //! Also here: the admin API's read of a device's data
-//! (`GET /devices/{name}/data`), which takes the same filters.
+//! (`GET /devices/{name}/data`), which takes the same filters, and the list
+//! of a device's variables with their newest values
+//! (`GET /devices/{name}/variables`).
 
 use std::time::Duration;
 
@@ -24,7 +29,9 @@ use crate::actions::data::{self, format_time, parse_date, validate, DataError};
 use crate::actions::ingest;
 use crate::device::limits::Kind;
 use crate::device::{AuthError, Identity};
-use crate::store::data::{Answer, DataQuery, Edit, Mode};
+use crate::store::data::{
+    bucket_count, bucket_width, Answer, Bucket, BucketQuery, DataQuery, Edit, Mode, MAX_BUCKETS,
+};
 use crate::store::devices::{self, Permission};
 use crate::store::{data as stored, now_ms, StoreError};
 
@@ -36,7 +43,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/info", web::get().to(info))
         .route("/device/params", web::get().to(list_params))
         .route("/device/params/{id}", web::put().to(mark_param_sent))
-        .route("/devices/{name}/data", web::get().to(admin_data));
+        .route("/devices/{name}/data", web::get().to(admin_data))
+        .route("/devices/{name}/variables", web::get().to(admin_variables));
 }
 
 /// Most values in one list filter (`variable`, `groups`, `ids`, `values`):
@@ -325,6 +333,155 @@ fn parse_query(query_string: &str, now: i64) -> Result<DataQuery, Refusal> {
     Ok(q)
 }
 
+/// What a `GET /data` asks for: items (TagoIO's queries), or numbers per
+/// time bucket for a chart (`resolution` or `interval`, brook's addition).
+#[derive(Debug, Clone, PartialEq)]
+enum Read {
+    Items(DataQuery),
+    Buckets(BucketQuery),
+}
+
+/// How a chart's buckets are asked for.
+enum Bucketing {
+    /// `resolution=N`: about N buckets of a round width.
+    Resolution(i64),
+    /// `interval=…`: buckets of this width, ms.
+    Interval(i64),
+}
+
+/// Most buckets in one answer, over all its variables: the same bound as
+/// `qty`.
+const MAX_BUCKET_ROWS: i64 = MAX_QTY as i64;
+
+/// Parses a `GET /data` query string: [`parse_query`]'s parameters, plus
+/// `resolution=N` (about N buckets of a round width, 1 to 1000) or
+/// `interval=DURATION` (buckets of that width, `15s`, `5m`, `1h`), which
+/// turn the answer into buckets. Buckets need `variable` and `start_date`
+/// (`end_date` defaults to now) and take no `qty`, `skip`, `ordination` or
+/// `query`: the bucket count bounds the answer.
+fn parse_read(query_string: &str, now: i64) -> Result<Read, Refusal> {
+    let q = parse_query(query_string, now)?;
+    let mut resolution = None;
+    let mut interval = None;
+    let mut listing = Vec::new();
+    for (key, value) in query_pairs(query_string)? {
+        match key.as_str() {
+            "resolution" => {
+                let n = value
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_BUCKETS).contains(n))
+                    .ok_or_else(|| {
+                        Refusal::bad(format!(
+                            "resolution: {value:?} is not a whole number from 1 to {MAX_BUCKETS}"
+                        ))
+                    })?;
+                resolution = Some(n);
+            }
+            "interval" => {
+                let width = crate::config::parse_duration(&value)
+                    .ok()
+                    .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+                    .filter(|ms| *ms >= 1000)
+                    .ok_or_else(|| {
+                        Refusal::bad(format!(
+                            "interval: {value:?} is not a duration of at least 1s (15s, 5m, 1h, 1d)"
+                        ))
+                    })?;
+                interval = Some(width);
+            }
+            "qty" | "skip" | "ordination" | "query" => listing.push(key),
+            _ => {}
+        }
+    }
+    let bucketing = match (resolution, interval) {
+        (None, None) => return Ok(Read::Items(q)),
+        (Some(n), None) => Bucketing::Resolution(n),
+        (None, Some(width)) => Bucketing::Interval(width),
+        (Some(_), Some(_)) => {
+            return Err(Refusal::bad(
+                "interval: give resolution or interval, not both",
+            ))
+        }
+    };
+    if let Some(key) = listing.first() {
+        return Err(Refusal::bad(format!(
+            "{key}: does not apply to resolution or interval (the buckets bound the answer)"
+        )));
+    }
+    let mut filter = q.filter;
+    if filter.variables.is_empty() {
+        return Err(Refusal::bad(
+            "variable: name at least one variable with resolution or interval",
+        ));
+    }
+    let start = filter.start.ok_or_else(|| {
+        Refusal::bad(
+            "start_date: required with resolution or interval (for example start_date=24 hours)",
+        )
+    })?;
+    let end = *filter.end.get_or_insert(now);
+    if end < start {
+        return Err(Refusal::bad("end_date: is before start_date"));
+    }
+    let (width_ms, per_variable) = match bucketing {
+        Bucketing::Resolution(n) => (bucket_width(end - start, n), n),
+        Bucketing::Interval(width) => {
+            let n = bucket_count(start, end, width);
+            if n > MAX_BUCKETS + 1 {
+                return Err(Refusal::bad(format!(
+                    "interval: {n} buckets over this range, over the limit of {MAX_BUCKETS}; \
+                     give a longer interval or a shorter range"
+                )));
+            }
+            (width, n)
+        }
+    };
+    let rows = per_variable.saturating_mul(filter.variables.len() as i64);
+    if rows > MAX_BUCKET_ROWS {
+        return Err(Refusal::bad(format!(
+            "variable: {} variables × {per_variable} buckets is over the limit of \
+             {MAX_BUCKET_ROWS} buckets per request",
+            filter.variables.len()
+        )));
+    }
+    Ok(Read::Buckets(BucketQuery { filter, width_ms }))
+}
+
+/// A bucket as the API shows it: `time` is where it begins.
+fn bucket_json(b: &Bucket) -> Value {
+    json!({
+        "variable": b.variable,
+        "time": format_time(b.start),
+        "value": number_json(b.avg),
+        "min": number_json(b.min),
+        "max": number_json(b.max),
+        "count": b.count,
+    })
+}
+
+/// Answers a [`Read`] on a device's bucket.
+async fn read_data(broker: &Shared, device_id: String, read: Read) -> Answered {
+    let result = match read {
+        Read::Items(q) => {
+            let answer = broker
+                .store
+                .read(move |c| stored::query(c, &device_id, &q))
+                .await?;
+            answer_json(answer)
+        }
+        Read::Buckets(q) => {
+            let buckets = broker
+                .store
+                .read(move |c| stored::buckets(c, &device_id, &q))
+                .await?;
+            Value::Array(buckets.iter().map(bucket_json).collect())
+        }
+    };
+    Ok(ok(result))
+}
+
 fn whole_number(name: &str, value: &str, max: u32) -> Result<u32, Refusal> {
     value
         .trim()
@@ -364,17 +521,17 @@ fn answer_json(answer: Answer) -> Value {
 
 async fn get_data(req: HttpRequest, broker: Shared) -> Answered {
     let who = device(&req, &broker)?;
-    let q = parse_query(req.query_string(), now_ms())?;
-    let answer = broker
-        .store
-        .read(move |c| stored::query(c, &who.device_id, &q))
-        .await?;
-    Ok(ok(answer_json(answer)))
+    let read = parse_read(req.query_string(), now_ms())?;
+    read_data(&broker, who.device_id, read).await
 }
 
 async fn delete_data(req: HttpRequest, broker: Shared) -> Answered {
     let who = device(&req, &broker)?;
-    let q = parse_query(req.query_string(), now_ms())?;
+    let Read::Items(q) = parse_read(req.query_string(), now_ms())? else {
+        return Err(Refusal::bad(
+            "resolution: buckets select no items to delete; leave out resolution and interval",
+        ));
+    };
     if q.mode.is_number() {
         return Err(Refusal::bad(
             "query: count, avg and sum select no items to delete; use a query that lists items",
@@ -574,12 +731,26 @@ async fn admin_data(
     name: web::Path<String>,
 ) -> Answered {
     let d = admin::find_device(&broker, name.into_inner()).await?;
-    let q = parse_query(req.query_string(), now_ms())?;
-    let answer = broker
+    let read = parse_read(req.query_string(), now_ms())?;
+    read_data(&broker, d.id, read).await
+}
+
+/// Most variables `GET /devices/{name}/variables` lists.
+const MAX_VARIABLES: usize = 200;
+
+/// `GET /devices/{name}/variables`: the variables of the device's bucket by
+/// name (at most [`MAX_VARIABLES`]), each as its newest item with a value.
+async fn admin_variables(
+    _admin: admin::Admin,
+    broker: Shared,
+    name: web::Path<String>,
+) -> Answered {
+    let d = admin::find_device(&broker, name.into_inner()).await?;
+    let items = broker
         .store
-        .read(move |c| stored::query(c, &d.id, &q))
+        .read(move |c| stored::variables(c, &d.id, MAX_VARIABLES))
         .await?;
-    Ok(ok(answer_json(answer)))
+    Ok(ok(items.iter().map(|i| i.to_json()).collect::<Vec<_>>()))
 }
 
 #[cfg(test)]
@@ -696,5 +867,72 @@ mod tests {
             err.to_string(),
             "item 2: unit: must be a string, not a number"
         );
+    }
+
+    fn read_refused(qs: &str) -> String {
+        match parse_read(qs, NOW) {
+            Ok(r) => panic!("{qs} was accepted: {r:?}"),
+            Err(e) => {
+                assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                e.message
+            }
+        }
+    }
+
+    #[test]
+    fn resolution_and_interval_ask_for_buckets() {
+        let Ok(Read::Buckets(b)) =
+            parse_read("variable=T&start_date=24%20hours&resolution=300", NOW)
+        else {
+            panic!("buckets expected");
+        };
+        assert_eq!(b.width_ms, 300_000, "24 h in about 300 buckets: 5 minutes");
+        assert_eq!(b.filter.variables, ["t"]);
+        assert_eq!(b.filter.start, Some(NOW - 86_400_000));
+        assert_eq!(b.filter.end, Some(NOW), "end_date defaults to now");
+        let Ok(Read::Buckets(b)) = parse_read(
+            "variable=t&variable=h&start_date=1%20hour&end_date=2%20minutes&interval=15s",
+            NOW,
+        ) else {
+            panic!("buckets expected");
+        };
+        assert_eq!(b.width_ms, 15_000);
+        assert_eq!(b.filter.end, Some(NOW - 120_000));
+        assert!(matches!(
+            parse_read("variable=t&qty=3", NOW),
+            Ok(Read::Items(_))
+        ));
+    }
+
+    #[test]
+    fn bad_bucket_parameters_are_named() {
+        let base = "variable=t&start_date=1%20day";
+        for (qs, field) in [
+            (format!("{base}&resolution=0"), "resolution: "),
+            (format!("{base}&resolution=1001"), "resolution: "),
+            (format!("{base}&resolution=many"), "resolution: "),
+            (format!("{base}&interval=500ms"), "interval: "),
+            (format!("{base}&interval=soon"), "interval: "),
+            (format!("{base}&interval=1m"), "interval: "),
+            (format!("{base}&interval=5m&resolution=10"), "interval: "),
+            (format!("{base}&resolution=10&qty=5"), "qty: "),
+            (format!("{base}&resolution=10&query=avg"), "query: "),
+            (
+                format!("{base}&resolution=10&ordination=asc"),
+                "ordination: ",
+            ),
+            ("start_date=1%20day&resolution=10".to_string(), "variable: "),
+            ("variable=t&resolution=10".to_string(), "start_date: "),
+            (
+                format!("{base}&end_date=2%20days&resolution=10"),
+                "end_date: ",
+            ),
+        ] {
+            let m = read_refused(&qs);
+            assert!(m.starts_with(field), "{qs}: {m}");
+        }
+        let many: String = (0..11).map(|i| format!("variable=v{i}&")).collect();
+        let m = read_refused(&format!("{many}start_date=1%20day&resolution=1000"));
+        assert!(m.starts_with("variable: 11 variables"), "{m}");
     }
 }

@@ -17,7 +17,6 @@ mod live;
 mod page;
 pub mod services;
 
-use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -188,213 +187,16 @@ async fn health() -> HttpResponse {
 }
 
 async fn metrics(broker: Shared) -> HttpResponse {
-    let m = &*METRICS;
     let (topics, subscriptions, sessions) = broker
         .router
         .send(crate::router::Stats)
         .await
         .unwrap_or_default();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(
-            out,
-            "# HELP brook_{name} {help}\n# TYPE brook_{name} {kind}\nbrook_{name} {value}"
-        );
-    };
-    metric(
-        "clients_connected",
-        "gauge",
-        "MQTT connections with a session",
-        m.clients_connected.get().to_string(),
-    );
-    metric(
-        "sessions",
-        "gauge",
-        "client sessions known, connected or persistent",
-        sessions.to_string(),
-    );
-    metric(
-        "topics_active",
-        "gauge",
-        "topic actors alive",
-        topics.to_string(),
-    );
-    metric(
-        "subscriptions",
-        "gauge",
-        "subscriptions in the index",
-        subscriptions.to_string(),
-    );
-    metric(
-        "messages_received_total",
-        "counter",
-        "PUBLISH packets received",
-        m.messages_received.get().to_string(),
-    );
-    metric(
-        "messages_sent_total",
-        "counter",
-        "PUBLISH packets sent",
-        m.messages_sent.get().to_string(),
-    );
-    metric(
-        "bytes_received_total",
-        "counter",
-        "bytes read from MQTT sockets",
-        m.bytes_received.get().to_string(),
-    );
-    metric(
-        "bytes_sent_total",
-        "counter",
-        "bytes written to MQTT sockets",
-        m.bytes_sent.get().to_string(),
-    );
-    metric(
-        "slow_consumers_total",
-        "counter",
-        "subscribers disconnected as slow consumers",
-        m.slow_consumers.get().to_string(),
-    );
-    metric(
-        "connections_refused_total",
-        "counter",
-        "CONNECTs refused",
-        m.connections_refused.get().to_string(),
-    );
-    metric(
-        "store_commits_total",
-        "counter",
-        "SQLite transactions committed",
-        m.store_commits.get().to_string(),
-    );
-    metric(
-        "store_jobs_total",
-        "counter",
-        "writes committed (many per transaction)",
-        m.store_jobs.get().to_string(),
-    );
-    metric(
-        "store_commit_seconds_total",
-        "counter",
-        "time spent committing",
-        format!("{:.6}", m.store_commit_micros.get() as f64 / 1e6),
-    );
-    metric(
-        "store_commit_seconds_max",
-        "gauge",
-        "the longest commit since start",
-        format!("{:.6}", m.store_commit_max_micros.get() as f64 / 1e6),
-    );
-    metric(
-        "queued_messages",
-        "gauge",
-        "messages waiting in connected subscribers' queues",
-        m.queued_messages.get().to_string(),
-    );
-    metric(
-        "connections_open",
-        "gauge",
-        "MQTT connections open (CONNECT done or not), under mqtt.max_connections",
-        m.connections_open.get().to_string(),
-    );
-    metric(
-        "retained_messages",
-        "gauge",
-        "retained messages in force ($SYS aside), under mqtt.max_retained_messages",
-        m.retained_messages.get().to_string(),
-    );
-    metric(
-        "retained_bytes",
-        "gauge",
-        "payload bytes of the retained messages, under mqtt.max_retained_bytes",
-        m.retained_bytes.get().to_string(),
-    );
-    metric(
-        "retained_refused_total",
-        "counter",
-        "retained publishes delivered but not retained: a retained limit was reached",
-        m.retained_refused.get().to_string(),
-    );
-    metric(
-        "topics_refused_total",
-        "counter",
-        "publishes that needed a topic past mqtt.max_topics (connection closed)",
-        m.topics_refused.get().to_string(),
-    );
-    metric(
-        "topic_levels_refused_total",
-        "counter",
-        "publishes deeper than mqtt.max_topic_levels (connection closed)",
-        m.topic_levels_refused.get().to_string(),
-    );
-    metric(
-        "connections_over_limit_total",
-        "counter",
-        "connections closed at accept: mqtt.max_connections were open",
-        m.connections_over_limit.get().to_string(),
-    );
-    metric(
-        "parser_refused_total",
-        "counter",
-        "messages not parsed (nor stored): the parser queue was full",
-        m.parser_refused.get().to_string(),
-    );
-    metric(
-        "store_queue",
-        "gauge",
-        "writes waiting for the SQLite writer, under server.max_write_queue",
-        m.store_queue.get().to_string(),
-    );
-    metric(
-        "store_queue_full_total",
-        "counter",
-        "writes that waited for room in the write queue",
-        m.store_queue_full.get().to_string(),
-    );
-    let mut family = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| {
-        let _ = writeln!(
-            out,
-            "# HELP brook_{name} {help}\n# TYPE brook_{name} counter"
-        );
-        for (value, n) in values {
-            let _ = writeln!(out, "brook_{name}{{{label}=\"{value}\"}} {n}");
-        }
-    };
-    family(
-        "messages_dropped_total",
-        "messages dropped, by reason",
-        "reason",
-        &[
-            ("queue_full_qos0", m.dropped_qos0_full.get()),
-            ("offline_queue_overflow", m.dropped_queue_overflow.get()),
-            ("offline_qos0", m.dropped_offline_qos0.get()),
-            ("disconnected", m.dropped_disconnected.get()),
-            ("slow_consumer", m.dropped_slow.get()),
-            ("acl", m.dropped_acl.get()),
-            ("reserved_topic", m.dropped_reserved.get()),
-        ],
-    );
-    family(
-        "subscriptions_refused_total",
-        "SUBSCRIBE filters refused (0x80), by reason",
-        "reason",
-        &[
-            ("acl", m.subscriptions_refused_acl.get()),
-            ("limit", m.subscriptions_refused_limit.get()),
-            ("levels", m.subscriptions_refused_levels.get()),
-        ],
-    );
-    family(
-        "action_runs_total",
-        "action runs, by outcome",
-        "outcome",
-        &[
-            ("ok", m.runs_ok.get()),
-            ("error", m.runs_error.get()),
-            ("timeout", m.runs_timeout.get()),
-            ("skipped", m.runs_skipped.get()),
-        ],
-    );
+    let mut out = METRICS.render(&crate::metrics::RouterStats {
+        topics,
+        subscriptions,
+        sessions,
+    });
     crate::bridge::write_metrics(&broker.bridges, &mut out);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -1,6 +1,8 @@
-//! `GET /`: the web page (devices, Live Inspector, latest data), served from
-//! files embedded in the binary. No build step: the files under
-//! `src/http/page/` are what the browser gets.
+//! `GET /`: the web page, the installation's console (the broker at a
+//! glance; devices with their charts, latest data, Live Inspector, tokens
+//! and settings; actions and their runs), served from files embedded in the
+//! binary. No build step: the files under `src/http/page/` are what the
+//! browser gets; `chart.js` draws the charts as inline SVG.
 //!
 //! The page holds no secret of its own: it asks for the admin token and
 //! calls the admin API with it, like any other client.
@@ -13,6 +15,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "/",
         "text/html; charset=utf-8",
         include_str!("page/index.html"),
+    ),
+    (
+        "/static/chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/chart.js"),
     ),
     (
         "/static/app.js",

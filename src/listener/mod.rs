@@ -3,7 +3,7 @@
 //! Accepting happens on the main arbiter; each connection is handed to one
 //! of the per-core arbiters in turn (as a std socket, re-registered with that
 //! arbiter's reactor), where its TLS handshake and its session actor run. So
-//! both cores carry traffic and a slow handshake holds up nobody else.
+//! every core carries traffic and a slow handshake holds up nobody else.
 
 pub mod tls;
 

@@ -81,10 +81,6 @@ impl MqttCodec {
     pub fn new(max_packet_size: usize) -> Self {
         MqttCodec { max_packet_size }
     }
-
-    pub fn max_packet_size(&self) -> usize {
-        self.max_packet_size
-    }
 }
 
 /// The fixed header at the front of the buffer.

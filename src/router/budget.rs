@@ -54,14 +54,19 @@ impl RetainedBudget {
             self.messages.fetch_sub(1, Ordering::AcqRel);
         }
         if took {
-            METRICS
-                .retained_messages
-                .set(self.messages.load(Ordering::Relaxed) as i64);
-            METRICS
-                .retained_bytes
-                .set(self.bytes.load(Ordering::Relaxed) as i64);
+            self.publish_gauges();
         }
         took
+    }
+
+    /// Shows the counts in `/metrics`.
+    fn publish_gauges(&self) {
+        METRICS
+            .retained_messages
+            .set(self.messages.load(Ordering::Relaxed) as i64);
+        METRICS
+            .retained_bytes
+            .set(self.bytes.load(Ordering::Relaxed) as i64);
     }
 
     /// A retained message of `bytes` was cleared.
@@ -74,12 +79,7 @@ impl RetainedBudget {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
                 Some(b.saturating_sub(bytes))
             });
-        METRICS
-            .retained_messages
-            .set(self.messages.load(Ordering::Relaxed) as i64);
-        METRICS
-            .retained_bytes
-            .set(self.bytes.load(Ordering::Relaxed) as i64);
+        self.publish_gauges();
     }
 }
 

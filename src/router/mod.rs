@@ -12,14 +12,17 @@
 //! and a topic's grant for a client comes from the subscription tree, never
 //! from a scan of every topic or every filter. The ACL decides each topic a
 //! client is given (cached in the topic's subscriber list, so a publish pays
-//! nothing for it). A session belongs to the device that created it.
+//! nothing for it). A session belongs to the device that created it. Long
+//! operations run a slice at a time (`jobs.rs`), so that one client's
+//! thousands of subscriptions never hold up another client's CONNECT.
 
 pub mod acl;
 pub mod budget;
+mod jobs;
 pub mod topic;
 pub mod trie;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,6 +224,16 @@ pub struct Router {
     clients: HashMap<Arc<str>, ClientEntry>,
     /// Persistent sessions per owner, for `max_sessions_per_device`.
     sessions_of: HashMap<Option<String>, usize>,
+    /// Long operations waiting to run a slice at a time (see `jobs.rs`),
+    /// with how many each client has queued.
+    jobs: VecDeque<(Arc<str>, jobs::Job)>,
+    queued_for: HashMap<Arc<str>, usize>,
+    /// A `Tick` is on its way to run them.
+    ticking: bool,
+    /// Messages sent to topic actors in the current slice of jobs.
+    sent: usize,
+    /// This router's own address, to send itself `Tick`s.
+    me: Option<Addr<Router>>,
     /// The arbiters (one per core) that topic actors are spread over.
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
@@ -237,6 +250,11 @@ impl Router {
             sys_topics: 0,
             clients: HashMap::new(),
             sessions_of: HashMap::new(),
+            jobs: VecDeque::new(),
+            queued_for: HashMap::new(),
+            ticking: false,
+            sent: 0,
+            me: None,
             arbiters,
             next_arbiter: 0,
             store,
@@ -377,7 +395,7 @@ impl Router {
     /// grant among its filters matching the topic, if the ACL lets the topic
     /// through; `retained` holds the QoS to send a topic's retained message at.
     fn update_topics<'a>(
-        &self,
+        &mut self,
         client: &Arc<str>,
         names: impl Iterator<Item = (&'a Arc<str>, Option<u8>)>,
     ) {
@@ -393,6 +411,7 @@ impl Router {
             } else {
                 None
             };
+            self.sent += 1;
             t.addr.do_send(SetSubscriber {
                 client: client.clone(),
                 retained_qos: grant.and(retained_qos),
@@ -414,26 +433,19 @@ impl Router {
                 }
             }
         }
-        let mut affected: HashSet<Arc<str>> = HashSet::new();
-        for f in entry.filters.keys() {
-            self.trie.remove(f, client);
-            self.names.for_each_match(f, |n| {
-                affected.insert(n.clone());
-            });
-        }
-        for name in affected {
-            if let Some(t) = self.topics.get(&name) {
-                t.addr.do_send(SetSubscriber {
-                    client: client.clone(),
-                    grant: None,
-                    retained_qos: None,
-                });
-            }
+        // Topics that list it drop it when they next look: leaving costs
+        // no message to each topic it subscribed to.
+        entry.subscriber.end();
+        if !entry.filters.is_empty() {
+            let filters = entry.filters.into_keys().collect();
+            self.forget_filters(client.clone(), filters);
         }
     }
 
     fn connect_now(&mut self, msg: Connect) -> ConnectAnswer {
         let client = msg.client_id.clone();
+        // What this client id asked for before is in force before it connects again.
+        self.settle(&client);
         if let Some(e) = self.clients.get(&client) {
             // Checked again: the session may have changed hands meanwhile.
             if e.owner != msg.device_id {
@@ -503,7 +515,10 @@ impl Router {
                     names.insert(n.clone());
                 });
             }
-            self.update_topics(&client, names.iter().map(|n| (n, None)));
+            self.announce(
+                client.clone(),
+                names.into_iter().map(|n| (n, None)).collect(),
+            );
         }
         if !alive {
             // The connection ended while its CONNECT was on its way here.
@@ -535,6 +550,11 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1 << 16);
+        self.me = Some(ctx.address());
+        if !self.jobs.is_empty() {
+            self.ticking = true;
+            ctx.notify(jobs::Tick);
+        }
         ctx.run_interval(SWEEP_EVERY, |act, _ctx| {
             let gone: Vec<(Arc<str>, u64)> = act
                 .clients
@@ -599,48 +619,16 @@ impl Handler<Subscribe> for Router {
     type Result = ResponseFuture<Result<Vec<bool>, StoreError>>;
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
-        let Some(entry) = self.clients.get_mut(&msg.client_id) else {
-            let n = msg.filters.len();
-            return Box::pin(async move { Ok(vec![false; n]) });
-        };
-        let max = self.limits.max_subscriptions_per_client;
-        let mut in_force = Vec::with_capacity(msg.filters.len());
-        let mut added = Vec::new();
-        // The retained message of each matching topic is sent once, at the
-        // highest QoS among the request's filters that match it.
-        let mut retained: HashMap<Arc<str>, u8> = HashMap::new();
-        for (f, q) in msg.filters {
-            if !entry.filters.contains_key(&f) && entry.filters.len() >= max {
-                METRICS.subscriptions_refused_limit.inc();
-                in_force.push(false);
-                continue;
-            }
-            in_force.push(true);
-            self.trie.insert(&f, &msg.client_id, q);
-            entry.filters.insert(f.clone(), q);
-            self.names.for_each_match(&f, |n| {
-                let e = retained.entry(n.clone()).or_insert(q);
-                *e = (*e).max(q);
-            });
-            added.push((f, q));
-        }
-        let persistent = entry.subscriber.persistent;
-        self.update_topics(
-            &msg.client_id,
-            retained.iter().map(|(name, q)| (name, Some(*q))),
-        );
-        if !persistent || added.is_empty() {
-            return Box::pin(async move { Ok(in_force) });
-        }
-        let client = msg.client_id.clone();
-        let commit = self.store.write(move |c| {
-            for (f, q) in &added {
-                sessions::add_subscription(c, &client, f, *q)?;
-            }
-            Ok(())
-        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let n = msg.filters.len();
+        self.subscribe_job(msg.client_id, msg.filters, tx);
         Box::pin(async move {
-            commit.await?;
+            let Ok((in_force, commit)) = rx.await else {
+                return Ok(vec![false; n]);
+            };
+            if let Some(commit) = commit {
+                commit.await?;
+            }
             Ok(in_force)
         })
     }
@@ -650,32 +638,14 @@ impl Handler<Unsubscribe> for Router {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Self::Context) -> Self::Result {
-        let Some(entry) = self.clients.get_mut(&msg.client_id) else {
-            return Box::pin(async { Ok(()) });
-        };
-        let mut affected: HashSet<Arc<str>> = HashSet::new();
-        for f in &msg.filters {
-            if entry.filters.remove(f).is_none() {
-                continue;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.unsubscribe_job(msg.client_id, msg.filters, tx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Some(commit)) => commit.await,
+                _ => Ok(()),
             }
-            self.trie.remove(f, &msg.client_id);
-            self.names.for_each_match(f, |n| {
-                affected.insert(n.clone());
-            });
-        }
-        let persistent = entry.subscriber.persistent;
-        self.update_topics(&msg.client_id, affected.iter().map(|n| (n, None)));
-        if !persistent {
-            return Box::pin(async { Ok(()) });
-        }
-        let client = msg.client_id.clone();
-        let filters = msg.filters;
-        Box::pin(self.store.write(move |c| {
-            for f in &filters {
-                sessions::remove_subscription(c, &client, f)?;
-            }
-            Ok(())
-        }))
+        })
     }
 }
 

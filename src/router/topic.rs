@@ -142,6 +142,8 @@ impl Actor for Topic {
         // Topics are many; a large mailbox would only hide a missing bound
         // elsewhere (sessions limit how many publishes they have outstanding).
         ctx.run_interval(IDLE_AFTER / 2, |act, ctx| {
+            // Sessions that ended are dropped here or at the next publish.
+            act.subscribers.retain(|_, (_, s)| !s.is_gone());
             if act.retained.is_none() && act.last_activity.elapsed() >= IDLE_AFTER {
                 act.router.do_send(TopicIdle {
                     name: act.name.clone(),
@@ -256,7 +258,12 @@ impl Handler<Publish> for Topic {
             outcome = Published::RetainRefused;
         }
         let mut waiting: Vec<(Arc<Subscriber>, Delivery)> = Vec::new();
+        let mut ended = false;
         for (client, (grant, sub)) in &self.subscribers {
+            if sub.is_gone() {
+                ended = true;
+                continue;
+            }
             if msg.origin.as_ref() == Some(client) {
                 continue;
             }
@@ -270,6 +277,9 @@ impl Handler<Publish> for Topic {
                 Push::Queued(None) | Push::Dropped => {}
                 Push::Full(_, d) => waiting.push((sub.clone(), d)),
             }
+        }
+        if ended {
+            self.subscribers.retain(|_, (_, s)| !s.is_gone());
         }
         if waiting.is_empty() {
             answer(msg.done, outcome, commits);

@@ -1,5 +1,5 @@
 //! A gate on the socket's read side: while any reason to hold back is set, the
-//! session reads no further packets (the contract's "their sockets are read no
+//! session reads no further packets (the flow-control guarantee: "their sockets are read no
 //! further"), yet keeps handling its mailbox: a takeover, a revocation or a
 //! slow-consumer kick still gets through. (`Context::wait` would stop those too.)
 

@@ -3,7 +3,7 @@
 //!
 //! It is shared (`Arc`) between the topic actors that feed it and the session
 //! actor that drains it, and it outlives the connection for a persistent
-//! session. It is where the flow-control contract lives:
+//! session. It is where the flow-control guarantee lives:
 //!
 //! - while the client is connected, messages wait here in memory, at most
 //!   `capacity` of them. A QoS 0 message past that is dropped and counted; a
@@ -21,7 +21,7 @@
 //!   bridge reads that table and bounds it itself.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -117,6 +117,10 @@ pub struct Subscriber {
     pub space: Notify,
     /// Tells the session to close: it was found to be a slow consumer.
     pub kick: Notify,
+    /// The session is over (its client left with a clean session, or it
+    /// was replaced): topics that still list it drop it when they next
+    /// look, instead of being told one by one.
+    gone: AtomicBool,
 }
 
 impl Subscriber {
@@ -159,6 +163,7 @@ impl Subscriber {
             items: Notify::new(),
             space: Notify::new(),
             kick: Notify::new(),
+            gone: AtomicBool::new(false),
         }
     }
 
@@ -188,8 +193,22 @@ impl Subscriber {
         qos > 0 && (self.persistent || self.bridge.is_some())
     }
 
+    /// Marks the session over; see [`Subscriber::is_gone`].
+    pub fn end(&self) {
+        self.gone.store(true, Ordering::Release);
+        self.space.notify_waiters();
+    }
+
+    /// Whether the session is over: nothing is delivered to it any more.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
     /// Hands a message to this client, within the queue's bound.
     pub fn push(&self, d: Delivery) -> Push {
+        if self.is_gone() {
+            return Push::Dropped;
+        }
         let persist = self.durable(d.qos);
         let mut g = self.inner.lock();
         if g.online && !g.slow {

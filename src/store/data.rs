@@ -35,6 +35,7 @@ pub fn insert(conn: &Connection, items: &[DataItem]) -> rusqlite::Result<()> {
             d.created_at
         ])?;
     }
+    crate::metrics::METRICS.data_stored.add(items.len() as u64);
     Ok(())
 }
 
@@ -381,10 +382,172 @@ pub fn update(conn: &Connection, device_id: &str, edits: &[Edit]) -> rusqlite::R
     Ok(found)
 }
 
+// ---------------------------------------------------------------------------
+// Charts: numeric values per time bucket (`resolution=` / `interval=`), and
+// the variables a bucket holds. brook's own additions to the data API.
+
+/// Most buckets one variable's answer may have, whatever the range.
+pub const MAX_BUCKETS: i64 = 1000;
+
+/// Bucket widths that `resolution` picks from, in seconds: round numbers a
+/// time axis can be read by, so that the buckets stay the same as the range
+/// moves on. Past the last one, whole days.
+const NICE_WIDTHS_S: &[i64] = &[
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+    172_800, 604_800,
+];
+
+/// The bucket width for about `resolution` buckets over `span_ms`: the
+/// smallest round width (1 s, 2 s, 5 s, …, 1 h, …, 7 d, then whole days)
+/// of at least `span_ms / resolution`. Buckets are aligned to multiples of
+/// their width, so a range has at most `resolution + 1` of them.
+pub fn bucket_width(span_ms: i64, resolution: i64) -> i64 {
+    let wanted = span_ms.max(0) / resolution.max(1) + i64::from(span_ms % resolution.max(1) != 0);
+    NICE_WIDTHS_S
+        .iter()
+        .map(|s| s * 1000)
+        .find(|w| *w >= wanted)
+        .unwrap_or_else(|| (wanted + 86_399_999) / 86_400_000 * 86_400_000)
+}
+
+/// How many buckets of `width_ms` (aligned to multiples of it) cover
+/// `start..=end`.
+pub fn bucket_count(start: i64, end: i64, width_ms: i64) -> i64 {
+    let w = width_ms.max(1);
+    (end.div_euclid(w) - start.div_euclid(w) + 1).max(0)
+}
+
+/// A chart's query: each variable's numeric values in `[start, end]`,
+/// grouped into buckets of `width_ms` aligned to multiples of the width
+/// (from the Unix epoch, so that the same instant always falls in the same
+/// bucket and a later request can ask for the last bucket again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketQuery {
+    /// The variables (one answer per variable, in this order) and the other
+    /// filters of `GET /data`; `start` and `end` are required.
+    pub filter: Filter,
+    pub width_ms: i64,
+}
+
+/// One bucket of one variable: its numeric values summed up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub variable: String,
+    /// Unix ms where the bucket begins (a multiple of the width).
+    pub start: i64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Numeric values in the bucket.
+    pub count: i64,
+}
+
+/// The statements of [`buckets`], one per variable. Separate so that tests
+/// can EXPLAIN them.
+fn bucket_statements(device_id: &str, q: &BucketQuery) -> Vec<(String, Sql)> {
+    q.filter
+        .variables
+        .iter()
+        .map(|v| {
+            let mut sql = Sql::default();
+            // time - (time mod w), with a modulo that stays positive before 1970.
+            sql.bind(
+                "SELECT time - ((time % ?1) + ?1) % ?1 AS bucket, AVG(value_num), \
+                 MIN(value_num), MAX(value_num), COUNT(*) ",
+                q.width_ms,
+            );
+            let rest = from_where(device_id, &q.filter, Some(v));
+            // from_where numbers nothing: its `?`s follow ?1 in order.
+            sql.text.push_str(&rest.text);
+            sql.params.extend(rest.params);
+            sql.push(" AND value_num IS NOT NULL GROUP BY bucket ORDER BY bucket");
+            (v.clone(), sql)
+        })
+        .collect()
+}
+
+/// Runs a [`BucketQuery`]: for each variable, its non-empty buckets oldest
+/// first. Items without a numeric value are left out. One index range scan
+/// per variable; the answer has at most `variables × buckets` rows however
+/// many items the range holds.
+pub fn buckets(
+    conn: &Connection,
+    device_id: &str,
+    q: &BucketQuery,
+) -> rusqlite::Result<Vec<Bucket>> {
+    let mut out = Vec::new();
+    for (variable, sql) in bucket_statements(device_id, q) {
+        let mut stmt = conn.prepare_cached(&sql.text)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
+            Ok(Bucket {
+                variable: variable.clone(),
+                start: r.get(0)?,
+                avg: r.get(1)?,
+                min: r.get(2)?,
+                max: r.get(3)?,
+                count: r.get(4)?,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
+/// The variables of a device's bucket, by name, at most `limit`, each with
+/// its newest item that has a value (or its newest item, when none has).
+/// Finds the names by seeking the `(device_id, variable, time)` index from
+/// one name to the next, so the cost grows with the number of variables,
+/// not of items.
+pub fn variables(
+    conn: &Connection,
+    device_id: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<DataItem>> {
+    let names: Vec<String> = conn
+        .prepare_cached(
+            "WITH RECURSIVE names(name) AS (
+                SELECT (SELECT MIN(variable) FROM data WHERE device_id = ?1)
+                UNION ALL
+                SELECT (SELECT MIN(variable) FROM data WHERE device_id = ?1 AND variable > names.name)
+                FROM names WHERE names.name IS NOT NULL
+             )
+             SELECT name FROM names WHERE name IS NOT NULL LIMIT ?2",
+        )?
+        .query_map(params![device_id, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut items = Vec::with_capacity(names.len());
+    for name in names {
+        let filter = Filter {
+            variables: vec![name],
+            ..Filter::default()
+        };
+        let mut q = DataQuery {
+            filter,
+            mode: Mode::LastValue,
+            ..DataQuery::default()
+        };
+        let mut found = match query(conn, device_id, &q)? {
+            Answer::Items(items) => items,
+            Answer::Number(_) => Vec::new(),
+        };
+        if found.is_empty() {
+            q.mode = Mode::LastItem;
+            if let Answer::Items(last) = query(conn, device_id, &q)? {
+                found = last;
+            }
+        }
+        items.extend(found.into_iter().take(1));
+    }
+    Ok(items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Store, Sync};
+    use crate::config::Synchronous;
+    use crate::store::Store;
     use serde_json::json;
 
     const DEV: &str = "d0000000000000000000000a";
@@ -394,7 +557,7 @@ mod tests {
     /// (variable, value, time) stored in the first.
     fn store_with(items: &[(&str, Value, i64)]) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Sync::Normal).unwrap();
+        let store = Store::open(dir.path(), Synchronous::Normal).unwrap();
         let items: Vec<DataItem> = items
             .iter()
             .enumerate()
@@ -641,5 +804,127 @@ mod tests {
         );
         assert!(!plan.contains("SCAN"), "no full scan: {plan}");
         assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+    }
+
+    #[test]
+    fn bucket_widths_are_round_and_cover_the_range() {
+        const MIN: i64 = 60_000;
+        const HOUR: i64 = 60 * MIN;
+        const DAY: i64 = 24 * HOUR;
+        assert_eq!(bucket_width(HOUR, 300), 15_000);
+        assert_eq!(bucket_width(DAY, 300), 5 * MIN);
+        assert_eq!(bucket_width(7 * DAY, 300), HOUR);
+        assert_eq!(bucket_width(30 * DAY, 300), 3 * HOUR);
+        assert_eq!(bucket_width(10, 1000), 1000, "never under a second");
+        assert_eq!(
+            bucket_width(100 * 365 * DAY, 1000),
+            37 * DAY,
+            "whole days past a week"
+        );
+        for (span, resolution) in [(HOUR, 300), (DAY, 7), (13 * DAY + 5, 1000), (1, 1)] {
+            let w = bucket_width(span, resolution);
+            assert!(
+                bucket_count(1_000_003, 1_000_003 + span, w) <= resolution + 1,
+                "{span} / {resolution}"
+            );
+        }
+        assert_eq!(bucket_count(0, 9_999, 5_000), 2);
+        assert_eq!(bucket_count(-1, 0, 5_000), 2, "aligned before 1970 too");
+    }
+
+    fn bq(variables: &[&str], start: i64, end: i64, width_ms: i64) -> BucketQuery {
+        BucketQuery {
+            filter: Filter {
+                variables: variables.iter().map(|v| v.to_string()).collect(),
+                start: Some(start),
+                end: Some(end),
+                ..Filter::default()
+            },
+            width_ms,
+        }
+    }
+
+    #[test]
+    fn buckets_average_numbers_per_aligned_interval() {
+        let (_d, s) = store_with(&[
+            ("t", json!(10), 1_000),
+            ("t", json!(20), 1_999),
+            ("t", json!("text"), 1_500),
+            ("t", json!(5), 2_000),
+            ("t", json!(7), 4_100),
+            ("h", json!(50), 1_000),
+            ("t", json!(99), 9_000),
+        ]);
+        let got = s
+            .read_blocking(|c| buckets(c, DEV, &bq(&["t", "h"], 0, 5_000, 1_000)))
+            .unwrap();
+        let rows: Vec<(&str, i64, f64, f64, f64, i64)> = got
+            .iter()
+            .map(|b| (b.variable.as_str(), b.start, b.avg, b.min, b.max, b.count))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("t", 1_000, 15.0, 10.0, 20.0, 2),
+                ("t", 2_000, 5.0, 5.0, 5.0, 1),
+                ("t", 4_000, 7.0, 7.0, 7.0, 1),
+                ("h", 1_000, 50.0, 50.0, 50.0, 1),
+            ],
+            "strings left out, empty buckets absent, the range's end respected"
+        );
+        let other = s
+            .read_blocking(|c| buckets(c, OTHER, &bq(&["t"], 0, 5_000, 1_000)))
+            .unwrap();
+        assert!(
+            other.is_empty(),
+            "another device's bucket is another bucket"
+        );
+    }
+
+    #[test]
+    fn buckets_of_a_variable_are_an_index_range() {
+        let (_d, s) = sample();
+        let plan = s
+            .read_blocking(|c| {
+                let mut out = Vec::new();
+                for (_, sql) in bucket_statements(DEV, &bq(&["temperature"], 1, 2, 1000)) {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))?;
+                    let rows = stmt
+                        .query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
+                            r.get::<_, String>(3)
+                        })?;
+                    for row in rows {
+                        out.push(row?);
+                    }
+                }
+                Ok(out.join("\n"))
+            })
+            .unwrap();
+        assert!(
+            plan.contains(
+                "USING INDEX data_device_variable_time (device_id=? AND variable=? AND time>? AND time<?)"
+            ),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN"), "no full scan: {plan}");
+    }
+
+    #[test]
+    fn variables_are_listed_with_their_newest_value() {
+        let (_d, s) = sample();
+        let got = s.read_blocking(|c| variables(c, DEV, 100)).unwrap();
+        let seen: Vec<(&str, Option<Value>)> = got
+            .iter()
+            .map(|i| (i.variable.as_str(), i.value.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![("h", Some(json!("n/a"))), ("t", Some(json!(25)))],
+            "by name; t's newest item has no value, so its newest value"
+        );
+        let one = s.read_blocking(|c| variables(c, DEV, 1)).unwrap();
+        assert_eq!(one.len(), 1);
+        let none = s.read_blocking(|c| variables(c, OTHER, 100)).unwrap();
+        assert!(none.is_empty());
     }
 }

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::config::Synchronous;
 use crate::metrics::METRICS;
 
 use rusqlite::Connection;
@@ -70,14 +71,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// How durable a commit is. `Normal` survives a crash of brook (kill -9);
-/// `Full` also survives a power cut, at the price of an fsync per commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sync {
-    Normal,
-    Full,
-}
-
 /// What the writer thread runs: the work inside the transaction, which hands
 /// back what to do once the transaction has committed (or failed). Given
 /// the error instead of the connection when the transaction could not even
@@ -96,7 +89,9 @@ struct Job {
 /// How the store is opened.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub sync: Sync,
+    /// SQLite's `synchronous`: `Normal` survives a crash of brook (kill -9),
+    /// `Full` also a power cut, at the price of an fsync per commit.
+    pub sync: Synchronous,
     /// Jobs the write queue holds at most.
     pub max_write_queue: usize,
     /// How long SQLite waits for a lock held by another connection.
@@ -104,7 +99,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn new(sync: Sync) -> Options {
+    pub fn new(sync: Synchronous) -> Options {
         Options {
             sync,
             max_write_queue: 65_536,
@@ -131,7 +126,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `data_dir/brook.db`, applies migrations and
     /// starts the writer and reader threads.
-    pub fn open(data_dir: &Path, sync: Sync) -> anyhow::Result<Store> {
+    pub fn open(data_dir: &Path, sync: Synchronous) -> anyhow::Result<Store> {
         Store::open_with(data_dir, Options::new(sync))
     }
 
@@ -342,14 +337,7 @@ fn open_connection(path: &Path, options: &Options) -> anyhow::Result<Connection>
     let conn = Connection::open(path)
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        match sync {
-            Sync::Normal => "NORMAL",
-            Sync::Full => "FULL",
-        },
-    )?;
+    conn.pragma_update(None, "synchronous", sync.as_pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Each job runs in a SAVEPOINT, whose sub-journal would otherwise be a
     // temporary file written on every insert (seen in the writer's profile).
@@ -442,7 +430,7 @@ mod tests {
     use std::future::Future;
 
     fn open(dir: &Path, max_write_queue: usize, busy: Duration) -> Store {
-        let mut o = Options::new(Sync::Normal);
+        let mut o = Options::new(Synchronous::Normal);
         o.max_write_queue = max_write_queue;
         o.busy_timeout = busy;
         Store::open_with(dir, o).expect("open the store")
@@ -509,8 +497,8 @@ mod tests {
     #[test]
     fn a_second_store_on_the_same_directory_is_refused_naming_the_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = Store::open(dir.path(), Sync::Normal).unwrap();
-        let second = Store::open(dir.path(), Sync::Normal);
+        let _first = Store::open(dir.path(), Synchronous::Normal).unwrap();
+        let second = Store::open(dir.path(), Synchronous::Normal);
         let err = second
             .err()
             .expect("a second store on the same directory")

@@ -433,8 +433,9 @@ impl Server {
             .unwrap_or(0.0)
     }
 
-    /// Opens a device's Live Inspector stream; its events arrive on the
-    /// channel, the first being `{"type": "watching"}`.
+    /// Opens a device's Live Inspector stream and waits until it is live
+    /// (its first event, `{"type": "watching"}`, has arrived); the events
+    /// after that arrive on the channel.
     pub fn watch(&self, device: &str) -> Receiver<Value> {
         let url = self.http_url(&format!("/devices/{device}/live"));
         let (tx, rx) = mpsc::channel();
@@ -456,7 +457,10 @@ impl Server {
                 }
             }
         });
-        rx
+        match rx.recv_timeout(WAIT) {
+            Ok(first) if first["type"] == "watching" => rx,
+            other => panic!("the live stream of {device} did not start: {other:?}"),
+        }
     }
 
     /// Writes `actions/NAME.toml` and reloads the server's actions.

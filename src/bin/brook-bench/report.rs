@@ -44,6 +44,16 @@ fn figures(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("rss_max_kb", "RSS max, KB (lower is better)"),
             ("rss_end_kb", "RSS at end, KB"),
         ],
+        "churn" => &[
+            ("connect_ms_p50_before", "CONNECT ms p50, before"),
+            ("connect_ms_max_before", "CONNECT ms max, before"),
+            ("connect_ms_p50_leaving", "CONNECT ms p50, while it leaves"),
+            (
+                "connect_ms_max_leaving",
+                "CONNECT ms max, while it leaves (lower is better)",
+            ),
+            ("rss_kb", "RSS, KB"),
+        ],
         "durable" => &[
             ("sent_per_s", "acknowledged msg/s (higher is better)"),
             ("rows_stored", "rows stored"),
@@ -69,6 +79,11 @@ fn key(v: &Value) -> Option<String> {
         }
         "latency" => format!("latency QoS {} at {}/s", n("qos"), n("rate")),
         "connections" => format!("connections {} idle", n("clients")),
+        "churn" => format!(
+            "churn: {} retained topics, a client with {} subscriptions leaves",
+            n("topics"),
+            n("subscriptions")
+        ),
         "slow" => format!(
             "slow subscriber QoS {} {}×{} s",
             n("qos"),

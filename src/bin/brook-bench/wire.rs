@@ -28,7 +28,7 @@ pub struct Target {
     pub password: Option<String>,
 }
 
-fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
+pub fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
