@@ -35,8 +35,6 @@ pub struct Broker {
     /// Set once on SIGINT/SIGTERM: long-lived streams (the Live Inspector)
     /// end when it changes.
     pub shutdown: tokio::sync::watch::Sender<bool>,
-    /// Each `[[bridge]]`'s state, for `GET /bridges` and `/metrics`.
-    pub bridges: Vec<Arc<crate::bridge::Status>>,
 }
 
 impl Broker {

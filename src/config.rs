@@ -19,6 +19,11 @@ use toml::Spanned;
 mod bridge;
 pub use bridge::{BridgeConfig, Password, Protocol, RemoteAddr, TopicMap};
 
+/// Client ids that start with this belong to bridges (`bridge:NAME`): a
+/// bridge's outgoing queue is registered under such an id, and a device may
+/// not connect with one (it would take that queue over).
+pub const BRIDGE_CLIENT_PREFIX: &str = "bridge:";
+
 /// The environment variable that overrides `[http] admin_token`.
 pub const ADMIN_TOKEN_ENV: &str = "BROOK_ADMIN_TOKEN";
 

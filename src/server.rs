@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::device::{Auth, Devices};
 use crate::router::acl::ClientAcl;
 use crate::router::budget::RetainedBudget;
+use crate::router::queue::SEQ;
 use crate::router::{QueueLimits, Router, RouterLimits, SavedSession};
-use crate::session::subscriber::SEQ;
 use crate::store::{retained, sessions, Store};
 
 /// Messages one connected subscriber holds in memory before its publishers
@@ -129,7 +129,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let devices = Devices::new(auth.clone(), actions.clone().recipient()).start();
         auth.start_flusher(store.clone());
         let config_limits = config.limits.clone();
-        let bridges = crate::bridge::statuses(&config);
+        let statuses: crate::bridge::Statuses = Arc::new(crate::bridge::statuses(&config));
         let broker = Arc::new(Broker {
             config,
             store: store.clone(),
@@ -143,17 +143,17 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             started: std::time::Instant::now(),
             conn_ids: std::sync::atomic::AtomicU64::new(1),
             shutdown: tokio::sync::watch::Sender::new(false),
-            bridges,
         });
         // Before the listeners: the bridges' subscriptions are in force
         // before any device can publish.
-        let bridges = crate::bridge::start(broker.clone(), bridge_secrets).await?;
+        let bridges =
+            crate::bridge::start(broker.clone(), statuses.clone(), bridge_secrets).await?;
 
         let listeners = crate::listener::start(broker.clone(), handles).await?;
         for (kind, addr) in &listeners.bound {
             tracing::info!(%addr, "listening for {kind}");
         }
-        let (http, http_addr) = crate::http::start(broker.clone())?;
+        let (http, http_addr) = crate::http::start(broker.clone(), statuses)?;
         tracing::info!(addr = %http_addr, "listening for HTTP");
         let http_handle = http.handle();
         actix::spawn(http);

@@ -22,7 +22,11 @@ fn record(s: &Server) -> Vec<i64> {
          [[action]]\nname = \"idle\"\nenabled = false\ntrigger = { device_event = \"connect\" }\ntype = \"mqtt_publish\"\nmqtt_publish = { topic = \"hello\" }\n",
     )
     .expect("write a.toml");
-    let defs = brook::actions::file::load_dir(actions.path()).expect("valid actions");
+    let defs: Vec<_> = brook::actions::file::load_dir(actions.path())
+        .expect("valid actions")
+        .iter()
+        .map(|d| d.record())
+        .collect();
     let conn =
         rusqlite::Connection::open(s.dir.path().join("data").join("brook.db")).expect("open db");
     conn.busy_timeout(Duration::from_secs(10))

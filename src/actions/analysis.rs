@@ -84,28 +84,11 @@ pub struct AnalysisInput {
 /// names it (a secret brook was started with stays brook's).
 pub const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG"];
 
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The command exited with code 0.
-    Ok,
-    /// It exited with another code, was killed by a signal not ours, or
-    /// could not be started.
-    Error,
-    /// It ran past its time limit and its process group was killed.
-    Timeout,
-}
-
-impl Outcome {
-    /// The name used in run records (`ok`, `error`, `timeout`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Timeout => "timeout",
-        }
-    }
-}
+/// How a run ended: `Ok` (exit code 0), `Error` (another code, a signal
+/// not ours, or it could not be started) or `Timeout` (its process group
+/// was killed at its time limit); never `Skipped`, which the supervisor
+/// records for runs it did not start.
+pub use crate::store::actions::RunOutcome as Outcome;
 
 /// What a run did, for its run record.
 #[derive(Debug, Clone)]

@@ -434,6 +434,18 @@ impl ActionDef {
     /// The definition as JSON, in the file's own terms: what the store keeps
     /// and what [`ActionDef::hash`] is taken over. File and line are not part
     /// of it.
+    /// The definition as the `actions` table records it.
+    pub fn record(&self) -> crate::store::actions::ActionRecord {
+        crate::store::actions::ActionRecord {
+            name: self.name.clone(),
+            file: self.file.display().to_string(),
+            line: self.line as i64,
+            hash: self.hash.clone(),
+            definition: self.definition(),
+            enabled: self.enabled,
+        }
+    }
+
     pub fn definition(&self) -> Value {
         let trigger = match &self.trigger {
             Trigger::MqttTopic(filters) => json!({"mqtt_topic": filters}),

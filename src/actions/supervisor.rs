@@ -25,7 +25,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::analysis::{self, AnalysisInput, AnalysisSpec};
 use super::file::{self, ActionDef, ActionKind, DeviceEvent as EventKind, TemplateVars, Trigger};
 use super::ingest;
-use crate::device::{Auth, DeviceInfo};
+use crate::device::{Auth, DeviceInfo, Presence};
 use crate::router::trie::SubTrie;
 use crate::router::Router;
 use crate::store::actions::{self as records, RunOutcome};
@@ -90,14 +90,6 @@ pub struct Triggered {
     pub topic: Arc<str>,
     pub payload: Bytes,
     pub done: Option<oneshot::Sender<bool>>,
-}
-
-/// A device connected or disconnected.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DeviceEvent {
-    pub device_id: String,
-    pub connected: bool,
 }
 
 /// Reload the action files (SIGHUP, `POST /actions/reload`). On failure the
@@ -204,7 +196,7 @@ impl Supervisor {
                 self.schedule_next(d.clone(), ctx);
             }
         }
-        let recorded: Vec<ActionDef> = defs.iter().map(|d| (**d).clone()).collect();
+        let recorded: Vec<records::ActionRecord> = defs.iter().map(|d| d.record()).collect();
         self.cfg.store.write_detached("record actions", move |c| {
             records::sync(c, &recorded, now_ms()).map(|_| ())
         });
@@ -326,10 +318,10 @@ impl Handler<Triggered> for Supervisor {
     }
 }
 
-impl Handler<DeviceEvent> for Supervisor {
+impl Handler<Presence> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: DeviceEvent, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Presence, _ctx: &mut Self::Context) {
         let Some(device) = self.cfg.auth.device(&msg.device_id) else {
             return;
         };
@@ -655,7 +647,7 @@ impl Run {
         .await;
         cfg.auth.remove_token(&token_id);
         tracing::info!(action = %self.def.name, outcome = result.outcome.as_str(), took_ms = began.elapsed().as_millis() as u64, "analysis ran");
-        let mut rec = self.record(started, result.outcome.into(), &result.detail);
+        let mut rec = self.record(started, result.outcome, &result.detail);
         rec.exit_code = result.exit_code;
         rec.stdout = result.stdout;
         rec.stderr = result.stderr;

@@ -51,8 +51,8 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::device::DeviceInfo;
 use crate::router::acl::ClientAcl;
+use crate::router::queue::Subscriber;
 use crate::router::{AddBridge, Subscribe};
-use crate::session::subscriber::Subscriber;
 use crate::store::bridge as queue;
 use crate::store::devices::{self, Device, Tag};
 use crate::store::now_ms;
@@ -72,6 +72,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A status per configured bridge, in config order, before they start (the
 /// HTTP side holds them from the beginning).
+/// Every bridge's state, shared by its task, `GET /bridges` and `/metrics`.
+pub type Statuses = Arc<Vec<Arc<Status>>>;
+
 pub fn statuses(config: &Config) -> Vec<Arc<Status>> {
     config
         .bridges
@@ -114,7 +117,11 @@ impl Running {
 /// Starts every bridge: its pseudo-device, its subscriber queue and local
 /// subscriptions (in force when this returns, so that nothing published
 /// after start is missed), and its task.
-pub async fn start(broker: Arc<Broker>, secrets: Vec<Secrets>) -> anyhow::Result<Running> {
+pub async fn start(
+    broker: Arc<Broker>,
+    statuses: Statuses,
+    secrets: Vec<Secrets>,
+) -> anyhow::Result<Running> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     let configured: Vec<String> = broker
@@ -133,7 +140,7 @@ pub async fn start(broker: Arc<Broker>, secrets: Vec<Secrets>) -> anyhow::Result
         .config
         .bridges
         .iter()
-        .zip(broker.bridges.iter())
+        .zip(statuses.iter())
         .zip(secrets)
     {
         let config = Arc::new(config.clone());

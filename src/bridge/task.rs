@@ -38,9 +38,9 @@ use crate::device::watch::preview;
 use crate::device::DeviceInfo;
 use crate::metrics::METRICS;
 use crate::router::acl::ClientAcl;
+use crate::router::queue::{Delivery, Subscriber};
 use crate::router::topic::{self, Topic};
 use crate::router::{Resolve, TOPIC_LEASE};
-use crate::session::subscriber::{Delivery, Subscriber};
 use crate::store::bridge::{self as queue, Page};
 use crate::store::StoreError;
 

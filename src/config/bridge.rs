@@ -64,7 +64,7 @@ pub struct BridgeConfig {
 impl BridgeConfig {
     /// The bridge's client id inside brook (and its ACL `who`).
     pub fn local_client_id(&self) -> String {
-        format!("{}{}", crate::router::BRIDGE_CLIENT_PREFIX, self.name)
+        format!("{}{}", super::BRIDGE_CLIENT_PREFIX, self.name)
     }
 }
 

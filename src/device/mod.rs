@@ -19,7 +19,6 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 pub use watch::Watch;
 
-use crate::actions::supervisor::DeviceEvent;
 use crate::store::devices::{self, hash_secret, Device, Param, Permission, Tag, Token};
 use crate::store::{now_ms, Store};
 
@@ -296,6 +295,15 @@ impl Auth {
     }
 }
 
+/// A session of a device connected, or one ended (sent to whoever listens:
+/// the action supervisor, for `device_event` triggers).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Presence {
+    pub device_id: String,
+    pub connected: bool,
+}
+
 /// A session of a device has connected.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -349,11 +357,11 @@ pub struct Devices {
     actors: HashMap<String, (Addr<DeviceActor>, u64)>,
     auth: Arc<Auth>,
     /// Where connect and disconnect events go (the action supervisor).
-    events: Recipient<DeviceEvent>,
+    events: Recipient<Presence>,
 }
 
 impl Devices {
-    pub fn new(auth: Arc<Auth>, events: Recipient<DeviceEvent>) -> Devices {
+    pub fn new(auth: Arc<Auth>, events: Recipient<Presence>) -> Devices {
         Devices {
             actors: HashMap::new(),
             auth,
@@ -469,7 +477,7 @@ pub struct DeviceActor {
     attaches: u64,
     registry: Addr<Devices>,
     auth: Arc<Auth>,
-    events: Recipient<DeviceEvent>,
+    events: Recipient<Presence>,
 }
 
 impl Actor for DeviceActor {
@@ -490,7 +498,7 @@ impl Handler<Attach> for DeviceActor {
         if let Some(d) = self.auth.device(&self.device_id) {
             d.touch();
         }
-        self.events.do_send(DeviceEvent {
+        self.events.do_send(Presence {
             device_id: self.device_id.clone(),
             connected: true,
         });
@@ -502,7 +510,7 @@ impl Handler<Detach> for DeviceActor {
 
     fn handle(&mut self, msg: Detach, _ctx: &mut Self::Context) {
         if self.sessions.remove(&msg.conn_id).is_some() {
-            self.events.do_send(DeviceEvent {
+            self.events.do_send(Presence {
                 device_id: self.device_id.clone(),
                 connected: false,
             });

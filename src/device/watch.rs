@@ -45,7 +45,8 @@ impl Watch {
         if !self.active() {
             return;
         }
-        let mut event = json!({"type": kind, "time": crate::actions::data::format_time(crate::store::now_ms())});
+        let mut event =
+            json!({"type": kind, "time": crate::store::item::format_time(crate::store::now_ms())});
         if let (Some(e), Value::Object(f)) = (event.as_object_mut(), fields) {
             e.extend(f);
         }

@@ -4,17 +4,13 @@
 use actix_web::{web, HttpRequest};
 
 use super::admin::admin;
-use super::{ok, ApiResult, Shared};
+use super::{ok, ApiResult, Bridges, Shared};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/bridges", web::get().to(list_bridges));
 }
 
-async fn list_bridges(req: HttpRequest, broker: Shared) -> ApiResult {
+async fn list_bridges(req: HttpRequest, broker: Shared, bridges: Bridges) -> ApiResult {
     admin(&req, &broker)?;
-    Ok(ok(broker
-        .bridges
-        .iter()
-        .map(|b| b.json())
-        .collect::<Vec<_>>()))
+    Ok(ok(bridges.iter().map(|b| b.json()).collect::<Vec<_>>()))
 }

@@ -119,13 +119,16 @@ impl futures::Stream for Deadline {
 /// Starts the HTTP server; the returned server must be awaited (spawned).
 pub fn start(
     broker: Arc<Broker>,
+    bridges: crate::bridge::Statuses,
 ) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
     let addr = broker.config.http.listen;
     let timeout = broker.config.http.request_timeout;
     let data = web::Data::new(broker);
+    let bridges = web::Data::new(bridges);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(bridges.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(1 << 20)
@@ -186,7 +189,10 @@ async fn health() -> HttpResponse {
     ok("ok")
 }
 
-async fn metrics(broker: Shared) -> HttpResponse {
+/// The bridges' states, beside the broker.
+pub type Bridges = web::Data<crate::bridge::Statuses>;
+
+async fn metrics(broker: Shared, bridges: Bridges) -> HttpResponse {
     let (topics, subscriptions, sessions) = broker
         .router
         .send(crate::router::Stats)
@@ -197,7 +203,7 @@ async fn metrics(broker: Shared) -> HttpResponse {
         subscriptions,
         sessions,
     });
-    crate::bridge::write_metrics(&broker.bridges, &mut out);
+    crate::bridge::write_metrics(&bridges, &mut out);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

@@ -13,7 +13,7 @@ use mqtt::packet::subscribe::SubscribePacketError;
 use mqtt::packet::{PacketError, SubscribePacket, VariablePacket, VariablePacketError};
 use mqtt::Decodable;
 
-use super::codec::{malformed, packet_name, DecodeError};
+use super::error::{malformed, packet_name, DecodeError};
 use super::packet::{Connect, Packet, Publish, Will};
 use super::validate::{check_topic_filter, check_topic_name, utf8_string};
 

@@ -13,7 +13,7 @@ use mqtt::packet::{
 };
 use mqtt::{Encodable, QualityOfService, TopicFilter};
 
-use super::codec::MAX_REMAINING_LENGTH;
+use super::error::MAX_REMAINING_LENGTH;
 use super::packet::{Connect, Packet, Publish};
 
 fn invalid(why: String) -> io::Error {

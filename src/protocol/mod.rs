@@ -10,12 +10,14 @@
 pub mod codec;
 mod decode;
 mod encode;
+mod error;
 mod packet;
 pub mod validate;
 
 #[cfg(test)]
 mod tests;
 
-pub use codec::{DecodeError, MqttCodec};
+pub use codec::MqttCodec;
 pub use encode::encode_publish;
+pub use error::DecodeError;
 pub use packet::{Connect, Packet, Publish, Will};

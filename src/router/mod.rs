@@ -19,6 +19,7 @@
 pub mod acl;
 pub mod budget;
 mod jobs;
+pub mod queue;
 pub mod topic;
 pub mod trie;
 
@@ -30,10 +31,10 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::metrics::METRICS;
-use crate::session::subscriber::Subscriber;
 use crate::store::{sessions, Store, StoreError};
 use acl::ClientAcl;
 use budget::RetainedBudget;
+use queue::Subscriber;
 use topic::{Retire, SetSubscriber, Topic};
 use trie::{NameTrie, SubTrie};
 
@@ -46,10 +47,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// longer than this, so no session can still send to a stopped topic.
 pub const TOPIC_LEASE: Duration = Duration::from_secs(30);
 
-/// Client ids that start with this belong to bridges (`bridge:NAME`): a
-/// bridge's outgoing queue is registered under such an id, and a device may
-/// not connect with one (it would take that queue over).
-pub const BRIDGE_CLIENT_PREFIX: &str = "bridge:";
+pub use crate::config::BRIDGE_CLIENT_PREFIX;
 
 /// The address of the actor for a topic name, created if needed; `None`
 /// when `max_topics` topics exist already.

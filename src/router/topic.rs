@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use super::budget::RetainedBudget;
 use super::{Router, TopicIdle};
 use crate::metrics::METRICS;
-use crate::session::subscriber::{next_seq, Delivery, Push, Subscriber};
+use crate::router::queue::{next_seq, Delivery, Push, Subscriber};
 use crate::store::{retained, Store, StoreError};
 
 /// How long a topic without a retained message may see no traffic before it

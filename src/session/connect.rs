@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::subscriber::{Delivery, Resume};
 use super::{gate, Conn, Resumed, Session};
 use crate::device::limits::Kind;
 use crate::device::{Attach, AuthError};
 use crate::metrics::METRICS;
 use crate::protocol::{Connect, Packet};
 use crate::router::acl::ClientAcl;
+use crate::router::queue::{Delivery, Resume};
 use crate::router::ConnectAnswer;
 use crate::store::{now_ms, sessions};
 
@@ -328,7 +328,7 @@ impl Session {
             // Everything queued up to now is in SQLite (or on its way there
             // through the writer, which keeps order); newer messages arrive
             // in the subscriber's memory queue.
-            last: crate::session::subscriber::SEQ.load(std::sync::atomic::Ordering::Relaxed),
+            last: crate::router::queue::SEQ.load(std::sync::atomic::Ordering::Relaxed),
             unloaded: 0,
         });
         for pkid in pubrel {

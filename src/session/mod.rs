@@ -13,7 +13,6 @@ mod deliver;
 pub mod gate;
 mod publish;
 mod subscribe;
-pub mod subscriber;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -34,10 +33,10 @@ use crate::device::{Close, Detach, Identity};
 use crate::metrics::METRICS;
 use crate::protocol::{DecodeError, MqttCodec, Packet, Publish, Will};
 use crate::router::acl::ClientAcl;
+use crate::router::queue::{Delivery, Resume, Subscriber};
 use crate::router::topic::Topic;
 use crate::router::{Disconnected, Takeover};
 use gate::{Gate, Gated};
-use subscriber::{Delivery, Resume, Subscriber};
 
 /// Packets queued to the writer task before the session stops reading and
 /// delivering. Bounds what one connection holds beyond the kernel's buffer.

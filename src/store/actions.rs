@@ -11,8 +11,6 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::actions::file::ActionDef;
-
 /// How a run ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,17 +41,6 @@ impl RunOutcome {
             "skipped" => RunOutcome::Skipped,
             _ => return None,
         })
-    }
-}
-
-impl From<crate::actions::analysis::Outcome> for RunOutcome {
-    fn from(o: crate::actions::analysis::Outcome) -> RunOutcome {
-        use crate::actions::analysis::Outcome;
-        match o {
-            Outcome::Ok => RunOutcome::Ok,
-            Outcome::Error => RunOutcome::Error,
-            Outcome::Timeout => RunOutcome::Timeout,
-        }
     }
 }
 
@@ -92,7 +79,7 @@ pub struct ActionRow {
     pub file: String,
     pub line: i64,
     pub hash: String,
-    /// [`ActionDef::definition`].
+    /// The definition as JSON (as `GET /actions` shows it).
     pub definition: Value,
     pub enabled: bool,
     /// Unix ms when this definition (this hash) was first loaded.
@@ -109,10 +96,25 @@ pub struct SyncSummary {
     pub unchanged: usize,
 }
 
+/// A loaded action as the `actions` table records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRecord {
+    pub name: String,
+    /// The file it came from, as found in the actions directory.
+    pub file: String,
+    /// The line of its `[[action]]` header.
+    pub line: i64,
+    /// Hex sha256 of the definition: a change is visible.
+    pub hash: String,
+    /// The definition as JSON.
+    pub definition: Value,
+    pub enabled: bool,
+}
+
 /// Makes the `actions` table the loaded set `defs`: new ones are inserted,
 /// changed ones (another hash) updated with `loaded_at = at`, moved ones get
 /// their new file and line, and the rest are deleted (their runs stay).
-pub fn sync(conn: &Connection, defs: &[ActionDef], at: i64) -> rusqlite::Result<SyncSummary> {
+pub fn sync(conn: &Connection, defs: &[ActionRecord], at: i64) -> rusqlite::Result<SyncSummary> {
     let mut summary = SyncSummary::default();
     let existing: std::collections::HashMap<String, String> = conn
         .prepare("SELECT name, hash FROM actions")?
@@ -134,10 +136,10 @@ pub fn sync(conn: &Connection, defs: &[ActionDef], at: i64) -> rusqlite::Result<
         }
         upsert.execute(params![
             def.name,
-            def.file.display().to_string(),
-            def.line as i64,
+            def.file,
+            def.line,
             def.hash,
-            def.definition().to_string(),
+            def.definition.to_string(),
             def.enabled,
             at
         ])?;
@@ -316,10 +318,14 @@ mod tests {
         conn
     }
 
-    fn defs(text: &str) -> Vec<ActionDef> {
+    fn defs(text: &str) -> Vec<ActionRecord> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.toml"), text).unwrap();
-        load_dir(dir.path()).unwrap()
+        load_dir(dir.path())
+            .unwrap()
+            .iter()
+            .map(|d| d.record())
+            .collect()
     }
 
     fn action(name: &str, topic: &str) -> String {

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, Row};
 use serde_json::Value;
 
-use crate::actions::data::DataItem;
+use super::item::DataItem;
 
 /// Stores items; the caller commits (through `Store::write`, so that a QoS 1
 /// publish is acknowledged only once they are in).

@@ -80,9 +80,7 @@ pub struct Token {
 }
 
 /// A fresh id in TagoIO's form: 24 lowercase hex characters.
-pub fn new_id() -> String {
-    hex::encode(rand::random::<[u8; 12]>())
-}
+pub use super::item::new_id;
 
 /// A fresh token secret: 32 random bytes as hex, like TagoIO's UUID-ish tokens
 /// but longer.

@@ -27,6 +27,7 @@ pub mod actions;
 pub mod bridge;
 pub mod data;
 pub mod devices;
+pub mod item;
 pub mod retained;
 pub mod sessions;
 
