@@ -1,8 +1,13 @@
 //! Action files as `brook actions check` sees them: each kind of problem with
 //! its exact line, and what a good file turns into.
 
+use super::schedule::crontab_weekdays;
 use super::*;
+use crate::store::devices::Tag;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 /// A temporary actions directory with these files (and `scripts`, created
 /// executable).
