@@ -14,7 +14,7 @@ use crate::device::{Auth, Devices};
 use crate::router::Router;
 use crate::store::Store;
 
-pub struct Broker {
+pub(crate) struct Broker {
     pub config: Config,
     pub store: Store,
     pub router: Addr<Router>,
@@ -39,11 +39,11 @@ pub struct Broker {
 
 impl Broker {
     /// The current action index (cheap: an `Arc` clone under a read lock).
-    pub fn action_index(&self) -> Arc<ActionIndex> {
+    pub(crate) fn action_index(&self) -> Arc<ActionIndex> {
         self.action_index.read().clone()
     }
 
-    pub fn next_conn_id(&self) -> u64 {
+    pub(crate) fn next_conn_id(&self) -> u64 {
         self.conn_ids.fetch_add(1, Ordering::Relaxed)
     }
 }

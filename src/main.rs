@@ -29,7 +29,7 @@ fn main() {
             }
         }
         Command::Actions(actions @ ActionsCommand::Check { .. }) => {
-            brook::actions::file::check_command(&actions.dir(&config))
+            brook::check_actions(&actions.dir(&config))
         }
         _ => run_management(&command, &cli, &config),
     };

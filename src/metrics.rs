@@ -7,47 +7,47 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A monotonically increasing count.
 #[derive(Default)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn add(&self, n: u64) {
+    pub(crate) fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// A value that goes up and down.
 #[derive(Default)]
-pub struct Gauge(AtomicI64);
+pub(crate) struct Gauge(AtomicI64);
 
 impl Gauge {
-    pub fn add(&self, n: i64) {
+    pub(crate) fn add(&self, n: i64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
-    pub fn set(&self, v: i64) {
+    pub(crate) fn set(&self, v: i64) {
         self.0.store(v, Ordering::Relaxed);
     }
-    pub fn max(&self, v: i64) {
+    pub(crate) fn max(&self, v: i64) {
         self.0.fetch_max(v, Ordering::Relaxed);
     }
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn dec(&self) {
+    pub(crate) fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-    pub fn get(&self) -> i64 {
+    pub(crate) fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub clients_connected: Gauge,
     pub messages_received: Counter,
     pub messages_sent: Counter,
@@ -111,10 +111,11 @@ pub struct Metrics {
     pub runs_skipped: Counter,
 }
 
-pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::default);
+pub(crate) static METRICS: std::sync::LazyLock<Metrics> =
+    std::sync::LazyLock::new(Metrics::default);
 
 impl Metrics {
-    pub fn dropped_total(&self) -> u64 {
+    pub(crate) fn dropped_total(&self) -> u64 {
         self.dropped_qos0_full.get()
             + self.dropped_queue_overflow.get()
             + self.dropped_offline_qos0.get()
@@ -126,7 +127,7 @@ impl Metrics {
 }
 
 /// What the router counts, for [`Metrics::render`].
-pub struct RouterStats {
+pub(crate) struct RouterStats {
     pub topics: usize,
     pub subscriptions: usize,
     pub sessions: usize,
@@ -134,7 +135,7 @@ pub struct RouterStats {
 
 impl Metrics {
     /// Every metric in Prometheus' text format (`GET /metrics`).
-    pub fn render(&self, router: &RouterStats) -> String {
+    pub(crate) fn render(&self, router: &RouterStats) -> String {
         let m = self;
         let (topics, subscriptions, sessions) =
             (router.topics, router.subscriptions, router.sessions);

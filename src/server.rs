@@ -27,6 +27,8 @@ const MAX_IN_MEMORY_QUEUE: usize = 1000;
 const KEEP_RUNS: usize = 1000;
 const KEEP_RUNS_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
+/// Runs the broker with `config` until SIGINT or SIGTERM (see the module
+/// documentation); an error says why it could not start.
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let sync = config.server.synchronous;
     let bridge_secrets = crate::bridge::prepare(&config)?;

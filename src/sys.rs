@@ -9,7 +9,7 @@ use crate::broker::Broker;
 use crate::metrics::METRICS;
 use crate::router::publish;
 
-pub fn start(broker: Arc<Broker>) {
+pub(crate) fn start(broker: Arc<Broker>) {
     let every = broker.config.mqtt.sys_interval;
     actix::spawn(async move {
         let mut tick = tokio::time::interval(every);

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -28,7 +28,7 @@ use crate::config::ADMIN_TOKEN_ENV;
 /// hold an error's traceback or a script's summary; more would make every
 /// run record of a chatty script heavy, and the rest is read and discarded
 /// so the child is never blocked.
-pub const OUTPUT_LIMIT: usize = 8 * 1024;
+pub(crate) const OUTPUT_LIMIT: usize = 8 * 1024;
 
 /// How long to wait, after the command has ended and its process group has
 /// been killed, for the last bytes of output to be read. The pipes are at EOF
@@ -38,7 +38,7 @@ const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// What to run for an `analysis` action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnalysisSpec {
+pub(crate) struct AnalysisSpec {
     /// The program and its arguments, as written in the action file. A
     /// program with a `/` in it is relative to `working_dir`; one without is
     /// looked up in `PATH`.
@@ -59,11 +59,11 @@ pub struct AnalysisSpec {
 const ENV_STRING_LIMIT: usize = 32 * 4096;
 
 /// The default `timeout` of an analysis.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What one run is given.
 #[derive(Debug, Clone, Default)]
-pub struct AnalysisInput {
+pub(crate) struct AnalysisInput {
     /// TagoIO's `context` object, as the supervisor builds it.
     pub context: Value,
     /// The data items that triggered the run (empty for a schedule).
@@ -82,22 +82,20 @@ pub struct AnalysisInput {
 /// The server's environment variables every analysis gets; nothing else of
 /// the server's environment reaches a script unless `[actions] pass_env`
 /// names it (a secret brook was started with stays brook's).
-pub const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG"];
+pub(crate) const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG"];
 
 /// How a run ended: `Ok` (exit code 0), `Error` (another code, a signal
 /// not ours, or it could not be started) or `Timeout` (its process group
 /// was killed at its time limit); never `Skipped`, which the supervisor
 /// records for runs it did not start.
-pub use crate::store::actions::RunOutcome as Outcome;
+pub(crate) use crate::store::actions::RunOutcome as Outcome;
 
 /// What a run did, for its run record.
 #[derive(Debug, Clone)]
-pub struct RunResult {
+pub(crate) struct RunResult {
     pub outcome: Outcome,
     /// The exit code, when the command exited by itself.
     pub exit_code: Option<i32>,
-    /// From just before the start to the end (or the kill).
-    pub duration: Duration,
     /// The first [`OUTPUT_LIMIT`] bytes of stdout (lossy UTF-8), followed by
     /// a note when more was written.
     pub stdout: String,
@@ -110,12 +108,10 @@ pub struct RunResult {
 
 /// Runs the analysis described by `spec` with `input` and waits for it to
 /// end, at most `spec.timeout` (plus the moment it takes to kill it).
-pub async fn run(spec: &AnalysisSpec, input: AnalysisInput) -> RunResult {
-    let started = Instant::now();
+pub(crate) async fn run(spec: &AnalysisSpec, input: AnalysisInput) -> RunResult {
     let failed = |detail: String| RunResult {
         outcome: Outcome::Error,
         exit_code: None,
-        duration: started.elapsed(),
         stdout: String::new(),
         stderr: String::new(),
         detail,
@@ -217,7 +213,6 @@ pub async fn run(spec: &AnalysisSpec, input: AnalysisInput) -> RunResult {
     RunResult {
         outcome,
         exit_code,
-        duration: started.elapsed(),
         stdout,
         stderr,
         detail: detail + &note,
@@ -295,7 +290,7 @@ async fn collect(task: Option<tokio::task::JoinHandle<Captured>>) -> String {
 }
 
 /// A duration as an action file would write it: `30s`, `1500ms`, `2m`.
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if ms.is_multiple_of(60_000) && ms >= 60_000 {
         format!("{}m", ms / 60_000)
@@ -310,6 +305,7 @@ pub fn human(d: Duration) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
 
     fn spec(dir: &Path, command: &[&str], timeout: Duration) -> AnalysisSpec {
         AnalysisSpec {

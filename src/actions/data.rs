@@ -13,28 +13,28 @@
 use chrono::{DateTime, Months, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{json, Map, Value};
 
-pub use crate::store::item::{format_time, new_id, DataItem};
+pub(crate) use crate::store::item::{format_time, new_id, DataItem};
 
 /// Largest HTTP body or MQTT payload accepted as data (TagoIO: 200 kB per post).
-pub const MAX_BODY: usize = 200 * 1024;
+pub(crate) const MAX_BODY: usize = 200 * 1024;
 /// Largest `value`, measured as text: byte length of a string, length of the
 /// printed number for numbers and booleans (TagoIO: 6 kB).
-pub const MAX_VALUE_BYTES: usize = 6 * 1024;
+pub(crate) const MAX_VALUE_BYTES: usize = 6 * 1024;
 /// Largest `metadata` object, measured as compact JSON (TagoIO: 10 kB).
-pub const MAX_METADATA_BYTES: usize = 10 * 1024;
+pub(crate) const MAX_METADATA_BYTES: usize = 10 * 1024;
 /// Longest `variable`, in characters.
-pub const MAX_VARIABLE_CHARS: usize = 100;
+pub(crate) const MAX_VARIABLE_CHARS: usize = 100;
 /// Longest `unit`, in characters.
-pub const MAX_UNIT_CHARS: usize = 25;
+pub(crate) const MAX_UNIT_CHARS: usize = 25;
 /// Longest `group` (or its old name `serie`), in characters.
-pub const MAX_GROUP_CHARS: usize = 100;
+pub(crate) const MAX_GROUP_CHARS: usize = 100;
 /// Characters TagoIO forbids in a variable name (besides whitespace).
 const FORBIDDEN_VARIABLE_CHARS: &[char] = &['*', '?', '!', '<', '>', '.', '-', '=', '$'];
 
 /// Why input could not become data. Every variant is meant to be shown to the
 /// sender as it is (HTTP 400 message, Live Inspector, action run record).
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum DataError {
+pub(crate) enum DataError {
     /// The body or payload is over [`MAX_BODY`]; nothing of it is stored.
     #[error("body is {size} bytes, over the 200 kB limit")]
     TooLarge { size: usize },
@@ -57,7 +57,7 @@ pub enum DataError {
 
 /// Rejects a body or payload larger than [`MAX_BODY`]. [`parse_items`] calls it;
 /// the MQTT path should call it on the payload before [`items_from_mqtt`].
-pub fn check_size(size: usize) -> Result<(), DataError> {
+pub(crate) fn check_size(size: usize) -> Result<(), DataError> {
     if size > MAX_BODY {
         Err(DataError::TooLarge { size })
     } else {
@@ -70,7 +70,7 @@ pub fn check_size(size: usize) -> Result<(), DataError> {
 /// empty array as an empty vector (the caller answers "0 Data Added", as
 /// TagoIO does). Fields are not checked here (a payload parser may still
 /// reshape the items): that is [`validate`]'s job.
-pub fn parse_items(body: &[u8]) -> Result<Vec<Value>, DataError> {
+pub(crate) fn parse_items(body: &[u8]) -> Result<Vec<Value>, DataError> {
     check_size(body.len())?;
     let parsed: Value =
         serde_json::from_slice(body).map_err(|e| DataError::NotJson(e.to_string()))?;
@@ -97,7 +97,7 @@ pub fn parse_items(body: &[u8]) -> Result<Vec<Value>, DataError> {
 /// into an existing metadata object (a non-object metadata is left for
 /// [`validate`] to reject). An empty JSON array gives no items.
 /// The size limit is not checked here: call [`check_size`] first.
-pub fn items_from_mqtt(topic: &str, payload: &[u8]) -> Vec<Value> {
+pub(crate) fn items_from_mqtt(topic: &str, payload: &[u8]) -> Vec<Value> {
     let has_variable = |v: &Value| v.as_object().is_some_and(|o| o.contains_key("variable"));
     let mut items = match serde_json::from_slice::<Value>(payload) {
         Ok(obj @ Value::Object(_)) if has_variable(&obj) => vec![obj],
@@ -131,7 +131,7 @@ pub fn items_from_mqtt(topic: &str, payload: &[u8]) -> Vec<Value> {
 /// Items without `group` (or its old name `serie`) share one generated group,
 /// as in TagoIO. `id`, `device`, `created_at`, `origin` and unknown fields are
 /// ignored (TagoIO strips unknown fields rather than refusing them).
-pub fn validate(
+pub(crate) fn validate(
     items: Vec<Value>,
     device_id: &str,
     now_ms: i64,
@@ -193,7 +193,7 @@ pub fn validate(
 /// (midnight UTC). Relative: `N unit` meaning that long before `now_ms`, with
 /// unit second(s)/sec(s), minute(s)/min(s), hour(s), day(s), week(s),
 /// month(s) (calendar months), year(s); an optional trailing `ago` is allowed.
-pub fn parse_date(s: &str, now_ms: i64) -> Option<i64> {
+pub(crate) fn parse_date(s: &str, now_ms: i64) -> Option<i64> {
     let s = s.trim();
     if s.is_empty() {
         return None;

@@ -23,7 +23,7 @@ use crate::metrics::METRICS;
 use crate::store::now_ms;
 
 /// The bound on parser runs; see the module documentation.
-pub struct ParserPool {
+pub(crate) struct ParserPool {
     /// Runs at once, over all devices.
     running: Arc<Semaphore>,
     /// One run at a time per device; an entry lives while a run of that
@@ -36,7 +36,7 @@ pub struct ParserPool {
 
 impl ParserPool {
     /// `max_runs` 0 means one per core.
-    pub fn new(max_runs: usize, max_waiting: usize) -> ParserPool {
+    pub(crate) fn new(max_runs: usize, max_waiting: usize) -> ParserPool {
         let runs = if max_runs == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -94,7 +94,7 @@ impl ParserPool {
 
 /// What came of a publish, for the run record and the Live Inspector.
 #[derive(Debug)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub items: Vec<DataItem>,
     /// `console.log` lines of the parser, if one ran.
     pub logs: Vec<String>,
@@ -103,12 +103,12 @@ pub struct Parsed {
 /// Why a publish gave no data: said in the run record; the publish is still
 /// acknowledged (sending it again would not make it valid).
 #[derive(Debug, Clone)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     pub reason: String,
     pub logs: Vec<String>,
 }
 
-pub fn parser_device(d: &DeviceInfo) -> ParserDevice {
+pub(crate) fn parser_device(d: &DeviceInfo) -> ParserDevice {
     ParserDevice {
         id: d.id.clone(),
         name: d.name.clone(),
@@ -126,7 +126,7 @@ pub fn parser_device(d: &DeviceInfo) -> ParserDevice {
 }
 
 /// Items from an MQTT publish on `topic` by `device`.
-pub async fn from_mqtt(
+pub(crate) async fn from_mqtt(
     pool: &ParserPool,
     device: Arc<DeviceInfo>,
     topic: &str,
@@ -142,7 +142,7 @@ pub async fn from_mqtt(
 }
 
 /// Items from an HTTP body (`POST /data`).
-pub async fn from_body(
+pub(crate) async fn from_body(
     pool: &ParserPool,
     device: Arc<DeviceInfo>,
     body: Bytes,

@@ -3,9 +3,9 @@
 //! actions that decide it: their files (`file`) and the analyses they run
 //! (`analysis`).
 
-pub mod analysis;
-pub mod data;
-pub mod file;
-pub mod ingest;
-pub mod parser;
-pub mod supervisor;
+pub(crate) mod analysis;
+pub(crate) mod data;
+pub(crate) mod file;
+pub(crate) mod ingest;
+pub(crate) mod parser;
+pub(crate) mod supervisor;

@@ -30,7 +30,7 @@ use rquickjs::{
 
 /// The device as the parser sees it in the `device` global.
 #[derive(Debug, Clone, Default)]
-pub struct ParserDevice {
+pub(crate) struct ParserDevice {
     /// Device id (`device.id`), what TagoIO scripts use to tell devices apart.
     pub id: String,
     /// Device name (`device.name`).
@@ -45,7 +45,7 @@ pub struct ParserDevice {
 
 /// How much a parser may use. Both limits apply to one call.
 #[derive(Debug, Clone)]
-pub struct ParserLimits {
+pub(crate) struct ParserLimits {
     /// Wall-clock time for the whole call, setup included (default 1 s;
     /// TagoIO allows 2 s; brook's documented limit is 1 s).
     pub time: Duration,
@@ -65,7 +65,7 @@ impl Default for ParserLimits {
 
 /// What a parser produced.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParserOutput {
+pub(crate) struct ParserOutput {
     /// The items to store: what `payload` held at the end, as objects
     /// (not validated yet: that is `data::validate`'s job).
     pub payload: Vec<serde_json::Value>,
@@ -77,7 +77,7 @@ pub struct ParserOutput {
 /// Why a parser failed; nothing of the message is to be stored.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct ParserError {
+pub(crate) struct ParserError {
     /// What happened, for a person: "timed out after 1000 ms", "out of memory
     /// (limit 16 MiB)", "ReferenceError: x is not defined at line 3",
     /// "payload is not an array of objects (…)".
@@ -88,9 +88,9 @@ pub struct ParserError {
 }
 
 /// Most console lines kept per call; the rest are counted in a final line.
-pub const MAX_LOG_LINES: usize = 100;
+pub(crate) const MAX_LOG_LINES: usize = 100;
 /// Longest console line kept, in characters; longer ones are cut.
-pub const MAX_LOG_LINE_CHARS: usize = 2000;
+pub(crate) const MAX_LOG_LINE_CHARS: usize = 2000;
 /// Native stack QuickJS may use. The parser runs on the caller's thread
 /// (a tokio worker or a blocking-pool thread, 2 MiB stacks), so deep
 /// recursion must end in a JS "stack overflow" error well before that.
@@ -105,7 +105,7 @@ const SCRIPT_NAME: &str = "parser.js";
 /// `raw_payload` is the raw MQTT payload or HTTP body; the script sees it as a
 /// string (lossy UTF-8, as TagoIO does) in `raw_payload` and as exact bytes in
 /// `raw_payload_buffer`.
-pub fn run_parser(
+pub(crate) fn run_parser(
     source: &str,
     payload: &[serde_json::Value],
     raw_payload: &[u8],

@@ -33,7 +33,7 @@ use crate::store::{data as bucket, now_ms, Store};
 
 /// The legacy TagoIO topic whose publishes are stored in the publisher's
 /// bucket without any action.
-pub const TAGO_DATA_POST: &str = "tago/data/post";
+pub(crate) const TAGO_DATA_POST: &str = "tago/data/post";
 
 /// Analyses running at once. Each is a process; on a 2-core machine more
 /// would only slow each other and the broker.
@@ -50,12 +50,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Which actions an MQTT topic triggers; swapped whole on reload.
 #[derive(Default)]
-pub struct ActionIndex {
+pub(crate) struct ActionIndex {
     trie: SubTrie,
 }
 
 impl ActionIndex {
-    pub fn new(filters: impl IntoIterator<Item = (String, Arc<str>)>) -> ActionIndex {
+    pub(crate) fn new(filters: impl IntoIterator<Item = (String, Arc<str>)>) -> ActionIndex {
         let mut trie = SubTrie::default();
         for (filter, action) in filters {
             trie.insert(&filter, &action, 0);
@@ -64,7 +64,7 @@ impl ActionIndex {
     }
 
     /// The names of the actions whose `mqtt_topic` filters match `topic`.
-    pub fn matching(&self, topic: &str) -> Vec<Arc<str>> {
+    pub(crate) fn matching(&self, topic: &str) -> Vec<Arc<str>> {
         if self.trie.is_empty() {
             return Vec::new();
         }
@@ -72,20 +72,20 @@ impl ActionIndex {
     }
 
     /// Whether a publish on `topic` concerns the supervisor at all.
-    pub fn wants(&self, topic: &str) -> bool {
+    pub(crate) fn wants(&self, topic: &str) -> bool {
         topic == TAGO_DATA_POST || (!self.trie.is_empty() && self.trie.any_match(topic))
     }
 }
 
 /// The index as sessions see it: read per publish, replaced on reload.
-pub type SharedIndex = Arc<RwLock<Arc<ActionIndex>>>;
+pub(crate) type SharedIndex = Arc<RwLock<Arc<ActionIndex>>>;
 
 /// A device's publish that matches at least one action (or the legacy
 /// topic). `done` answers once everything durable is committed: `false`
 /// only when the database failed, so the publisher is not acknowledged.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Triggered {
+pub(crate) struct Triggered {
     pub device: Arc<DeviceInfo>,
     pub topic: Arc<str>,
     pub payload: Bytes,
@@ -96,10 +96,10 @@ pub struct Triggered {
 /// old set stays and the answer lists the problems.
 #[derive(Message)]
 #[rtype(result = "Result<usize, Vec<String>>")]
-pub struct Reload;
+pub(crate) struct Reload;
 
 /// What the supervisor needs from the rest of the broker.
-pub struct SupervisorConfig {
+pub(crate) struct SupervisorConfig {
     pub store: Store,
     pub index: SharedIndex,
     pub auth: Arc<Auth>,
@@ -117,7 +117,7 @@ pub struct SupervisorConfig {
     pub keep_runs_for: Duration,
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     cfg: Arc<SupervisorConfig>,
     /// The loaded actions by name.
     actions: HashMap<Arc<str>, Arc<ActionDef>>,
@@ -128,7 +128,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(cfg: SupervisorConfig) -> Supervisor {
+    pub(crate) fn new(cfg: SupervisorConfig) -> Supervisor {
         Supervisor {
             cfg: Arc::new(cfg),
             actions: HashMap::new(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// The delays between attempts of one bridge.
-pub struct Backoff {
+pub(super) struct Backoff {
     min: Duration,
     max: Duration,
     /// The ceiling of the next delay.
@@ -16,7 +16,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Backoff {
+    pub(super) fn new(min: Duration, max: Duration) -> Backoff {
         Backoff {
             min,
             max: max.max(min),
@@ -27,7 +27,7 @@ impl Backoff {
 
     /// The delay before the next attempt, after a failure; `unit` in
     /// `[0, 1)` picks the point in the jitter range.
-    pub fn next(&mut self, unit: f64) -> Duration {
+    pub(super) fn next(&mut self, unit: f64) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let ceiling = self.ceiling;
         self.ceiling = (self.ceiling * 2).min(self.max);
@@ -36,7 +36,7 @@ impl Backoff {
     }
 
     /// A connection came up: start again from `min`.
-    pub fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.ceiling = self.min;
         self.failures = 0;
     }

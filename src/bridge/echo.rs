@@ -16,7 +16,7 @@ const CAPACITY: usize = 10_000;
 const REMEMBER_FOR: Duration = Duration::from_secs(60);
 
 /// What was sent recently, by hash.
-pub struct EchoFilter {
+pub(super) struct EchoFilter {
     /// Keyed with a random key, so a remote cannot aim collisions.
     hasher: RandomState,
     /// Per hash: sends not yet echoed, and sends echoed whose entry in
@@ -43,7 +43,7 @@ impl EchoFilter {
     }
 
     /// Notes a message published on the remote.
-    pub fn sent(&mut self, topic: &str, payload: &[u8], now: Instant) {
+    pub(super) fn sent(&mut self, topic: &str, payload: &[u8], now: Instant) {
         self.expire(now);
         if self.order.len() >= CAPACITY {
             self.forget_oldest();
@@ -55,7 +55,7 @@ impl EchoFilter {
 
     /// Whether an incoming message is the echo of one we sent (and
     /// consumes that send).
-    pub fn is_echo(&mut self, topic: &str, payload: &[u8], now: Instant) -> bool {
+    pub(super) fn is_echo(&mut self, topic: &str, payload: &[u8], now: Instant) -> bool {
         self.expire(now);
         let k = self.key(topic, payload);
         match self.counts.get_mut(&k) {

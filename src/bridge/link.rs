@@ -20,7 +20,7 @@ use super::wire::{self, Codec, ConnAck, ConnectOptions, Incoming};
 use crate::config::{BridgeConfig, Password, RemoteAddr};
 
 /// How long one attempt may take, from the TCP connect to the CONNACK.
-pub const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+pub(super) const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Packets queued to the writer task.
 const WRITER_QUEUE: usize = 64;
@@ -31,7 +31,7 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// What a bridge needs at every attempt that the config file only names:
 /// the password from the environment, the TLS setup from `ca_file`.
 #[derive(Clone)]
-pub struct Secrets {
+pub(crate) struct Secrets {
     pub password: Option<Arc<[u8]>>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -39,7 +39,7 @@ pub struct Secrets {
 impl Secrets {
     /// Reads them for `b` (of config file `file`); the error is
     /// `FILE:LINE: bridge.KEY: message`, so the server can stop with it.
-    pub fn load(b: &BridgeConfig, file: &Path) -> Result<Secrets, String> {
+    pub(crate) fn load(b: &BridgeConfig, file: &Path) -> Result<Secrets, String> {
         let at = |key: &str, message: String| {
             format!("{}:{}: bridge.{key}: {message}", file.display(), b.line)
         };
@@ -122,11 +122,11 @@ impl Secrets {
 }
 
 /// A byte stream to the remote, plain or TLS.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// An open link: CONNACK received with code 0.
-pub struct Link {
+pub(super) struct Link {
     pub reader: FramedRead<ReadHalf<Box<dyn Io>>, Codec>,
     /// Packets for the writer task; dropping it ends the task, which then
     /// closes the socket.
@@ -138,7 +138,7 @@ pub struct Link {
 }
 
 /// What one attempt needs, owned (the attempt runs as its own future).
-pub struct Attempt {
+pub(super) struct Attempt {
     pub config: Arc<BridgeConfig>,
     pub secrets: Secrets,
     pub remote: RemoteAddr,
@@ -149,7 +149,7 @@ pub struct Attempt {
 }
 
 /// Connects, sends CONNECT and waits for CONNACK; the error says what failed.
-pub async fn open(a: Attempt) -> Result<Link, String> {
+pub(super) async fn open(a: Attempt) -> Result<Link, String> {
     match tokio::time::timeout(OPEN_TIMEOUT, open_inner(&a)).await {
         Ok(r) => r,
         Err(_) => Err(format!(

@@ -44,8 +44,8 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-pub use link::Secrets;
-pub use status::{write_metrics, Status};
+pub(crate) use link::Secrets;
+pub(crate) use status::{write_metrics, Status};
 
 use crate::broker::Broker;
 use crate::config::Config;
@@ -73,9 +73,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// A status per configured bridge, in config order, before they start (the
 /// HTTP side holds them from the beginning).
 /// Every bridge's state, shared by its task, `GET /bridges` and `/metrics`.
-pub type Statuses = Arc<Vec<Arc<Status>>>;
+pub(crate) type Statuses = Arc<Vec<Arc<Status>>>;
 
-pub fn statuses(config: &Config) -> Vec<Arc<Status>> {
+pub(crate) fn statuses(config: &Config) -> Vec<Arc<Status>> {
     config
         .bridges
         .iter()
@@ -85,7 +85,7 @@ pub fn statuses(config: &Config) -> Vec<Arc<Status>> {
 
 /// Reads what each bridge needs beyond the config file (passwords from the
 /// environment, TLS certificates); the error names the file and line.
-pub fn prepare(config: &Config) -> anyhow::Result<Vec<Secrets>> {
+pub(crate) fn prepare(config: &Config) -> anyhow::Result<Vec<Secrets>> {
     let file = config
         .source
         .clone()
@@ -98,14 +98,14 @@ pub fn prepare(config: &Config) -> anyhow::Result<Vec<Secrets>> {
 }
 
 /// The running bridges.
-pub struct Running {
+pub(crate) struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Tells every bridge to disconnect, and waits (a while) until they have.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         let all = futures::future::join_all(self.tasks);
         if tokio::time::timeout(STOP_TIMEOUT, all).await.is_err() {
@@ -117,7 +117,7 @@ impl Running {
 /// Starts every bridge: its pseudo-device, its subscriber queue and local
 /// subscriptions (in force when this returns, so that nothing published
 /// after start is missed), and its task.
-pub async fn start(
+pub(crate) async fn start(
     broker: Arc<Broker>,
     statuses: Statuses,
     secrets: Vec<Secrets>,

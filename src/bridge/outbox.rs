@@ -18,17 +18,17 @@ use std::collections::{HashMap, VecDeque};
 use crate::store::bridge::{Page, QueuedRow};
 
 /// Rows read from SQLite at a time, and the payload bytes a page may hold.
-pub const PAGE_ROWS: usize = 256;
-pub const PAGE_BYTES: usize = 4 << 20;
+pub(super) const PAGE_ROWS: usize = 256;
+pub(super) const PAGE_BYTES: usize = 4 << 20;
 
 /// The packet identifier of a row: stable across resends and restarts.
-pub fn pkid_of(id: i64) -> u16 {
+pub(super) fn pkid_of(id: i64) -> u16 {
     ((id - 1).rem_euclid(65_535) + 1) as u16
 }
 
 /// Where a sent QoS 1/2 row stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
+pub(super) enum Stage {
     /// PUBLISH sent, waiting for PUBACK / PUBREC.
     Sent,
     /// QoS 2: PUBREC came; the `released` mark is being committed, then
@@ -40,7 +40,7 @@ pub enum Stage {
 
 /// A row in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Inflight {
+pub(super) struct Inflight {
     pub id: i64,
     pub qos: u8,
     pub stage: Stage,
@@ -48,7 +48,7 @@ pub struct Inflight {
 
 /// What to send next.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Next {
+pub(super) enum Next {
     /// A PUBLISH at `qos` (the row's, capped by what the remote allows);
     /// at QoS 0 the row is settled once written.
     Publish {
@@ -63,7 +63,7 @@ pub enum Next {
 
 /// What an acknowledgement from the remote settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settled {
+pub(super) enum Settled {
     /// Done with this row: delete it. `refused` when the remote gave a
     /// reason code of 0x80 or more (MQTT 5): it will never take it.
     Delete { id: i64, refused: Option<u8> },
@@ -76,7 +76,7 @@ pub enum Settled {
 }
 
 /// The out side of one bridge.
-pub struct Outbox {
+pub(super) struct Outbox {
     connected: bool,
     /// Counts connections, so that a page read for an earlier one is not
     /// taken for the current one.
@@ -104,7 +104,7 @@ pub struct Outbox {
 impl Outbox {
     /// `sent_upto`: the highest row id at start (anything older may have
     /// gone out before a restart).
-    pub fn new(sent_upto: i64) -> Outbox {
+    pub(super) fn new(sent_upto: i64) -> Outbox {
         Outbox {
             connected: false,
             epoch: 0,
@@ -120,17 +120,17 @@ impl Outbox {
         }
     }
 
-    pub fn epoch(&self) -> u64 {
+    pub(super) fn epoch(&self) -> u64 {
         self.epoch
     }
 
-    pub fn inflight(&self) -> usize {
+    pub(super) fn inflight(&self) -> usize {
         self.inflight.len()
     }
 
     /// The highest row id read so far in this connection; a trim must not
     /// touch rows at or below it (they may be on their way).
-    pub fn cursor(&self) -> i64 {
+    pub(super) fn cursor(&self) -> i64 {
         if self.connected {
             self.cursor
         } else {
@@ -139,14 +139,14 @@ impl Outbox {
     }
 
     /// A QoS 1/2 message was added to the queue.
-    pub fn arrived(&mut self) {
+    pub(super) fn arrived(&mut self) {
         self.arrivals += 1;
         self.more = true;
     }
 
     /// Rows may have appeared that no arrival announced (a slow-consumer
     /// reset of the subscriber queue).
-    pub fn maybe_more(&mut self) {
+    pub(super) fn maybe_more(&mut self) {
         self.more = true;
     }
 
@@ -154,7 +154,7 @@ impl Outbox {
     /// more than what was read and not yet settled, rows came in that no
     /// page saw (an insert that waited for room in a full write queue was
     /// committed after the page read that should have seen it): read again.
-    pub fn recheck(&mut self, queued: i64) {
+    pub(super) fn recheck(&mut self, queued: i64) {
         let held = (self.inflight.len() + self.buffer.len()) as i64;
         if self.connected && !self.more && self.reading.is_none() && queued > held {
             self.more = true;
@@ -162,7 +162,7 @@ impl Outbox {
     }
 
     /// The link is up (CONNACK, and SUBACK when there are `in` entries).
-    pub fn connect(&mut self, window: usize, max_qos: u8) {
+    pub(super) fn connect(&mut self, window: usize, max_qos: u8) {
         self.epoch += 1;
         self.connected = true;
         self.cursor = 0;
@@ -175,7 +175,7 @@ impl Outbox {
     }
 
     /// The link is down: what was read or in flight is read again next time.
-    pub fn disconnect(&mut self) {
+    pub(super) fn disconnect(&mut self) {
         self.epoch += 1;
         self.connected = false;
         self.buffer.clear();
@@ -184,7 +184,7 @@ impl Outbox {
     }
 
     /// The page to read now, if any: `(after, epoch)`.
-    pub fn want_page(&mut self) -> Option<(i64, u64)> {
+    pub(super) fn want_page(&mut self) -> Option<(i64, u64)> {
         if !self.connected || !self.buffer.is_empty() || !self.more || self.reading.is_some() {
             return None;
         }
@@ -193,7 +193,7 @@ impl Outbox {
     }
 
     /// A page read came back (`Err`: it failed; it is tried again later).
-    pub fn page(&mut self, epoch: u64, page: Result<Page, ()>) {
+    pub(super) fn page(&mut self, epoch: u64, page: Result<Page, ()>) {
         if epoch != self.epoch {
             return;
         }
@@ -213,7 +213,7 @@ impl Outbox {
     }
 
     /// The next packet to send, as far as the window allows.
-    pub fn next(&mut self) -> Option<Next> {
+    pub(super) fn next(&mut self) -> Option<Next> {
         if !self.connected || self.inflight.len() >= self.window {
             return None;
         }
@@ -259,12 +259,12 @@ impl Outbox {
 
     /// Forgets a row just handed out by [`Outbox::next`] that could not be
     /// sent after all (the caller drops it).
-    pub fn abandon(&mut self, pkid: u16) {
+    pub(super) fn abandon(&mut self, pkid: u16) {
         self.inflight.remove(&pkid);
     }
 
     /// PUBACK (with its MQTT 5 reason code).
-    pub fn puback(&mut self, pkid: u16, code: u8) -> Settled {
+    pub(super) fn puback(&mut self, pkid: u16, code: u8) -> Settled {
         match self.inflight.get(&pkid) {
             Some(f) if f.qos == 1 && f.stage == Stage::Sent => {
                 let id = f.id;
@@ -279,7 +279,7 @@ impl Outbox {
     }
 
     /// PUBREC (with its MQTT 5 reason code).
-    pub fn pubrec(&mut self, pkid: u16, code: u8) -> Settled {
+    pub(super) fn pubrec(&mut self, pkid: u16, code: u8) -> Settled {
         let Some(f) = self.inflight.get_mut(&pkid) else {
             return Settled::Nothing;
         };
@@ -307,7 +307,7 @@ impl Outbox {
     /// The `released` mark of a row is committed: PUBREL may go (true),
     /// unless the link changed meanwhile (the next connection reads the
     /// row with its mark and sends PUBREL then).
-    pub fn released(&mut self, epoch: u64, pkid: u16) -> bool {
+    pub(super) fn released(&mut self, epoch: u64, pkid: u16) -> bool {
         if epoch != self.epoch {
             return false;
         }
@@ -321,7 +321,7 @@ impl Outbox {
     }
 
     /// PUBCOMP.
-    pub fn pubcomp(&mut self, pkid: u16) -> Settled {
+    pub(super) fn pubcomp(&mut self, pkid: u16) -> Settled {
         match self.inflight.get(&pkid) {
             Some(f) if f.stage == Stage::Released => {
                 let id = f.id;

@@ -14,7 +14,7 @@ use crate::metrics::{Counter, Gauge};
 use crate::store::now_ms;
 
 /// One bridge's state.
-pub struct Status {
+pub(crate) struct Status {
     pub name: String,
     /// The first `url`, as configured.
     pub url: String,
@@ -57,7 +57,7 @@ struct Inner {
 }
 
 impl Status {
-    pub fn new(b: &BridgeConfig) -> Status {
+    pub(crate) fn new(b: &BridgeConfig) -> Status {
         Status {
             name: b.name.clone(),
             url: b.remotes[0].to_string(),
@@ -73,12 +73,12 @@ impl Status {
         }
     }
 
-    pub fn connected(&self) -> bool {
+    pub(crate) fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
 
     /// The link is up on `remote`.
-    pub fn up(&self, remote: String) {
+    pub(crate) fn up(&self, remote: String) {
         self.connected.store(true, Ordering::Relaxed);
         let mut g = self.inner.lock();
         g.remote = Some(remote);
@@ -93,7 +93,7 @@ impl Status {
     /// worth a log line: the link was up, or the error is not the one
     /// logged last (whichever of the remote's addresses it names). A bridge
     /// retrying against the same wall logs once.
-    pub fn down(&self, error: &str, failures: u32, retry_in_ms: u64) -> bool {
+    pub(crate) fn down(&self, error: &str, failures: u32, retry_in_ms: u64) -> bool {
         let was_up = self.connected.swap(false, Ordering::Relaxed);
         self.inflight.add(-self.inflight.get());
         let mut g = self.inner.lock();
@@ -114,7 +114,7 @@ impl Status {
 
     /// Something went wrong that does not take the link down (a refused
     /// subscription or message). Returns whether it differs from the last.
-    pub fn error(&self, error: &str) -> bool {
+    pub(crate) fn error(&self, error: &str) -> bool {
         let mut g = self.inner.lock();
         let same = g.last_error.as_ref().is_some_and(|(e, _)| e == error);
         g.last_error = Some((error.to_string(), now_ms()));
@@ -122,7 +122,7 @@ impl Status {
     }
 
     /// The state as `GET /bridges` shows it.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let g = self.inner.lock();
         let now = now_ms();
         json!({
@@ -161,7 +161,7 @@ fn without_address(error: &str) -> &str {
 type Series = (&'static str, &'static str, &'static str, fn(&Status) -> i64);
 
 /// Appends the bridges' Prometheus lines to `out` (`/metrics`).
-pub fn write_metrics(bridges: &[std::sync::Arc<Status>], out: &mut String) {
+pub(crate) fn write_metrics(bridges: &[std::sync::Arc<Status>], out: &mut String) {
     if bridges.is_empty() {
         return;
     }

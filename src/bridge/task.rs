@@ -47,7 +47,7 @@ use crate::store::StoreError;
 /// Incoming messages taken but not yet acknowledged to the remote (and
 /// announced as our MQTT 5 Receive Maximum). Past it the socket is not
 /// read, which holds the remote back.
-pub const IN_WINDOW: usize = 256;
+pub(super) const IN_WINDOW: usize = 256;
 
 /// Packets waiting for the writer task; publishes are added only below it.
 const OUT_QUEUE: usize = 64;
@@ -90,7 +90,7 @@ const TOPIC_CACHE: usize = 4096;
 const SUBSCRIBE_PKID: u16 = 1;
 
 /// Everything one bridge's task owns.
-pub struct Bridge {
+pub(super) struct Bridge {
     pub config: Arc<BridgeConfig>,
     pub secrets: Secrets,
     pub status: Arc<Status>,
@@ -146,10 +146,10 @@ pub struct Bridge {
 }
 
 /// A committed (or failed) QoS 2 `released` mark: connection epoch, pkid.
-pub type Release = (u64, u16, Result<(), StoreError>);
+pub(super) type Release = (u64, u16, Result<(), StoreError>);
 
 /// A finished page read or trim.
-pub enum StoreDone {
+pub(super) enum StoreDone {
     Page(u64, Result<Page, StoreError>),
     Trim(Result<usize, StoreError>),
     Count(Result<usize, StoreError>),
@@ -284,7 +284,7 @@ impl Phase {
 
 impl Bridge {
     /// Runs until `stop` turns true.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut phase = Phase::Waiting(Instant::now());
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -10,19 +10,19 @@ use crate::router::trie::filter_matches;
 const MAX_TOPIC: usize = u16::MAX as usize;
 
 /// A bridge's `out` and `in` entries.
-pub struct Routes {
+pub(super) struct Routes {
     out: Vec<TopicMap>,
     inbound: Vec<TopicMap>,
 }
 
 impl Routes {
-    pub fn new(out: Vec<TopicMap>, inbound: Vec<TopicMap>) -> Routes {
+    pub(super) fn new(out: Vec<TopicMap>, inbound: Vec<TopicMap>) -> Routes {
         Routes { out, inbound }
     }
 
     /// The remote topic and the QoS cap for a local topic going out; None
     /// when no `out` entry maps it.
-    pub fn outgoing(&self, local: &str) -> Option<(String, u8)> {
+    pub(super) fn outgoing(&self, local: &str) -> Option<(String, u8)> {
         map(
             &self.out,
             local,
@@ -36,7 +36,7 @@ impl Routes {
     /// when no `in` entry maps it (the remote sent what we did not ask
     /// for), or when the result would be a `$` topic, which only brook
     /// itself publishes.
-    pub fn incoming(&self, remote: &str) -> Option<(String, u8)> {
+    pub(super) fn incoming(&self, remote: &str) -> Option<(String, u8)> {
         map(
             &self.inbound,
             remote,
@@ -48,12 +48,12 @@ impl Routes {
     }
 
     /// The local filters to subscribe to, with their QoS.
-    pub fn local_subscriptions(&self) -> Vec<(String, u8)> {
+    pub(super) fn local_subscriptions(&self) -> Vec<(String, u8)> {
         self.out.iter().map(|m| (m.local_filter(), m.qos)).collect()
     }
 
     /// The remote filters to subscribe to, with their QoS.
-    pub fn remote_subscriptions(&self) -> Vec<(String, u8)> {
+    pub(super) fn remote_subscriptions(&self) -> Vec<(String, u8)> {
         self.inbound
             .iter()
             .map(|m| (m.remote_filter(), m.qos))
@@ -62,7 +62,7 @@ impl Routes {
 
     /// Whether something this bridge publishes on the remote could come
     /// back to it through its own `in` subscriptions.
-    pub fn may_echo(&self) -> bool {
+    pub(super) fn may_echo(&self) -> bool {
         self.out.iter().any(|o| {
             self.inbound
                 .iter()

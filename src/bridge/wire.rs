@@ -18,7 +18,7 @@ use crate::protocol::validate::check_topic_name;
 
 /// Why the remote's bytes could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum WireError {
+pub(super) enum WireError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("the remote sent a packet of {size} bytes, over the maximum of {max}")]
@@ -33,7 +33,7 @@ fn malformed(why: impl Into<String>) -> WireError {
 
 /// CONNACK, with what an MQTT 5 server tells of its limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnAck {
+pub(super) struct ConnAck {
     pub session_present: bool,
     /// 0 = accepted; 3.1.1 return codes 1..5, MQTT 5 reason codes 0x80+.
     pub code: u8,
@@ -49,7 +49,7 @@ pub struct ConnAck {
 
 /// A PUBLISH from the remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InPublish {
+pub(super) struct InPublish {
     pub topic: String,
     pub payload: Bytes,
     pub qos: u8,
@@ -61,7 +61,7 @@ pub struct InPublish {
 
 /// What a server sends a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
+pub(super) enum Incoming {
     ConnAck(ConnAck),
     Publish(InPublish),
     /// `code` is the MQTT 5 reason code; 0 on 3.1.1.
@@ -95,13 +95,13 @@ pub enum Incoming {
 }
 
 /// Frames and decodes what the remote sends.
-pub struct Codec {
+pub(super) struct Codec {
     protocol: Protocol,
     max_packet_size: usize,
 }
 
 impl Codec {
-    pub fn new(protocol: Protocol, max_packet_size: usize) -> Codec {
+    pub(super) fn new(protocol: Protocol, max_packet_size: usize) -> Codec {
         Codec {
             protocol,
             max_packet_size,
@@ -431,7 +431,7 @@ fn decode_body(protocol: Protocol, first: u8, body: Bytes) -> Result<Incoming, W
 // Encoding what the bridge sends.
 
 /// What CONNECT carries.
-pub struct ConnectOptions<'a> {
+pub(super) struct ConnectOptions<'a> {
     pub client_id: &'a str,
     pub keep_alive: u16,
     pub username: Option<&'a str>,
@@ -470,7 +470,7 @@ fn frame(dst: &mut BytesMut, first: u8, body: &[u8]) {
 
 /// CONNECT for a persistent session (clean session / clean start = 0; on
 /// MQTT 5 a session that never expires). Fails when a field is too long.
-pub fn connect(
+pub(super) fn connect(
     dst: &mut BytesMut,
     protocol: Protocol,
     o: &ConnectOptions<'_>,
@@ -526,7 +526,7 @@ pub fn connect(
 }
 
 /// The size of a PUBLISH as [`publish`] writes it.
-pub fn publish_size(protocol: Protocol, topic: &str, payload_len: usize, qos: u8) -> usize {
+pub(super) fn publish_size(protocol: Protocol, topic: &str, payload_len: usize, qos: u8) -> usize {
     let body = 2
         + topic.len()
         + if qos > 0 { 2 } else { 0 }
@@ -544,7 +544,7 @@ pub fn publish_size(protocol: Protocol, topic: &str, payload_len: usize, qos: u8
 /// A PUBLISH (no properties on MQTT 5). The caller has checked the topic
 /// length (at most 65535 bytes) and the size.
 #[allow(clippy::too_many_arguments)]
-pub fn publish(
+pub(super) fn publish(
     dst: &mut BytesMut,
     protocol: Protocol,
     topic: &str,
@@ -576,7 +576,7 @@ pub fn publish(
 /// The acknowledgements a client sends.
 #[allow(clippy::enum_variant_names)] // the packets' own names
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ack {
+pub(super) enum Ack {
     PubAck,
     PubRec,
     PubRel,
@@ -584,7 +584,7 @@ pub enum Ack {
 }
 
 /// An acknowledgement with success (both versions accept the 2-byte form).
-pub fn ack(dst: &mut BytesMut, kind: Ack, pkid: u16) {
+pub(super) fn ack(dst: &mut BytesMut, kind: Ack, pkid: u16) {
     let first = match kind {
         Ack::PubAck => 0x40,
         Ack::PubRec => 0x50,
@@ -596,7 +596,12 @@ pub fn ack(dst: &mut BytesMut, kind: Ack, pkid: u16) {
 
 /// SUBSCRIBE for `filters`; on MQTT 5 with No Local (the remote does not
 /// send back what this client published) and Retain As Published.
-pub fn subscribe(dst: &mut BytesMut, protocol: Protocol, pkid: u16, filters: &[(String, u8)]) {
+pub(super) fn subscribe(
+    dst: &mut BytesMut,
+    protocol: Protocol,
+    pkid: u16,
+    filters: &[(String, u8)],
+) {
     let mut body = BytesMut::new();
     body.put_u16(pkid);
     if protocol == Protocol::V5 {
@@ -613,17 +618,17 @@ pub fn subscribe(dst: &mut BytesMut, protocol: Protocol, pkid: u16, filters: &[(
     frame(dst, 0x82, &body);
 }
 
-pub fn pingreq(dst: &mut BytesMut) {
+pub(super) fn pingreq(dst: &mut BytesMut) {
     frame(dst, 0xC0, &[]);
 }
 
 /// DISCONNECT: normal disconnection (the session stays on the remote).
-pub fn disconnect(dst: &mut BytesMut) {
+pub(super) fn disconnect(dst: &mut BytesMut) {
     frame(dst, 0xE0, &[]);
 }
 
 /// A CONNACK refusal in words.
-pub fn connack_text(protocol: Protocol, code: u8) -> String {
+pub(super) fn connack_text(protocol: Protocol, code: u8) -> String {
     let text = match (protocol, code) {
         (Protocol::V311, 1) => "unacceptable protocol version",
         (Protocol::V311, 2) => "client identifier rejected",

@@ -16,7 +16,7 @@ use super::{validate_topic_filter, ConfigError, Parser};
 
 /// Messages a bridge keeps in SQLite for its remote, by default: an hour's
 /// outage of a site whose devices publish some 30 readings a second.
-pub const DEFAULT_MAX_QUEUED: usize = 100_000;
+pub(super) const DEFAULT_MAX_QUEUED: usize = 100_000;
 
 /// The longest bridge name: it is part of a client id, a device name and a
 /// metric label.
@@ -33,10 +33,13 @@ pub struct BridgeConfig {
     /// The client id on the remote, whose persistent session keeps what the
     /// remote owes us while the link is down.
     pub client_id: String,
+    /// The MQTT username on the remote, if it wants one.
     pub username: Option<String>,
+    /// The password, or the environment variable that holds it.
     pub password: Option<Password>,
     /// PEM certificates to trust for `mqtts://`; the system's roots otherwise.
     pub ca_file: Option<PathBuf>,
+    /// MQTT 3.1.1 or 5 on the link.
     pub protocol: Protocol,
     /// MQTT keep-alive on the link (0 = none).
     pub keep_alive: Duration,
@@ -56,6 +59,7 @@ pub struct BridgeConfig {
     /// The first reconnect delay; it doubles on each failure (with jitter)
     /// up to `reconnect_max`.
     pub reconnect_min: Duration,
+    /// The longest pause between reconnection attempts.
     pub reconnect_max: Duration,
     /// The line of the table, for errors found when the server starts.
     pub line: usize,
@@ -75,6 +79,7 @@ pub struct RemoteAddr {
     pub tls: bool,
     /// A host name or an IP address (IPv6 without its brackets).
     pub host: String,
+    /// The TCP port (1883 or 8883 unless the URL names one).
     pub port: u16,
 }
 
@@ -483,7 +488,7 @@ impl Parser<'_> {
 
 /// Reads `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]` (1883 and 8883 by
 /// default; an IPv6 address in brackets).
-pub fn parse_url(text: &str) -> Result<RemoteAddr, String> {
+pub(super) fn parse_url(text: &str) -> Result<RemoteAddr, String> {
     let bad =
         |why: &str| format!("{text:?}: {why}; expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]");
     let (tls, rest) = if let Some(rest) = text.strip_prefix("mqtts://") {

@@ -20,7 +20,7 @@ use crate::config::LimitsConfig;
 
 /// What a device is doing that counts against its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// An MQTT PUBLISH, or any request to the HTTP device API.
     Publish,
     /// An MQTT CONNECT.
@@ -42,7 +42,7 @@ struct Bucket {
 }
 
 /// The per-device limiter; one per broker, behind an `Arc`.
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     /// Requests per minute per kind; 0 means unlimited.
     publish_per_minute: u32,
     connect_per_minute: u32,
@@ -51,7 +51,7 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    pub fn new(config: &LimitsConfig) -> RateLimits {
+    pub(crate) fn new(config: &LimitsConfig) -> RateLimits {
         RateLimits {
             publish_per_minute: config.publish_per_minute,
             connect_per_minute: config.connect_per_minute,
@@ -62,7 +62,7 @@ impl RateLimits {
     /// Counts one `kind` for `device_id`. `Err` carries how long until the
     /// next one would be allowed (for `Retry-After`); a refused request is
     /// not counted.
-    pub fn check(&self, device_id: &str, kind: Kind) -> Result<(), Duration> {
+    pub(crate) fn check(&self, device_id: &str, kind: Kind) -> Result<(), Duration> {
         self.check_at(device_id, kind, Instant::now())
     }
 

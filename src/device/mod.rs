@@ -6,18 +6,18 @@
 //! [`DeviceActor`] per connected device knows that device's sessions and
 //! closes them when their token is revoked or the device deleted.
 
-pub mod limits;
+pub(crate) mod limits;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod watch;
+pub(crate) mod watch;
 
 use actix::prelude::*;
 use parking_lot::RwLock;
-pub use watch::Watch;
+pub(crate) use watch::Watch;
 
 use crate::store::devices::{self, hash_secret, Device, Param, Permission, Tag, Token};
 use crate::store::{now_ms, Store};
@@ -28,11 +28,11 @@ const LAST_INPUT_FLUSH: Duration = Duration::from_secs(5);
 /// Closes a session; the reason goes into the log.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct Close(pub &'static str);
+pub(crate) struct Close(pub &'static str);
 
 /// What a token proves at CONNECT.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     pub token_id: String,
     /// The token's key in the cache, so that its validity is one lookup.
     pub token_hash: String,
@@ -57,7 +57,7 @@ pub struct Identity {
 /// `last_input` cell is carried over, so holders of an older copy still
 /// update the current one.
 #[derive(Debug)]
-pub struct DeviceInfo {
+pub(crate) struct DeviceInfo {
     pub id: String,
     pub name: String,
     pub tags: Vec<Tag>,
@@ -69,13 +69,13 @@ pub struct DeviceInfo {
 }
 
 impl DeviceInfo {
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.last_input.store(now_ms(), Ordering::Relaxed);
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     Unknown,
     /// The token was valid once; its device's inspector is told.
     Expired {
@@ -97,7 +97,7 @@ struct TokenEntry {
 
 /// Tokens by hash and devices by id, kept in step with SQLite.
 #[derive(Default)]
-pub struct Auth {
+pub(crate) struct Auth {
     tokens: RwLock<HashMap<String, TokenEntry>>,
     devices: RwLock<HashMap<String, Arc<DeviceInfo>>>,
     /// The last `last_input` written to SQLite per device, so the flusher
@@ -106,7 +106,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn load(store: &Store) -> anyhow::Result<Arc<Auth>> {
+    pub(crate) fn load(store: &Store) -> anyhow::Result<Arc<Auth>> {
         let (devs, toks) =
             store.read_blocking(|c| Ok((devices::all_devices(c)?, devices::all_tokens(c)?)))?;
         let auth = Auth::default();
@@ -122,7 +122,7 @@ impl Auth {
         Ok(Arc::new(auth))
     }
 
-    pub fn authenticate(&self, secret: &[u8]) -> Result<Identity, AuthError> {
+    pub(crate) fn authenticate(&self, secret: &[u8]) -> Result<Identity, AuthError> {
         let hash = hash_secret(secret);
         let token = self
             .tokens
@@ -152,12 +152,12 @@ impl Auth {
     }
 
     /// The current copy of a device.
-    pub fn device(&self, id: &str) -> Option<Arc<DeviceInfo>> {
+    pub(crate) fn device(&self, id: &str) -> Option<Arc<DeviceInfo>> {
         self.devices.read().get(id).cloned()
     }
 
     /// Whether a token (by its hash) is still valid: not revoked, not expired.
-    pub fn token_valid(&self, token_hash: &str) -> bool {
+    pub(crate) fn token_valid(&self, token_hash: &str) -> bool {
         let now = now_ms();
         self.tokens
             .read()
@@ -165,7 +165,7 @@ impl Auth {
             .is_some_and(|t| t.expires_at.is_none_or(|e| e > now))
     }
 
-    pub fn put_token(&self, t: &Token) {
+    pub(crate) fn put_token(&self, t: &Token) {
         self.tokens.write().insert(
             t.hash.clone(),
             TokenEntry {
@@ -179,11 +179,11 @@ impl Auth {
         );
     }
 
-    pub fn remove_token(&self, token_id: &str) {
+    pub(crate) fn remove_token(&self, token_id: &str) {
         self.tokens.write().retain(|_, t| t.token_id != token_id);
     }
 
-    pub fn put_device(&self, d: &Device) {
+    pub(crate) fn put_device(&self, d: &Device) {
         let mut devices = self.devices.write();
         let (last_input, watch) = devices
             .get(&d.id)
@@ -209,7 +209,7 @@ impl Auth {
     }
 
     /// The last input time known in memory (fresher than SQLite's).
-    pub fn last_input(&self, id: &str) -> Option<i64> {
+    pub(crate) fn last_input(&self, id: &str) -> Option<i64> {
         self.device(id)
             .map(|d| d.last_input.load(Ordering::Relaxed))
             .filter(|&t| t > 0)
@@ -218,7 +218,7 @@ impl Auth {
     /// Writes the `last_input` times that changed since the last call, in one
     /// transaction: a device's last input is kept current without a database
     /// write per message.
-    pub fn flush_last_input(&self, store: &Store) {
+    pub(crate) fn flush_last_input(&self, store: &Store) {
         let mut flushed = self.flushed.lock();
         let changed: Vec<(String, i64)> = self
             .devices
@@ -244,7 +244,7 @@ impl Auth {
     }
 
     /// Starts the periodic `last_input` flush.
-    pub fn start_flusher(self: &Arc<Self>, store: Store) {
+    pub(crate) fn start_flusher(self: &Arc<Self>, store: Store) {
         let auth = self.clone();
         actix::spawn(async move {
             let mut tick = tokio::time::interval(LAST_INPUT_FLUSH);
@@ -258,7 +258,11 @@ impl Auth {
     /// A token for one analysis run: it may store data for `device_id` (if
     /// any) and publish, until `ttl` has passed or [`Auth::remove_token`].
     /// Returns the token id and the secret.
-    pub fn issue_run_token(&self, device_id: Option<&str>, ttl: Duration) -> (String, String) {
+    pub(crate) fn issue_run_token(
+        &self,
+        device_id: Option<&str>,
+        ttl: Duration,
+    ) -> (String, String) {
         let secret = devices::new_secret();
         let token_id = format!("run-{}", devices::new_id());
         self.tokens.write().insert(
@@ -277,7 +281,7 @@ impl Auth {
 
     /// A live analysis run token's id and device (None for a run without
     /// one), for the publish service.
-    pub fn run_token(&self, secret: &[u8]) -> Option<(String, Option<String>)> {
+    pub(crate) fn run_token(&self, secret: &[u8]) -> Option<(String, Option<String>)> {
         let now = now_ms();
         self.tokens
             .read()
@@ -289,7 +293,7 @@ impl Auth {
             })
     }
 
-    pub fn remove_device(&self, id: &str) {
+    pub(crate) fn remove_device(&self, id: &str) {
         self.devices.write().remove(id);
         self.tokens.write().retain(|_, t| t.device_id != id);
     }
@@ -299,7 +303,7 @@ impl Auth {
 /// the action supervisor, for `device_event` triggers).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Presence {
+pub(crate) struct Presence {
     pub device_id: String,
     pub connected: bool,
 }
@@ -307,7 +311,7 @@ pub struct Presence {
 /// A session of a device has connected.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Attach {
+pub(crate) struct Attach {
     pub device_id: String,
     pub token_id: String,
     pub token_hash: String,
@@ -317,7 +321,7 @@ pub struct Attach {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Detach {
+pub(crate) struct Detach {
     pub device_id: String,
     pub conn_id: u64,
 }
@@ -325,7 +329,7 @@ pub struct Detach {
 /// A token was revoked: close the sessions that logged in with it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Revoked {
+pub(crate) struct Revoked {
     pub device_id: String,
     pub token_id: String,
 }
@@ -333,14 +337,14 @@ pub struct Revoked {
 /// A device was deleted: close all its sessions.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Deleted {
+pub(crate) struct Deleted {
     pub device_id: String,
 }
 
 /// Whether a device has a live session, and how many, for the admin API.
 #[derive(Message)]
 #[rtype(result = "HashMap<String, usize>")]
-pub struct ConnectedCounts;
+pub(crate) struct ConnectedCounts;
 
 /// A device actor has no session left; `attaches` is how many it saw.
 #[derive(Message)]
@@ -351,7 +355,7 @@ struct Idle {
 }
 
 /// The registry of device actors, by device id.
-pub struct Devices {
+pub(crate) struct Devices {
     /// Each live device actor, with how many attaches were sent to it (so
     /// that an idle report that crossed a new attach is ignored).
     actors: HashMap<String, (Addr<DeviceActor>, u64)>,
@@ -361,7 +365,7 @@ pub struct Devices {
 }
 
 impl Devices {
-    pub fn new(auth: Arc<Auth>, events: Recipient<Presence>) -> Devices {
+    pub(crate) fn new(auth: Arc<Auth>, events: Recipient<Presence>) -> Devices {
         Devices {
             actors: HashMap::new(),
             auth,
@@ -470,7 +474,7 @@ impl Handler<ConnectedCounts> for Devices {
 struct SessionCount;
 
 /// One connected device: its sessions, by connection id.
-pub struct DeviceActor {
+pub(crate) struct DeviceActor {
     device_id: String,
     /// Each session's token id and how to close it.
     sessions: HashMap<u64, (String, Recipient<Close>)>,

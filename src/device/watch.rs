@@ -17,22 +17,22 @@ use tokio::sync::mpsc;
 const VIEWER_QUEUE: usize = 256;
 
 /// How much of a payload an event shows.
-pub const PREVIEW_BYTES: usize = 512;
+pub(crate) const PREVIEW_BYTES: usize = 512;
 
 #[derive(Default, Debug)]
-pub struct Watch {
+pub(crate) struct Watch {
     viewers: AtomicUsize,
     senders: Mutex<Vec<mpsc::Sender<Bytes>>>,
 }
 
 impl Watch {
     /// Whether anyone is watching: check before building an event.
-    pub fn active(&self) -> bool {
+    pub(crate) fn active(&self) -> bool {
         self.viewers.load(Ordering::Relaxed) > 0
     }
 
     /// A new viewer; events arrive as ready-made SSE frames.
-    pub fn subscribe(&self) -> mpsc::Receiver<Bytes> {
+    pub(crate) fn subscribe(&self) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(VIEWER_QUEUE);
         let mut senders = self.senders.lock();
         senders.push(tx);
@@ -41,7 +41,7 @@ impl Watch {
     }
 
     /// Sends `{"type": kind, "time": …, …fields}` to every viewer.
-    pub fn emit(&self, kind: &str, fields: Value) {
+    pub(crate) fn emit(&self, kind: &str, fields: Value) {
         if !self.active() {
             return;
         }
@@ -60,7 +60,7 @@ impl Watch {
     }
 
     /// Drops viewers that went away (called on a keep-alive tick).
-    pub fn prune(&self) {
+    pub(crate) fn prune(&self) {
         let mut senders = self.senders.lock();
         senders.retain(|tx| !tx.is_closed());
         self.viewers.store(senders.len(), Ordering::Relaxed);
@@ -68,7 +68,7 @@ impl Watch {
 }
 
 /// The first bytes of a payload as text, for an event.
-pub fn preview(payload: &[u8]) -> String {
+pub(crate) fn preview(payload: &[u8]) -> String {
     let cut = &payload[..payload.len().min(PREVIEW_BYTES)];
     let mut s = String::from_utf8_lossy(cut).into_owned();
     if payload.len() > PREVIEW_BYTES {

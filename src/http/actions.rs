@@ -18,13 +18,13 @@ const DEFAULT_RUNS_PAGE: usize = 20;
 /// The largest page of runs: each run carries up to 16 KiB of output.
 const MAX_RUNS_PAGE: usize = 500;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/actions", web::get().to(list_actions))
         .route("/actions/{name}/runs", web::get().to(list_runs));
 }
 
 /// A run record as the API shows it.
-pub fn run_json(r: &Run) -> Value {
+pub(super) fn run_json(r: &Run) -> Value {
     json!({
         "id": r.id,
         "action": r.action,

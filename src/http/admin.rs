@@ -13,7 +13,7 @@ use crate::device::{ConnectedCounts, Deleted, Revoked};
 use crate::store::devices::{self, Device, Param, Permission, Tag, Token};
 use crate::store::now_ms;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/devices", web::get().to(list_devices))
         .route("/devices", web::post().to(create_device))
         .route("/devices/{name}", web::get().to(show_device))
@@ -28,7 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// The admin token, checked before anything else of a request is read: as a
 /// handler's first argument it refuses the request (401) before a body
 /// extractor after it reads or parses a byte.
-pub struct Admin;
+pub(super) struct Admin;
 
 impl actix_web::FromRequest for Admin {
     type Error = ApiError;

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest};
 use super::admin::admin;
 use super::{ok, ApiResult, Bridges, Shared};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/bridges", web::get().to(list_bridges));
 }
 

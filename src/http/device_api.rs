@@ -35,7 +35,7 @@ use crate::store::data::{
 use crate::store::devices::{self, Permission};
 use crate::store::{data as stored, now_ms, StoreError};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/data", web::post().to(post_data))
         .route("/data", web::get().to(get_data))
         .route("/data", web::delete().to(delete_data))

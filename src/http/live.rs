@@ -18,7 +18,7 @@ use super::{ApiError, ApiResult, Shared};
 /// lets the server notice a viewer that left.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/devices/{name}/live", web::get().to(live));
 }
 

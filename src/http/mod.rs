@@ -15,7 +15,7 @@ mod bridges;
 mod device_api;
 mod live;
 mod page;
-pub mod services;
+pub(crate) mod services;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,24 +29,24 @@ use serde_json::json;
 use crate::broker::Broker;
 use crate::metrics::METRICS;
 
-pub type Shared = web::Data<Arc<Broker>>;
+pub(crate) type Shared = web::Data<Arc<Broker>>;
 
 /// A successful answer.
-pub fn ok(result: impl serde::Serialize) -> HttpResponse {
+pub(crate) fn ok(result: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": true, "result": result}))
 }
 
 /// A refusal with its reason.
-pub fn fail(status: StatusCode, message: impl std::fmt::Display) -> HttpResponse {
+pub(crate) fn fail(status: StatusCode, message: impl std::fmt::Display) -> HttpResponse {
     HttpResponse::build(status).json(json!({"status": false, "message": message.to_string()}))
 }
 
 /// A refusal that handlers return with `?`; answered as [`fail`].
 #[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
+pub(crate) struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl std::fmt::Display) -> ApiError {
         ApiError(status, message.to_string())
     }
 }
@@ -73,7 +73,7 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-pub type ApiResult = Result<HttpResponse, ApiError>;
+pub(crate) type ApiResult = Result<HttpResponse, ApiError>;
 
 /// How long a shutdown waits for HTTP connections to finish.
 const SHUTDOWN_GRACE_SECS: u64 = 2;
@@ -87,7 +87,7 @@ fn body_timed_out() -> actix_web::error::PayloadError {
 }
 
 /// Whether a payload error is [`body_timed_out`]'s.
-pub fn is_body_timeout(e: &actix_web::error::PayloadError) -> bool {
+pub(crate) fn is_body_timeout(e: &actix_web::error::PayloadError) -> bool {
     matches!(e, actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
 }
 
@@ -117,7 +117,7 @@ impl futures::Stream for Deadline {
 }
 
 /// Starts the HTTP server; the returned server must be awaited (spawned).
-pub fn start(
+pub(crate) fn start(
     broker: Arc<Broker>,
     bridges: crate::bridge::Statuses,
 ) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
@@ -190,7 +190,7 @@ async fn health() -> HttpResponse {
 }
 
 /// The bridges' states, beside the broker.
-pub type Bridges = web::Data<crate::bridge::Statuses>;
+pub(crate) type Bridges = web::Data<crate::bridge::Statuses>;
 
 async fn metrics(broker: Shared, bridges: Bridges) -> HttpResponse {
     let (topics, subscriptions, sessions) = broker

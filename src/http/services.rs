@@ -20,7 +20,7 @@ use crate::protocol::validate::check_topic_name;
 use crate::router::acl::ClientAcl;
 use crate::store::devices::same_secret;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/analysis/services/mqtt/publish",
         web::post().to(mqtt_publish),
@@ -29,7 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The token a request carries: `token` (TagoIO's SDKs), `Device-Token`, or
 /// `Authorization` (raw or `Bearer`).
-pub fn request_token(req: &HttpRequest) -> Option<&str> {
+pub(crate) fn request_token(req: &HttpRequest) -> Option<&str> {
     let h = req.headers();
     ["token", "device-token", "authorization"]
         .iter()

@@ -5,7 +5,7 @@
 //! arbiter's reactor), where its TLS handshake and its session actor run. So
 //! every core carries traffic and a slow handshake holds up nobody else.
 
-pub mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::session::{Session, Slot};
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The running accept loops; dropping this does not stop them, `stop` does.
-pub struct Listeners {
+pub(crate) struct Listeners {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Where each listener is bound ("mqtt" or "mqtts", address).
     pub bound: Vec<(&'static str, SocketAddr)>,
@@ -31,7 +31,7 @@ pub struct Listeners {
 
 impl Listeners {
     /// Stops accepting; connections already made go on until shutdown.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         for t in &self.tasks {
             t.abort();
         }
@@ -39,7 +39,10 @@ impl Listeners {
 }
 
 /// Binds the configured listeners and starts accepting.
-pub async fn start(broker: Arc<Broker>, arbiters: Vec<ArbiterHandle>) -> anyhow::Result<Listeners> {
+pub(crate) async fn start(
+    broker: Arc<Broker>,
+    arbiters: Vec<ArbiterHandle>,
+) -> anyhow::Result<Listeners> {
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
     let cfg = &broker.config.mqtt;

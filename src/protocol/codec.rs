@@ -15,13 +15,13 @@ const MAX_RESERVE: usize = 64 * 1024;
 
 /// Frames and validates MQTT packets; encodes `Packet`s.
 #[derive(Debug, Clone)]
-pub struct MqttCodec {
+pub(crate) struct MqttCodec {
     max_packet_size: usize,
 }
 
 impl MqttCodec {
     /// `max_packet_size` bounds a whole frame in bytes, fixed header included.
-    pub fn new(max_packet_size: usize) -> Self {
+    pub(crate) fn new(max_packet_size: usize) -> Self {
         MqttCodec { max_packet_size }
     }
 }

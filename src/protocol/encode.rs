@@ -142,7 +142,7 @@ fn publish_remaining_length(p: &Publish) -> Option<usize> {
 /// path). A PUBLISH that cannot be encoded (QoS > 2, topic over 65535 bytes, packet over
 /// 256 MiB) writes nothing; decoded packets never hit this, and `Encoder` reports it as an
 /// error.
-pub fn encode_publish(p: &Publish, dst: &mut BytesMut) {
+pub(crate) fn encode_publish(p: &Publish, dst: &mut BytesMut) {
     let Some(len) = publish_remaining_length(p) else {
         debug_assert!(
             false,

@@ -3,11 +3,11 @@
 //! encoder share.
 
 /// The largest remaining length a 4-byte varint can express (MQTT 3.1.1 §2.2.3).
-pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
+pub(super) const MAX_REMAINING_LENGTH: usize = 268_435_455;
 
 /// Why an incoming byte stream could not be decoded.
 #[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// A frame (fixed header included) larger than the codec's `max_packet_size`.
@@ -26,7 +26,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The CONNACK return code the session should send before closing, if any.
-    pub fn connack_code(&self) -> Option<u8> {
+    pub(crate) fn connack_code(&self) -> Option<u8> {
         match self {
             DecodeError::UnacceptableProtocol { .. } => Some(1),
             DecodeError::IdentifierRejected(_) => Some(2),

@@ -7,17 +7,17 @@
 //! Server-to-client packet types (CONNACK, SUBACK, UNSUBACK, PINGRESP) decode like any
 //! other packet; the session is expected to reject them when a client sends them.
 
-pub mod codec;
+pub(crate) mod codec;
 mod decode;
 mod encode;
 mod error;
 mod packet;
-pub mod validate;
+pub(crate) mod validate;
 
 #[cfg(test)]
 mod tests;
 
-pub use codec::MqttCodec;
-pub use encode::encode_publish;
-pub use error::DecodeError;
-pub use packet::{Connect, Packet, Publish, Will};
+pub(crate) use codec::MqttCodec;
+pub(crate) use encode::encode_publish;
+pub(crate) use error::DecodeError;
+pub(crate) use packet::{Connect, Packet, Publish, Will};

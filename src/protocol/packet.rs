@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 /// One MQTT control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Packet {
+pub(crate) enum Packet {
     Connect(Connect),
     ConnAck {
         session_present: bool,
@@ -40,7 +40,7 @@ pub enum Packet {
 
 /// A CONNECT packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connect {
+pub(crate) struct Connect {
     /// 3 = MQTT 3.1 ("MQIsdp"), 4 = MQTT 3.1.1 ("MQTT").
     pub level: u8,
     /// May be empty: the session decides whether to assign one or refuse.
@@ -55,7 +55,7 @@ pub struct Connect {
 
 /// The last-will message carried in a CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Will {
+pub(crate) struct Will {
     pub topic: String,
     pub payload: Bytes,
     pub qos: u8,
@@ -64,7 +64,7 @@ pub struct Will {
 
 /// A PUBLISH packet. Cheap to clone (topic and payload are reference-counted).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Publish {
+pub(crate) struct Publish {
     pub topic: Arc<str>,
     pub payload: Bytes,
     pub qos: u8,
@@ -74,9 +74,10 @@ pub struct Publish {
     pub pkid: u16,
 }
 
+#[cfg(test)]
 impl Publish {
     /// A PUBLISH with `dup = false` and `pkid = 0` (set `pkid` before sending QoS > 0).
-    pub fn new(
+    pub(crate) fn new(
         topic: impl Into<Arc<str>>,
         payload: impl Into<Bytes>,
         qos: u8,

@@ -2,7 +2,7 @@
 //! §4.7). Each check returns a short reason suitable for a `Malformed` error message.
 
 /// A topic name (PUBLISH, will topic): non-empty, no U+0000, no `+` or `#`.
-pub fn check_topic_name(topic: &str) -> Result<(), &'static str> {
+pub(crate) fn check_topic_name(topic: &str) -> Result<(), &'static str> {
     if topic.is_empty() {
         return Err("is empty");
     }
@@ -17,7 +17,7 @@ pub fn check_topic_name(topic: &str) -> Result<(), &'static str> {
 
 /// A topic filter (SUBSCRIBE, UNSUBSCRIBE): non-empty, no U+0000, `+` only as a whole
 /// level, `#` only as the whole last level.
-pub fn check_topic_filter(filter: &str) -> Result<(), &'static str> {
+pub(crate) fn check_topic_filter(filter: &str) -> Result<(), &'static str> {
     if filter.is_empty() {
         return Err("is empty");
     }
@@ -37,7 +37,7 @@ pub fn check_topic_filter(filter: &str) -> Result<(), &'static str> {
 }
 
 /// Decodes an MQTT UTF-8 string: well-formed UTF-8 without U+0000 (§1.5.3).
-pub fn utf8_string(bytes: &[u8]) -> Result<String, &'static str> {
+pub(crate) fn utf8_string(bytes: &[u8]) -> Result<String, &'static str> {
     let s = std::str::from_utf8(bytes).map_err(|_| "is not valid UTF-8")?;
     if s.contains('\0') {
         return Err("contains U+0000");

@@ -30,7 +30,7 @@ struct ClientRule {
 
 /// The rules that apply to one connected client.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct ClientAcl {
+pub(crate) struct ClientAcl {
     rules: Vec<ClientRule>,
     /// Whether any rule concerns subscriptions; when none does, every
     /// delivery is allowed without a look at the rules.
@@ -45,7 +45,7 @@ fn substitutable(value: &str) -> bool {
 
 impl ClientAcl {
     /// `device` is the authenticated device's name and tags; None = anonymous.
-    pub fn for_client(
+    pub(crate) fn for_client(
         rules: &[AclRule],
         device: Option<(&str, &[Tag])>,
         client_id: &str,
@@ -90,7 +90,7 @@ impl ClientAcl {
 
     /// The rules for bridge `name`: those for `"*"` and `"bridge:NAME"`, with
     /// `%d` and `%c` both standing for `bridge:NAME`.
-    pub fn for_bridge(rules: &[AclRule], name: &str) -> ClientAcl {
+    pub(crate) fn for_bridge(rules: &[AclRule], name: &str) -> ClientAcl {
         let id = format!("{}{name}", super::BRIDGE_CLIENT_PREFIX);
         let rules = rules
             .iter()
@@ -115,7 +115,7 @@ impl ClientAcl {
         }
     }
 
-    pub fn can_publish(&self, topic: &str) -> bool {
+    pub(crate) fn can_publish(&self, topic: &str) -> bool {
         self.rules
             .iter()
             .find(|r| r.publish && filter_matches(&r.filter, topic))
@@ -124,7 +124,7 @@ impl ClientAcl {
 
     /// Whether a SUBSCRIBE to `filter` is granted: refused only when no
     /// topic it matches could be delivered.
-    pub fn can_subscribe(&self, filter: &str) -> bool {
+    pub(crate) fn can_subscribe(&self, filter: &str) -> bool {
         for r in self.rules.iter().filter(|r| r.subscribe) {
             if r.allow {
                 if filters_intersect(&r.filter, filter) {
@@ -138,7 +138,7 @@ impl ClientAcl {
     }
 
     /// Whether a message on `topic` may be delivered to this client.
-    pub fn can_receive(&self, topic: &str) -> bool {
+    pub(crate) fn can_receive(&self, topic: &str) -> bool {
         if !self.any_subscribe {
             return true;
         }
@@ -150,7 +150,7 @@ impl ClientAcl {
 }
 
 /// Whether some topic matches both filters.
-pub fn filters_intersect(a: &str, b: &str) -> bool {
+pub(crate) fn filters_intersect(a: &str, b: &str) -> bool {
     // A filter whose first level is a wildcard matches no `$` topic.
     let wild_first = |f: &str| f.starts_with('+') || f.starts_with('#');
     if (a.starts_with('$') && wild_first(b)) || (b.starts_with('$') && wild_first(a)) {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::metrics::METRICS;
 
-pub struct RetainedBudget {
+pub(crate) struct RetainedBudget {
     max_messages: usize,
     max_bytes: usize,
     messages: AtomicUsize,
@@ -16,7 +16,7 @@ pub struct RetainedBudget {
 }
 
 impl RetainedBudget {
-    pub fn new(max_messages: usize, max_bytes: usize) -> RetainedBudget {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> RetainedBudget {
         RetainedBudget {
             max_messages,
             max_bytes,
@@ -28,7 +28,7 @@ impl RetainedBudget {
     /// Takes room for a retained payload of `new` bytes that replaces one of
     /// `old` bytes (`None`: the topic had none). False, with nothing taken,
     /// when that would go past a limit.
-    pub fn replace(&self, old: Option<usize>, new: usize) -> bool {
+    pub(crate) fn replace(&self, old: Option<usize>, new: usize) -> bool {
         // One topic actor changes one topic at a time, and a compare-exchange
         // loop keeps concurrent changes of other topics exact.
         if old.is_none() {
@@ -70,7 +70,7 @@ impl RetainedBudget {
     }
 
     /// A retained message of `bytes` was cleared.
-    pub fn release(&self, bytes: usize) {
+    pub(crate) fn release(&self, bytes: usize) {
         let _ = self
             .messages
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));

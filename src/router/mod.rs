@@ -16,12 +16,12 @@
 //! operations run a slice at a time (`jobs.rs`), so that one client's
 //! thousands of subscriptions never hold up another client's CONNECT.
 
-pub mod acl;
-pub mod budget;
+pub(crate) mod acl;
+pub(crate) mod budget;
 mod jobs;
-pub mod queue;
-pub mod topic;
-pub mod trie;
+pub(crate) mod queue;
+pub(crate) mod topic;
+pub(crate) mod trie;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -45,27 +45,27 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How long a session may keep using a topic address it resolved without
 /// asking again. The router retires a topic only when nobody resolved it for
 /// longer than this, so no session can still send to a stopped topic.
-pub const TOPIC_LEASE: Duration = Duration::from_secs(30);
+pub(crate) const TOPIC_LEASE: Duration = Duration::from_secs(30);
 
-pub use crate::config::BRIDGE_CLIENT_PREFIX;
+pub(crate) use crate::config::BRIDGE_CLIENT_PREFIX;
 
 /// The address of the actor for a topic name, created if needed; `None`
 /// when `max_topics` topics exist already.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<Topic>>")]
-pub struct Resolve(pub Arc<str>);
+pub(crate) struct Resolve(pub Arc<str>);
 
 /// Asks an existing connection to hand its session over and close: another
 /// connection with the same client id has arrived. Answers once the
 /// connection has detached from its session.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Takeover;
+pub(crate) struct Takeover;
 
 /// A client completed CONNECT (already authenticated).
 #[derive(Message)]
 #[rtype(result = "ConnectAnswer")]
-pub struct Connect {
+pub(crate) struct Connect {
     pub client_id: Arc<str>,
     pub clean_session: bool,
     /// The device that logged in; None = anonymous. Sessions belong to it.
@@ -77,7 +77,7 @@ pub struct Connect {
 }
 
 /// The router's answer to CONNECT.
-pub enum ConnectAnswer {
+pub(crate) enum ConnectAnswer {
     /// The session's delivery queue, and whether an earlier session was resumed.
     Connected {
         subscriber: Arc<Subscriber>,
@@ -107,14 +107,14 @@ where
 /// for a persistent session, committed).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<bool>, StoreError>")]
-pub struct Subscribe {
+pub(crate) struct Subscribe {
     pub client_id: Arc<str>,
     pub filters: Vec<(String, u8)>,
 }
 
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
-pub struct Unsubscribe {
+pub(crate) struct Unsubscribe {
     pub client_id: Arc<str>,
     pub filters: Vec<String>,
 }
@@ -122,7 +122,7 @@ pub struct Unsubscribe {
 /// A connection ended. A clean session's subscriptions go with it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Disconnected {
+pub(crate) struct Disconnected {
     pub client_id: Arc<str>,
     pub conn_id: u64,
 }
@@ -130,14 +130,14 @@ pub struct Disconnected {
 /// A device was deleted: its persistent sessions go too.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ForgetDevice {
+pub(crate) struct ForgetDevice {
     pub device_id: String,
 }
 
 /// A topic has been idle and asks to be retired.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TopicIdle {
+pub(crate) struct TopicIdle {
     pub name: Arc<str>,
     pub addr: Addr<Topic>,
 }
@@ -147,7 +147,7 @@ pub struct TopicIdle {
 /// written to `bridge_queue`, so nothing of it goes to the sessions tables.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AddBridge {
+pub(crate) struct AddBridge {
     /// `bridge:NAME` (see [`BRIDGE_CLIENT_PREFIX`]).
     pub client_id: Arc<str>,
     pub subscriber: Arc<Subscriber>,
@@ -158,7 +158,7 @@ pub struct AddBridge {
 /// How many topic actors and subscriptions there are, for `/metrics`.
 #[derive(Message)]
 #[rtype(result = "(usize, usize, usize)")]
-pub struct Stats;
+pub(crate) struct Stats;
 
 struct TopicEntry {
     addr: Addr<Topic>,
@@ -182,7 +182,7 @@ struct ClientEntry {
 
 /// What the broker needs to build subscriber queues.
 #[derive(Clone)]
-pub struct QueueLimits {
+pub(crate) struct QueueLimits {
     /// In-memory messages per connected subscriber before publishers are held back.
     pub capacity: usize,
     /// Messages kept in SQLite for a persistent session while it is away.
@@ -192,7 +192,7 @@ pub struct QueueLimits {
 
 /// The router's bounds on what clients can make grow.
 #[derive(Clone)]
-pub struct RouterLimits {
+pub(crate) struct RouterLimits {
     pub queue: QueueLimits,
     /// Topic actors at once (`$SYS` topics aside).
     pub max_topics: usize,
@@ -204,12 +204,12 @@ pub struct RouterLimits {
 
 /// A persistent session as it is restored at start: its row, with the ACL
 /// its device gets.
-pub struct SavedSession {
+pub(crate) struct SavedSession {
     pub row: sessions::SessionRow,
     pub acl: Arc<ClientAcl>,
 }
 
-pub struct Router {
+pub(crate) struct Router {
     /// Who subscribes to what: topic name to clients.
     trie: SubTrie,
     /// The active topics by name, and the same names as a tree, so that a
@@ -240,7 +240,7 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(store: Store, arbiters: Vec<ArbiterHandle>, limits: RouterLimits) -> Router {
+    pub(crate) fn new(store: Store, arbiters: Vec<ArbiterHandle>, limits: RouterLimits) -> Router {
         Router {
             trie: SubTrie::default(),
             topics: HashMap::new(),
@@ -264,7 +264,7 @@ impl Router {
     /// and retained messages (each gets its topic actor now). Subscriptions
     /// that break a limit, and retained messages past the budget, are left
     /// out with a log line.
-    pub fn restore(
+    pub(crate) fn restore(
         &mut self,
         ctx: &mut Context<Self>,
         saved: Vec<SavedSession>,
@@ -729,7 +729,7 @@ impl Handler<Stats> for Router {
 
 /// Publishes a message from inside the broker (a will, `$SYS`, an action);
 /// resolves to whether it was queued and stored as required.
-pub async fn publish(
+pub(crate) async fn publish(
     router: &Addr<Router>,
     topic: Arc<str>,
     payload: Bytes,

@@ -36,7 +36,7 @@ use crate::store::{bridge, sessions, Store, StoreError};
 
 /// One message on its way to one client.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub topic: Arc<str>,
     pub payload: Bytes,
     /// The QoS it is delivered at: the lower of the publish's and the grant.
@@ -53,14 +53,14 @@ pub struct Delivery {
 
 /// The broker-wide message sequence, above every id in `session_queue`, so
 /// that reading a queue by id gives each topic's messages in publish order.
-pub static SEQ: AtomicI64 = AtomicI64::new(0);
+pub(crate) static SEQ: AtomicI64 = AtomicI64::new(0);
 
-pub fn next_seq() -> i64 {
+pub(crate) fn next_seq() -> i64 {
     SEQ.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 /// What [`Subscriber::push`] did with a message.
-pub enum Push {
+pub(crate) enum Push {
     /// Queued; for a persistent session, the future resolves when its row is committed.
     Queued(Option<BoxFuture<'static, Result<(), StoreError>>>),
     /// Not delivered (QoS 0 past a full queue, or nobody to deliver to); counted.
@@ -72,7 +72,7 @@ pub enum Push {
 
 /// Protocol state a persistent session hands from one connection to the next.
 #[derive(Default, Debug)]
-pub struct Resume {
+pub(crate) struct Resume {
     /// Sequence numbers that were sent and not acknowledged: redelivered with DUP.
     pub was_inflight: HashSet<i64>,
     /// Outgoing QoS 2 packet ids that got PUBREC but not yet PUBCOMP: PUBREL is sent again.
@@ -99,7 +99,7 @@ struct Inner {
     generation: u64,
 }
 
-pub struct Subscriber {
+pub(crate) struct Subscriber {
     pub client_id: Arc<str>,
     /// clean session = 0: messages go through SQLite and survive restarts.
     pub persistent: bool,
@@ -124,7 +124,7 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    pub fn new(
+    pub(crate) fn new(
         client_id: Arc<str>,
         persistent: bool,
         capacity: usize,
@@ -171,7 +171,7 @@ impl Subscriber {
     /// `client_id`; the bridge attaches it and keeps it attached): its QoS
     /// 1/2 messages are written to `bridge_queue`, never trimmed here (the
     /// bridge bounds its table).
-    pub fn for_bridge(
+    pub(crate) fn for_bridge(
         client_id: Arc<str>,
         name: Arc<str>,
         capacity: usize,
@@ -194,18 +194,18 @@ impl Subscriber {
     }
 
     /// Marks the session over; see [`Subscriber::is_gone`].
-    pub fn end(&self) {
+    pub(crate) fn end(&self) {
         self.gone.store(true, Ordering::Release);
         self.space.notify_waiters();
     }
 
     /// Whether the session is over: nothing is delivered to it any more.
-    pub fn is_gone(&self) -> bool {
+    pub(crate) fn is_gone(&self) -> bool {
         self.gone.load(Ordering::Acquire)
     }
 
     /// Hands a message to this client, within the queue's bound.
-    pub fn push(&self, d: Delivery) -> Push {
+    pub(crate) fn push(&self, d: Delivery) -> Push {
         if self.is_gone() {
             return Push::Dropped;
         }
@@ -279,7 +279,7 @@ impl Subscriber {
     }
 
     /// Takes up to `max` messages for the session to send.
-    pub fn pop_into(&self, out: &mut VecDeque<Delivery>, max: usize) {
+    pub(crate) fn pop_into(&self, out: &mut VecDeque<Delivery>, max: usize) {
         let mut g = self.inner.lock();
         let n = max.min(g.queue.len());
         out.extend(g.queue.drain(..n));
@@ -292,14 +292,14 @@ impl Subscriber {
     }
 
     /// Whether the connection of this generation was found to be slow.
-    pub fn is_slow(&self, generation: u64) -> bool {
+    pub(crate) fn is_slow(&self, generation: u64) -> bool {
         let g = self.inner.lock();
         g.generation == generation && g.slow
     }
 
     /// The sequence numbers now queued in memory, to skip when the same
     /// messages are loaded from SQLite on a reconnect.
-    pub fn queued_seqs(&self) -> HashSet<i64> {
+    pub(crate) fn queued_seqs(&self) -> HashSet<i64> {
         self.inner
             .lock()
             .queue
@@ -311,7 +311,7 @@ impl Subscriber {
 
     /// A connection takes this subscriber over; returns its generation and
     /// what the previous connection left unfinished.
-    pub fn attach(&self) -> (u64, Resume) {
+    pub(crate) fn attach(&self) -> (u64, Resume) {
         let mut g = self.inner.lock();
         g.generation += 1;
         g.online = true;
@@ -325,7 +325,7 @@ impl Subscriber {
 
     /// The connection is gone. `unacked` is how many of this session's rows
     /// remain in SQLite (for the `max_queued` bound while away).
-    pub fn detach(&self, generation: u64, resume: Resume, unacked: usize) {
+    pub(crate) fn detach(&self, generation: u64, resume: Resume, unacked: usize) {
         let mut g = self.inner.lock();
         if g.generation != generation {
             return;
@@ -343,7 +343,7 @@ impl Subscriber {
     /// Marks the current connection a slow consumer and tells its session to
     /// close, if it has taken nothing for `timeout` while full. Messages that
     /// were waiting in memory stay in SQLite for a persistent session.
-    pub fn mark_slow_if_stalled(&self, timeout: std::time::Duration) {
+    pub(crate) fn mark_slow_if_stalled(&self, timeout: std::time::Duration) {
         let mut g = self.inner.lock();
         if g.slow || !g.online {
             return;

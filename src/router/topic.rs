@@ -40,7 +40,7 @@ const IDLE_AFTER: Duration = Duration::from_secs(120);
 /// message queued and everything that must be durable is committed.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Publish {
+pub(crate) struct Publish {
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
@@ -53,7 +53,7 @@ pub struct Publish {
 
 /// What came of a [`Publish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Published {
+pub(crate) enum Published {
     /// Queued for every subscriber, and committed where it must be.
     Done,
     /// Delivered, but not retained: a retained limit was reached.
@@ -67,7 +67,7 @@ pub enum Published {
 /// at the lower of that QoS and the message's.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetSubscriber {
+pub(crate) struct SetSubscriber {
     pub client: Arc<str>,
     pub grant: Option<(u8, Arc<Subscriber>)>,
     pub retained_qos: Option<u8>,
@@ -76,9 +76,9 @@ pub struct SetSubscriber {
 /// The router agrees that this topic may stop.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Retire;
+pub(crate) struct Retire;
 
-pub struct Topic {
+pub(crate) struct Topic {
     name: Arc<str>,
     /// The retained message and its QoS; none when cleared.
     retained: Option<(Bytes, u8)>,
@@ -97,7 +97,7 @@ pub struct Topic {
 impl Topic {
     /// `retained` must already be counted in `budget` (the router loads
     /// retained messages within the budget).
-    pub fn new(
+    pub(crate) fn new(
         name: Arc<str>,
         retained: Option<(Bytes, u8)>,
         subscribers: HashMap<Arc<str>, (u8, Arc<Subscriber>)>,

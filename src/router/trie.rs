@@ -196,6 +196,7 @@ impl<T: Default> Tree<T> {
     }
 
     /// Whether only the root is left.
+    #[cfg(test)]
     fn is_bare(&self) -> bool {
         self.node(ROOT).children.is_empty()
     }
@@ -250,7 +251,7 @@ fn level_at(text: &str, at: usize) -> (&str, Option<usize>) {
 
 /// The subscription index: every (client, filter) with its granted QoS.
 #[derive(Default)]
-pub struct SubTrie {
+pub(crate) struct SubTrie {
     /// At each node, the clients whose filter ends there.
     tree: Tree<HashMap<Arc<str>, u8>>,
     /// How many (client, filter) pairs are indexed; for metrics.
@@ -258,16 +259,16 @@ pub struct SubTrie {
 }
 
 impl SubTrie {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Adds or updates `client`'s subscription to `filter` (a valid filter).
-    pub fn insert(&mut self, filter: &str, client: &Arc<str>, qos: u8) {
+    pub(crate) fn insert(&mut self, filter: &str, client: &Arc<str>, qos: u8) {
         let id = self.tree.find_or_insert(filter.split('/'));
         if self
             .tree
@@ -281,7 +282,7 @@ impl SubTrie {
     }
 
     /// Removes `client`'s subscription to `filter`; true when there was one.
-    pub fn remove(&mut self, filter: &str, client: &str) -> bool {
+    pub(crate) fn remove(&mut self, filter: &str, client: &str) -> bool {
         let Some(id) = self.tree.find(filter.split('/')) else {
             return false;
         };
@@ -330,7 +331,7 @@ impl SubTrie {
 
     /// Whether any filter matches `topic`; allocates nothing for topics of
     /// ordinary depth (a check on every publish).
-    pub fn any_match(&self, topic: &str) -> bool {
+    pub(crate) fn any_match(&self, topic: &str) -> bool {
         let mut found = false;
         self.walk(topic, |clients| {
             found = !clients.is_empty();
@@ -341,7 +342,7 @@ impl SubTrie {
 
     /// Every client subscribed to `topic`, with the highest QoS among its
     /// matching filters (one copy per message, at the highest QoS).
-    pub fn matches(&self, topic: &str) -> HashMap<Arc<str>, u8> {
+    pub(crate) fn matches(&self, topic: &str) -> HashMap<Arc<str>, u8> {
         let mut out: HashMap<Arc<str>, u8> = HashMap::new();
         self.walk(topic, |clients| {
             for (client, &qos) in clients {
@@ -355,7 +356,7 @@ impl SubTrie {
 
     /// The highest QoS `client` holds among its filters matching `topic`;
     /// costs the matching nodes, not the client's filters.
-    pub fn grant_of(&self, topic: &str, client: &str) -> Option<u8> {
+    pub(crate) fn grant_of(&self, topic: &str, client: &str) -> Option<u8> {
         let mut best: Option<u8> = None;
         self.walk(topic, |clients| {
             if let Some(&q) = clients.get(client) {
@@ -369,23 +370,19 @@ impl SubTrie {
 
 /// The index of topic names: which of them a filter matches.
 #[derive(Default)]
-pub struct NameTrie {
+pub(crate) struct NameTrie {
     /// At the node of each indexed name, the name itself.
     tree: Tree<Option<Arc<str>>>,
     len: usize,
 }
 
 impl NameTrie {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Indexes a topic name (a valid name, no wildcards).
-    pub fn insert(&mut self, name: &Arc<str>) {
+    pub(crate) fn insert(&mut self, name: &Arc<str>) {
         let id = self.tree.find_or_insert(name.split('/'));
         let slot = &mut self.tree.node_mut(id).value;
         if slot.is_none() {
@@ -394,7 +391,7 @@ impl NameTrie {
         *slot = Some(name.clone());
     }
 
-    pub fn remove(&mut self, name: &str) -> bool {
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
         let Some(id) = self.tree.find(name.split('/')) else {
             return false;
         };
@@ -407,7 +404,7 @@ impl NameTrie {
     }
 
     /// Calls `f` with every indexed name that `filter` matches.
-    pub fn for_each_match(&self, filter: &str, mut f: impl FnMut(&Arc<str>)) {
+    pub(crate) fn for_each_match(&self, filter: &str, mut f: impl FnMut(&Arc<str>)) {
         let mut stack: Stack<(NodeId, Option<usize>)> = Stack::new();
         stack.push((ROOT, Some(0)));
         while let Some((id, at)) = stack.pop() {
@@ -453,13 +450,14 @@ impl NameTrie {
     }
 
     /// Whether the tree holds nothing (only its root node).
-    pub fn is_bare(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_bare(&self) -> bool {
         self.tree.is_bare()
     }
 }
 
 /// Whether `filter` matches `topic` (both valid); the same rules as the trie.
-pub fn filter_matches(filter: &str, topic: &str) -> bool {
+pub(crate) fn filter_matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
@@ -478,7 +476,7 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
 
 /// Whether every topic `inner` can match is also matched by `outer` (both
 /// filters); used by the ACL to judge a SUBSCRIBE.
-pub fn filter_covers(outer: &str, inner: &str) -> bool {
+pub(crate) fn filter_covers(outer: &str, inner: &str) -> bool {
     // A filter starting with a wildcard matches no `$` topic, which `inner`
     // may match when it starts with `$`.
     let wild_first = |f: &str| f.starts_with('+') || f.starts_with('#');

@@ -11,10 +11,10 @@ use std::task::{Context, Poll, Waker};
 use futures::Stream;
 
 /// Reasons to stop reading, as bits.
-pub const WINDOW_FULL: u8 = 1;
-pub const WRITER_FULL: u8 = 2;
-pub const CONNECTING: u8 = 4;
-pub const CLOSING: u8 = 8;
+pub(crate) const WINDOW_FULL: u8 = 1;
+pub(crate) const WRITER_FULL: u8 = 2;
+pub(crate) const CONNECTING: u8 = 4;
+pub(crate) const CLOSING: u8 = 8;
 
 #[derive(Default)]
 struct Inner {
@@ -24,14 +24,14 @@ struct Inner {
 
 /// Shared between the session and its read stream (same thread: `Rc`).
 #[derive(Clone, Default)]
-pub struct Gate(Rc<RefCell<Inner>>);
+pub(crate) struct Gate(Rc<RefCell<Inner>>);
 
 impl Gate {
-    pub fn hold(&self, reason: u8) {
+    pub(crate) fn hold(&self, reason: u8) {
         self.0.borrow_mut().held |= reason;
     }
 
-    pub fn release(&self, reason: u8) {
+    pub(crate) fn release(&self, reason: u8) {
         let mut g = self.0.borrow_mut();
         let before = g.held;
         g.held &= !reason;
@@ -44,7 +44,7 @@ impl Gate {
 }
 
 /// A stream that yields nothing while its gate is held.
-pub struct Gated<S> {
+pub(crate) struct Gated<S> {
     pub inner: S,
     pub gate: Gate,
 }

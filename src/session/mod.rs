@@ -10,7 +10,7 @@
 
 mod connect;
 mod deliver;
-pub mod gate;
+pub(crate) mod gate;
 mod publish;
 mod subscribe;
 
@@ -65,10 +65,10 @@ const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// One open connection's place under `[mqtt] max_connections`, from accept
 /// until its session ends; given back when dropped.
-pub struct Slot(());
+pub(crate) struct Slot(());
 
 impl Slot {
-    pub fn take(max: usize) -> Option<Slot> {
+    pub(crate) fn take(max: usize) -> Option<Slot> {
         if METRICS.connections_open.get() >= max as i64 {
             return None;
         }
@@ -150,7 +150,7 @@ struct Conn {
     waiting_items: bool,
 }
 
-pub struct Session {
+pub(crate) struct Session {
     broker: Arc<Broker>,
     /// This connection's place under `max_connections`.
     _slot: Slot,
@@ -185,7 +185,12 @@ pub struct Session {
 
 impl Session {
     /// Starts a session on the current arbiter for an accepted connection.
-    pub fn start<IO>(broker: Arc<Broker>, io: IO, peer: SocketAddr, slot: Slot) -> Addr<Session>
+    pub(crate) fn start<IO>(
+        broker: Arc<Broker>,
+        io: IO,
+        peer: SocketAddr,
+        slot: Slot,
+    ) -> Addr<Session>
     where
         IO: AsyncRead + AsyncWrite + Unpin + 'static,
     {

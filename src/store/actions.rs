@@ -14,7 +14,7 @@ use serde_json::Value;
 /// How a run ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RunOutcome {
+pub(crate) enum RunOutcome {
     Ok,
     Error,
     Timeout,
@@ -24,7 +24,7 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Ok => "ok",
             RunOutcome::Error => "error",
@@ -33,7 +33,7 @@ impl RunOutcome {
         }
     }
 
-    pub fn parse(s: &str) -> Option<RunOutcome> {
+    pub(crate) fn parse(s: &str) -> Option<RunOutcome> {
         Some(match s {
             "ok" => RunOutcome::Ok,
             "error" => RunOutcome::Error,
@@ -46,7 +46,7 @@ impl RunOutcome {
 
 /// One run, to record or as recorded (`id` is 0 until inserted).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Run {
+pub(crate) struct Run {
     pub id: i64,
     /// The action's name.
     pub action: String,
@@ -74,7 +74,7 @@ pub struct Run {
 
 /// A loaded action as recorded, with its last run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ActionRow {
+pub(crate) struct ActionRow {
     pub name: String,
     pub file: String,
     pub line: i64,
@@ -89,7 +89,7 @@ pub struct ActionRow {
 
 /// What [`sync`] changed, for the reload's log line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncSummary {
+pub(crate) struct SyncSummary {
     pub added: Vec<String>,
     pub changed: Vec<String>,
     pub removed: Vec<String>,
@@ -98,7 +98,7 @@ pub struct SyncSummary {
 
 /// A loaded action as the `actions` table records it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ActionRecord {
+pub(crate) struct ActionRecord {
     pub name: String,
     /// The file it came from, as found in the actions directory.
     pub file: String,
@@ -114,7 +114,11 @@ pub struct ActionRecord {
 /// Makes the `actions` table the loaded set `defs`: new ones are inserted,
 /// changed ones (another hash) updated with `loaded_at = at`, moved ones get
 /// their new file and line, and the rest are deleted (their runs stay).
-pub fn sync(conn: &Connection, defs: &[ActionRecord], at: i64) -> rusqlite::Result<SyncSummary> {
+pub(crate) fn sync(
+    conn: &Connection,
+    defs: &[ActionRecord],
+    at: i64,
+) -> rusqlite::Result<SyncSummary> {
     let mut summary = SyncSummary::default();
     let existing: std::collections::HashMap<String, String> = conn
         .prepare("SELECT name, hash FROM actions")?
@@ -159,7 +163,7 @@ pub fn sync(conn: &Connection, defs: &[ActionRecord], at: i64) -> rusqlite::Resu
 }
 
 /// Records a run; returns its id.
-pub fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> {
+pub(crate) fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO action_runs (action, trigger_kind, trigger_detail, device_id, started_at,
             ended_at, outcome, detail, exit_code, stdout, stderr)
@@ -205,7 +209,7 @@ fn run_from(r: &Row<'_>, first: usize) -> rusqlite::Result<Run> {
 
 /// An action's runs, newest first: at most `limit`, and only those older
 /// than run `before_id` when given (the last id of the previous page).
-pub fn runs_of(
+pub(crate) fn runs_of(
     conn: &Connection,
     action: &str,
     limit: usize,
@@ -225,7 +229,7 @@ pub fn runs_of(
 /// Deletes old runs: beyond the newest `keep_per_action` of each action, and
 /// (when `max_age` is given) those started before `now - max_age`. Returns
 /// how many were deleted.
-pub fn prune(
+pub(crate) fn prune(
     conn: &Connection,
     keep_per_action: usize,
     max_age: Option<Duration>,
@@ -271,7 +275,7 @@ fn action_from(r: &Row<'_>) -> rusqlite::Result<ActionRow> {
 }
 
 /// The loaded actions by name, each with its last run.
-pub fn list_actions(conn: &Connection) -> rusqlite::Result<Vec<ActionRow>> {
+pub(crate) fn list_actions(conn: &Connection) -> rusqlite::Result<Vec<ActionRow>> {
     let runs: Vec<String> = RUN_COLUMNS
         .split(", ")
         .map(|c| format!("r.{}", c.trim()))
@@ -288,7 +292,7 @@ pub fn list_actions(conn: &Connection) -> rusqlite::Result<Vec<ActionRow>> {
 }
 
 /// Whether an action of this name is loaded, or has runs on record.
-pub fn known(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+pub(crate) fn known(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     let found: Option<i64> = conn
         .prepare_cached(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM actions WHERE name = ?1)

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 
 /// A message waiting to go out over a bridge.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QueuedRow {
+pub(crate) struct QueuedRow {
     /// Increasing in commit order and never reused (AUTOINCREMENT).
     pub id: i64,
     /// The local topic.
@@ -21,7 +21,7 @@ pub struct QueuedRow {
 }
 
 /// Appends a message to a bridge's queue.
-pub fn enqueue(
+pub(crate) fn enqueue(
     conn: &Connection,
     bridge: &str,
     topic: &str,
@@ -40,7 +40,7 @@ pub fn enqueue(
 
 /// A page of a bridge's queue, oldest first.
 #[derive(Debug, Default)]
-pub struct Page {
+pub(crate) struct Page {
     pub rows: Vec<QueuedRow>,
     /// The query ran out of rows (rather than stopping at the limits).
     pub exhausted: bool,
@@ -49,7 +49,7 @@ pub struct Page {
 /// Rows of a bridge with an id above `after`, oldest first: at most `limit`
 /// of them, and no more once their payloads reach `max_bytes` (one row at
 /// least), so that a page of large messages stays small in memory.
-pub fn page(
+pub(crate) fn page(
     conn: &Connection,
     bridge: &str,
     after: i64,
@@ -86,7 +86,7 @@ pub fn page(
 
 /// Removes rows (acknowledged by the remote, or given up); returns how many
 /// existed.
-pub fn delete(conn: &Connection, ids: &[i64]) -> rusqlite::Result<usize> {
+pub(crate) fn delete(conn: &Connection, ids: &[i64]) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached("DELETE FROM bridge_queue WHERE id = ?1")?;
     let mut n = 0;
     for id in ids {
@@ -96,7 +96,7 @@ pub fn delete(conn: &Connection, ids: &[i64]) -> rusqlite::Result<usize> {
 }
 
 /// Marks a QoS 2 row as released (PUBREC received, PUBREL about to go).
-pub fn release(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+pub(crate) fn release(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE bridge_queue SET released = 1 WHERE id = ?1")?
         .execute(params![id])?;
     Ok(())
@@ -105,7 +105,12 @@ pub fn release(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 /// Drops the oldest rows of a bridge that were not read yet (id above
 /// `after`) until at most `keep` rows remain, as far as unread rows allow;
 /// returns how many were dropped.
-pub fn trim(conn: &Connection, bridge: &str, keep: usize, after: i64) -> rusqlite::Result<usize> {
+pub(crate) fn trim(
+    conn: &Connection,
+    bridge: &str,
+    keep: usize,
+    after: i64,
+) -> rusqlite::Result<usize> {
     let total = count(conn, bridge)?;
     let over = total.saturating_sub(keep);
     if over == 0 {
@@ -119,21 +124,21 @@ pub fn trim(conn: &Connection, bridge: &str, keep: usize, after: i64) -> rusqlit
 }
 
 /// How many rows a bridge has.
-pub fn count(conn: &Connection, bridge: &str) -> rusqlite::Result<usize> {
+pub(crate) fn count(conn: &Connection, bridge: &str) -> rusqlite::Result<usize> {
     conn.prepare_cached("SELECT COUNT(*) FROM bridge_queue WHERE bridge = ?1")?
         .query_row(params![bridge], |r| r.get::<_, i64>(0))
         .map(|n| n.max(0) as usize)
 }
 
 /// The highest row id of a bridge, 0 when it has none.
-pub fn max_id(conn: &Connection, bridge: &str) -> rusqlite::Result<i64> {
+pub(crate) fn max_id(conn: &Connection, bridge: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM bridge_queue WHERE bridge = ?1")?
         .query_row(params![bridge], |r| r.get(0))
 }
 
 /// Every bridge name with rows, and how many: to warn about the queue of a
 /// bridge that is no longer configured.
-pub fn queued_by_bridge(conn: &Connection) -> rusqlite::Result<Vec<(String, usize)>> {
+pub(crate) fn queued_by_bridge(conn: &Connection) -> rusqlite::Result<Vec<(String, usize)>> {
     let mut stmt =
         conn.prepare("SELECT bridge, COUNT(*) FROM bridge_queue GROUP BY bridge ORDER BY bridge")?;
     let rows = stmt.query_map([], |r| {

@@ -8,7 +8,7 @@ use super::item::DataItem;
 
 /// Stores items; the caller commits (through `Store::write`, so that a QoS 1
 /// publish is acknowledged only once they are in).
-pub fn insert(conn: &Connection, items: &[DataItem]) -> rusqlite::Result<()> {
+pub(crate) fn insert(conn: &Connection, items: &[DataItem]) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO data (id, device_id, variable, value, value_num, unit, time, grp, location, metadata, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -40,11 +40,11 @@ pub fn insert(conn: &Connection, items: &[DataItem]) -> rusqlite::Result<()> {
 }
 
 /// The columns [`item_from_row`] reads, in order, for SELECTs.
-pub const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, device_id, variable, value, unit, time, grp, location, metadata, created_at";
 
 /// A row selected with [`COLUMNS`] back into an item.
-pub fn item_from_row(r: &Row) -> rusqlite::Result<DataItem> {
+pub(crate) fn item_from_row(r: &Row) -> rusqlite::Result<DataItem> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
     Ok(DataItem {
         id: r.get(0)?,
@@ -70,7 +70,7 @@ pub fn item_from_row(r: &Row) -> rusqlite::Result<DataItem> {
 /// Which items a request is about: every filter of `GET /data` but the mode.
 /// Empty lists mean "any".
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Variable names, already lower-cased (they are stored lower-case).
     pub variables: Vec<String>,
     pub groups: Vec<String>,
@@ -85,7 +85,7 @@ pub struct Filter {
 
 /// TagoIO's `query` modes, plus the default listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// `qty` items from `skip` on, by time in the asked order.
     List,
     LastValue,
@@ -105,7 +105,7 @@ pub enum Mode {
 
 impl Mode {
     /// Every `query=` word, for parsing and for the error message.
-    pub const NAMES: &'static [(&'static str, Mode)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Mode)] = &[
         ("last_value", Mode::LastValue),
         ("last_item", Mode::LastItem),
         ("last_insert", Mode::LastInsert),
@@ -122,7 +122,7 @@ impl Mode {
         ("defaultQ", Mode::List),
     ];
 
-    pub fn parse(s: &str) -> Option<Mode> {
+    pub(crate) fn parse(s: &str) -> Option<Mode> {
         Mode::NAMES
             .iter()
             .find(|(name, _)| *name == s)
@@ -130,7 +130,7 @@ impl Mode {
     }
 
     /// Whether the answer is a number rather than items.
-    pub fn is_number(self) -> bool {
+    pub(crate) fn is_number(self) -> bool {
         matches!(self, Mode::Count | Mode::Avg | Mode::Sum)
     }
 
@@ -161,7 +161,7 @@ impl Mode {
 
 /// A whole `GET /data` request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DataQuery {
+pub(crate) struct DataQuery {
     pub filter: Filter,
     pub mode: Mode,
     /// Most items of a [`Mode::List`] (TagoIO's default 15).
@@ -186,7 +186,7 @@ impl Default for DataQuery {
 
 /// What a query gives: items, or a number for `count`, `avg` and `sum`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
+pub(crate) enum Answer {
     Items(Vec<DataItem>),
     Number(f64),
 }
@@ -293,7 +293,7 @@ fn statements(device_id: &str, q: &DataQuery) -> Vec<Sql> {
 /// variable, or one item over the whole bucket when no variable is given,
 /// newest first. `count` counts items; `avg` and `sum` take the numeric
 /// values only (0 when there are none, as TagoCore answers).
-pub fn query(conn: &Connection, device_id: &str, q: &DataQuery) -> rusqlite::Result<Answer> {
+pub(crate) fn query(conn: &Connection, device_id: &str, q: &DataQuery) -> rusqlite::Result<Answer> {
     let mut items = Vec::new();
     for sql in statements(device_id, q) {
         let mut stmt = conn.prepare_cached(&sql.text)?;
@@ -316,7 +316,7 @@ pub fn query(conn: &Connection, device_id: &str, q: &DataQuery) -> rusqlite::Res
 /// Deletes what the same query would list (so `qty` applies, as in
 /// TagoIO); returns how many items went. Number modes delete nothing: the
 /// caller refuses them.
-pub fn delete(conn: &Connection, device_id: &str, q: &DataQuery) -> rusqlite::Result<usize> {
+pub(crate) fn delete(conn: &Connection, device_id: &str, q: &DataQuery) -> rusqlite::Result<usize> {
     let Answer::Items(items) = query(conn, device_id, q)? else {
         return Ok(0);
     };
@@ -331,7 +331,7 @@ pub fn delete(conn: &Connection, device_id: &str, q: &DataQuery) -> rusqlite::Re
 /// A change to one stored item (`PUT /data`): the fields given, already
 /// validated; `Some(None)` clears a field.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Edit {
+pub(crate) struct Edit {
     pub id: String,
     pub value: Option<Option<Value>>,
     pub unit: Option<Option<String>>,
@@ -344,7 +344,11 @@ pub struct Edit {
 /// Applies edits to a device's items; returns how many of them exist (an
 /// edit that changes nothing still counts when its item exists). Ids of
 /// other devices' items are unknown here.
-pub fn update(conn: &Connection, device_id: &str, edits: &[Edit]) -> rusqlite::Result<usize> {
+pub(crate) fn update(
+    conn: &Connection,
+    device_id: &str,
+    edits: &[Edit],
+) -> rusqlite::Result<usize> {
     let mut found = 0;
     for e in edits {
         let mut sql = Sql::default();
@@ -387,7 +391,7 @@ pub fn update(conn: &Connection, device_id: &str, edits: &[Edit]) -> rusqlite::R
 // the variables a bucket holds. brook's own additions to the data API.
 
 /// Most buckets one variable's answer may have, whatever the range.
-pub const MAX_BUCKETS: i64 = 1000;
+pub(crate) const MAX_BUCKETS: i64 = 1000;
 
 /// Bucket widths that `resolution` picks from, in seconds: round numbers a
 /// time axis can be read by, so that the buckets stay the same as the range
@@ -401,7 +405,7 @@ const NICE_WIDTHS_S: &[i64] = &[
 /// smallest round width (1 s, 2 s, 5 s, …, 1 h, …, 7 d, then whole days)
 /// of at least `span_ms / resolution`. Buckets are aligned to multiples of
 /// their width, so a range has at most `resolution + 1` of them.
-pub fn bucket_width(span_ms: i64, resolution: i64) -> i64 {
+pub(crate) fn bucket_width(span_ms: i64, resolution: i64) -> i64 {
     let wanted = span_ms.max(0) / resolution.max(1) + i64::from(span_ms % resolution.max(1) != 0);
     NICE_WIDTHS_S
         .iter()
@@ -412,7 +416,7 @@ pub fn bucket_width(span_ms: i64, resolution: i64) -> i64 {
 
 /// How many buckets of `width_ms` (aligned to multiples of it) cover
 /// `start..=end`.
-pub fn bucket_count(start: i64, end: i64, width_ms: i64) -> i64 {
+pub(crate) fn bucket_count(start: i64, end: i64, width_ms: i64) -> i64 {
     let w = width_ms.max(1);
     (end.div_euclid(w) - start.div_euclid(w) + 1).max(0)
 }
@@ -422,7 +426,7 @@ pub fn bucket_count(start: i64, end: i64, width_ms: i64) -> i64 {
 /// (from the Unix epoch, so that the same instant always falls in the same
 /// bucket and a later request can ask for the last bucket again).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BucketQuery {
+pub(crate) struct BucketQuery {
     /// The variables (one answer per variable, in this order) and the other
     /// filters of `GET /data`; `start` and `end` are required.
     pub filter: Filter,
@@ -431,7 +435,7 @@ pub struct BucketQuery {
 
 /// One bucket of one variable: its numeric values summed up.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     pub variable: String,
     /// Unix ms where the bucket begins (a multiple of the width).
     pub start: i64,
@@ -470,7 +474,7 @@ fn bucket_statements(device_id: &str, q: &BucketQuery) -> Vec<(String, Sql)> {
 /// first. Items without a numeric value are left out. One index range scan
 /// per variable; the answer has at most `variables × buckets` rows however
 /// many items the range holds.
-pub fn buckets(
+pub(crate) fn buckets(
     conn: &Connection,
     device_id: &str,
     q: &BucketQuery,
@@ -500,7 +504,7 @@ pub fn buckets(
 /// Finds the names by seeking the `(device_id, variable, time)` index from
 /// one name to the next, so the cost grows with the number of variables,
 /// not of items.
-pub fn variables(
+pub(crate) fn variables(
     conn: &Connection,
     device_id: &str,
     limit: usize,

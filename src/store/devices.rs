@@ -7,14 +7,14 @@ use sha2::{Digest, Sha256};
 
 /// A `{"key","value"}` pair, TagoIO's shape for tags.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Tag {
+pub(crate) struct Tag {
     pub key: String,
     pub value: String,
 }
 
 /// A device configuration parameter, TagoIO's shape.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Param {
+pub(crate) struct Param {
     #[serde(default)]
     pub id: String,
     pub key: String,
@@ -25,7 +25,7 @@ pub struct Param {
 }
 
 #[derive(Debug, Clone)]
-pub struct Device {
+pub(crate) struct Device {
     pub id: String,
     pub name: String,
     pub tags: Vec<Tag>,
@@ -50,6 +50,7 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// The permission's name in the API and the CLI (`full`, `write`, `read`).
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::Full => "full",
@@ -57,6 +58,7 @@ impl Permission {
             Permission::Read => "read",
         }
     }
+    /// The permission a name stands for.
     pub fn parse(s: &str) -> Option<Permission> {
         match s {
             "full" => Some(Permission::Full),
@@ -68,7 +70,7 @@ impl Permission {
 }
 
 #[derive(Debug, Clone)]
-pub struct Token {
+pub(crate) struct Token {
     pub id: String,
     pub device_id: String,
     pub name: String,
@@ -80,22 +82,22 @@ pub struct Token {
 }
 
 /// A fresh id in TagoIO's form: 24 lowercase hex characters.
-pub use super::item::new_id;
+pub(crate) use super::item::new_id;
 
 /// A fresh token secret: 32 random bytes as hex, like TagoIO's UUID-ish tokens
 /// but longer.
-pub fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// The stored form of a secret.
-pub fn hash_secret(secret: &[u8]) -> String {
+pub(crate) fn hash_secret(secret: &[u8]) -> String {
     hex::encode(Sha256::digest(secret))
 }
 
 /// Whether two secrets are equal, in time that depends on neither their
 /// contents nor their lengths: their digests are compared in full.
-pub fn same_secret(given: &str, expected: &str) -> bool {
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
     let (a, b) = (
         Sha256::digest(given.as_bytes()),
         Sha256::digest(expected.as_bytes()),
@@ -136,7 +138,7 @@ fn token_from_row(row: &Row) -> rusqlite::Result<Token> {
     })
 }
 
-pub fn insert_device(conn: &Connection, d: &Device) -> rusqlite::Result<()> {
+pub(crate) fn insert_device(conn: &Connection, d: &Device) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO devices (id, name, tags, params, parser, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
@@ -151,7 +153,7 @@ pub fn insert_device(conn: &Connection, d: &Device) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn update_device(conn: &Connection, d: &Device) -> rusqlite::Result<()> {
+pub(crate) fn update_device(conn: &Connection, d: &Device) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE devices SET name = ?2, tags = ?3, params = ?4, parser = ?5 WHERE id = ?1",
     )?
@@ -165,7 +167,7 @@ pub fn update_device(conn: &Connection, d: &Device) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn set_last_input(conn: &Connection, device_id: &str, at: i64) -> rusqlite::Result<()> {
+pub(crate) fn set_last_input(conn: &Connection, device_id: &str, at: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE devices SET last_input = ?2 WHERE id = ?1")?
         .execute(params![device_id, at])?;
     Ok(())
@@ -175,29 +177,29 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-pub fn delete_device(conn: &Connection, id: &str) -> rusqlite::Result<usize> {
+pub(crate) fn delete_device(conn: &Connection, id: &str) -> rusqlite::Result<usize> {
     conn.execute("DELETE FROM devices WHERE id = ?1", params![id])
 }
 
-pub fn all_devices(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
+pub(crate) fn all_devices(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
     let mut stmt = conn.prepare_cached("SELECT * FROM devices ORDER BY name")?;
     let rows = stmt.query_map([], device_from_row)?;
     rows.collect()
 }
 
-pub fn device_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<Device>> {
+pub(crate) fn device_by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<Device>> {
     conn.prepare_cached("SELECT * FROM devices WHERE name = ?1")?
         .query_row(params![name], device_from_row)
         .optional()
 }
 
-pub fn device_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Device>> {
+pub(crate) fn device_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Device>> {
     conn.prepare_cached("SELECT * FROM devices WHERE id = ?1")?
         .query_row(params![id], device_from_row)
         .optional()
 }
 
-pub fn insert_token(conn: &Connection, t: &Token) -> rusqlite::Result<()> {
+pub(crate) fn insert_token(conn: &Connection, t: &Token) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO tokens (id, device_id, name, permission, hash, last4, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -215,24 +217,24 @@ pub fn insert_token(conn: &Connection, t: &Token) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn delete_token(conn: &Connection, id: &str) -> rusqlite::Result<usize> {
+pub(crate) fn delete_token(conn: &Connection, id: &str) -> rusqlite::Result<usize> {
     conn.execute("DELETE FROM tokens WHERE id = ?1", params![id])
 }
 
-pub fn tokens_of(conn: &Connection, device_id: &str) -> rusqlite::Result<Vec<Token>> {
+pub(crate) fn tokens_of(conn: &Connection, device_id: &str) -> rusqlite::Result<Vec<Token>> {
     let mut stmt =
         conn.prepare_cached("SELECT * FROM tokens WHERE device_id = ?1 ORDER BY created_at")?;
     let rows = stmt.query_map(params![device_id], token_from_row)?;
     rows.collect()
 }
 
-pub fn all_tokens(conn: &Connection) -> rusqlite::Result<Vec<Token>> {
+pub(crate) fn all_tokens(conn: &Connection) -> rusqlite::Result<Vec<Token>> {
     let mut stmt = conn.prepare_cached("SELECT * FROM tokens")?;
     let rows = stmt.query_map([], token_from_row)?;
     rows.collect()
 }
 
-pub fn token_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Token>> {
+pub(crate) fn token_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Token>> {
     conn.prepare_cached("SELECT * FROM tokens WHERE id = ?1")?
         .query_row(params![id], token_from_row)
         .optional()

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 /// A stored data point in TagoIO's format (the README's data format).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DataItem {
+pub(crate) struct DataItem {
     /// 24 lowercase hex characters, random: the shape of TagoIO's ids, so SDKs
     /// and scripts that store or compare ids keep working.
     pub id: String,
@@ -37,7 +37,7 @@ pub struct DataItem {
 impl DataItem {
     /// The wire form used by the HTTP API: `time` and `created_at` as ISO 8601
     /// UTC with milliseconds and `Z`, absent optional fields omitted.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut obj = Map::new();
         obj.insert("id".into(), Value::String(self.id.clone()));
         obj.insert("device".into(), Value::String(self.device.clone()));
@@ -69,14 +69,14 @@ impl DataItem {
 /// Formats unix milliseconds as ISO 8601 UTC with milliseconds and `Z`
 /// (`2026-11-24T10:00:00.000Z`). Out of chrono's range (hundreds of thousands
 /// of years; [`validate`] never stores such a time) it falls back to the epoch.
-pub fn format_time(ms: i64) -> String {
+pub(crate) fn format_time(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A new random id: 24 lowercase hex characters (96 random bits), like TagoIO's.
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     // Shaped like TagoIO's (MongoDB ObjectId) ids: 4 bytes of seconds, 5
     // random bytes drawn once per process, a 3-byte counter. Ids made later
     // sort later, so the unique index on them grows at its end instead of

@@ -23,13 +23,13 @@
 //! as long as the store is open, so a second server on the same directory
 //! stops at once and says which process holds it.
 
-pub mod actions;
-pub mod bridge;
-pub mod data;
-pub mod devices;
-pub mod item;
-pub mod retained;
-pub mod sessions;
+pub(crate) mod actions;
+pub(crate) mod bridge;
+pub(crate) mod data;
+pub(crate) mod devices;
+pub(crate) mod item;
+pub(crate) mod retained;
+pub(crate) mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -57,11 +57,9 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("database: {0}")]
     Sql(Arc<rusqlite::Error>),
-    #[error("database: {0}")]
-    Other(String),
     #[error("the store has shut down")]
     Closed,
 }
@@ -89,7 +87,7 @@ struct Job {
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// SQLite's `synchronous`: `Normal` survives a crash of brook (kill -9),
     /// `Full` also a power cut, at the price of an fsync per commit.
     pub sync: Synchronous,
@@ -100,7 +98,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn new(sync: Synchronous) -> Options {
+    pub(crate) fn new(sync: Synchronous) -> Options {
         Options {
             sync,
             max_write_queue: 65_536,
@@ -111,7 +109,7 @@ impl Options {
 
 /// A handle on the database; cheap to clone, usable from any thread.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     /// The writer thread's queue; every write and ordered read goes here.
     writes: mpsc::Sender<Job>,
     /// Room in the write queue: one permit per job it may hold.
@@ -127,11 +125,12 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `data_dir/brook.db`, applies migrations and
     /// starts the writer and reader threads.
-    pub fn open(data_dir: &Path, sync: Synchronous) -> anyhow::Result<Store> {
+    #[cfg(test)]
+    pub(crate) fn open(data_dir: &Path, sync: Synchronous) -> anyhow::Result<Store> {
         Store::open_with(data_dir, Options::new(sync))
     }
 
-    pub fn open_with(data_dir: &Path, options: Options) -> anyhow::Result<Store> {
+    pub(crate) fn open_with(data_dir: &Path, options: Options) -> anyhow::Result<Store> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data_dir {}: {e}", data_dir.display()))?;
         let lock = Arc::new(lock_dir(data_dir)?);
@@ -180,7 +179,10 @@ impl Store {
     /// Runs `f` in the writer's next transaction; resolves once it is
     /// committed. Queued at once when the write queue has room; otherwise the
     /// returned future waits for room first (so it must be awaited).
-    pub fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, StoreError>>
+    pub(crate) fn write<T, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -221,7 +223,7 @@ impl Store {
     /// failure is logged. For writes whose loss costs a redelivery at most.
     /// When the queue is full, a task waits for room (outside a runtime, the
     /// job is queued past the bound rather than lost).
-    pub fn write_detached<F>(&self, what: &'static str, f: F)
+    pub(crate) fn write_detached<F>(&self, what: &'static str, f: F)
     where
         F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
@@ -251,7 +253,10 @@ impl Store {
     }
 
     /// Runs `f` on the reader connection.
-    pub fn read<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, StoreError>>
+    pub(crate) fn read<T, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -273,7 +278,7 @@ impl Store {
 
     /// Runs `f` on the reader connection and blocks for the answer. For start-up
     /// and command-line paths only, never on a network thread.
-    pub fn read_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) fn read_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -289,7 +294,7 @@ impl Store {
 
     /// Resolves once every write queued before it is committed; used by a
     /// graceful shutdown to finish pending writes.
-    pub fn flush(&self) -> impl std::future::Future<Output = Result<(), StoreError>> {
+    pub(crate) fn flush(&self) -> impl std::future::Future<Output = Result<(), StoreError>> {
         self.write(|_| Ok(()))
     }
 }
@@ -418,7 +423,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every table.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -5,14 +5,14 @@ use bytes::Bytes;
 use rusqlite::{params, Connection};
 
 /// A retained message as stored.
-pub struct RetainedRow {
+pub(crate) struct RetainedRow {
     pub topic: String,
     pub payload: Bytes,
     pub qos: u8,
 }
 
 /// Sets (non-empty payload) or clears (empty payload) a topic's retained message.
-pub fn set(
+pub(crate) fn set(
     conn: &Connection,
     topic: &str,
     payload: &[u8],
@@ -33,7 +33,7 @@ pub fn set(
     Ok(())
 }
 
-pub fn all(conn: &Connection) -> rusqlite::Result<Vec<RetainedRow>> {
+pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<RetainedRow>> {
     let mut stmt = conn.prepare("SELECT topic, payload, qos FROM retained")?;
     let rows = stmt.query_map([], |r| {
         Ok(RetainedRow {

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 
 /// A queued message for a persistent session.
 #[derive(Debug, Clone)]
-pub struct QueuedRow {
+pub(crate) struct QueuedRow {
     /// The broker's message sequence number; order of delivery.
     pub id: i64,
     pub topic: String,
@@ -16,13 +16,13 @@ pub struct QueuedRow {
 }
 
 /// A persistent session as loaded at start.
-pub struct SessionRow {
+pub(crate) struct SessionRow {
     pub client_id: String,
     pub device_id: Option<String>,
     pub subscriptions: Vec<(String, u8)>,
 }
 
-pub fn upsert_session(
+pub(crate) fn upsert_session(
     conn: &Connection,
     client_id: &str,
     device_id: Option<&str>,
@@ -37,13 +37,13 @@ pub fn upsert_session(
 }
 
 /// Removes a session with its subscriptions and queue (cascade).
-pub fn delete_session(conn: &Connection, client_id: &str) -> rusqlite::Result<()> {
+pub(crate) fn delete_session(conn: &Connection, client_id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM sessions WHERE client_id = ?1")?
         .execute(params![client_id])?;
     Ok(())
 }
 
-pub fn add_subscription(
+pub(crate) fn add_subscription(
     conn: &Connection,
     client_id: &str,
     filter: &str,
@@ -57,7 +57,7 @@ pub fn add_subscription(
     Ok(())
 }
 
-pub fn remove_subscription(
+pub(crate) fn remove_subscription(
     conn: &Connection,
     client_id: &str,
     filter: &str,
@@ -67,7 +67,7 @@ pub fn remove_subscription(
     Ok(())
 }
 
-pub fn enqueue(conn: &Connection, client_id: &str, m: &QueuedRow) -> rusqlite::Result<()> {
+pub(crate) fn enqueue(conn: &Connection, client_id: &str, m: &QueuedRow) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO session_queue (id, client_id, topic, payload, qos, retain) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
@@ -75,14 +75,14 @@ pub fn enqueue(conn: &Connection, client_id: &str, m: &QueuedRow) -> rusqlite::R
     Ok(())
 }
 
-pub fn dequeue(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+pub(crate) fn dequeue(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM session_queue WHERE id = ?1")?
         .execute(params![id])?;
     Ok(())
 }
 
 /// Drops the oldest messages of a session beyond `keep`; returns how many.
-pub fn trim(conn: &Connection, client_id: &str, keep: usize) -> rusqlite::Result<usize> {
+pub(crate) fn trim(conn: &Connection, client_id: &str, keep: usize) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "DELETE FROM session_queue WHERE client_id = ?1 AND id NOT IN
          (SELECT id FROM session_queue WHERE client_id = ?1 ORDER BY id DESC LIMIT ?2)",
@@ -93,7 +93,7 @@ pub fn trim(conn: &Connection, client_id: &str, keep: usize) -> rusqlite::Result
 /// Up to `max_rows` queued messages of a session with ids in `(after,
 /// last]`, in order, stopping early once `max_bytes` of payload are read
 /// (always at least one row): a resumed session is read a page at a time.
-pub fn queue_page(
+pub(crate) fn queue_page(
     conn: &Connection,
     client_id: &str,
     after: i64,
@@ -126,7 +126,7 @@ pub fn queue_page(
 }
 
 /// How many queued messages of a session have ids in `(after, last]`.
-pub fn queue_len(
+pub(crate) fn queue_len(
     conn: &Connection,
     client_id: &str,
     after: i64,
@@ -139,7 +139,7 @@ pub fn queue_len(
     .map(|n| n as usize)
 }
 
-pub fn all_sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
+pub(crate) fn all_sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
     let mut sessions: Vec<SessionRow> = conn
         .prepare("SELECT client_id, device_id FROM sessions ORDER BY client_id")?
         .query_map([], |r| {
@@ -169,7 +169,7 @@ pub fn all_sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
 }
 
 /// The highest message sequence number in use, so that new ones go above it.
-pub fn max_queue_id(conn: &Connection) -> rusqlite::Result<i64> {
+pub(crate) fn max_queue_id(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT COALESCE(MAX(id), 0) FROM session_queue", [], |r| {
         r.get(0)
     })

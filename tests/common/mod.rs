@@ -9,8 +9,8 @@
 //! the test panics; then the tail of the server's log is printed.
 #![allow(dead_code)]
 
-pub mod raw;
-pub mod remotes;
+pub(crate) mod raw;
+pub(crate) mod remotes;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -30,12 +30,12 @@ use rumqttc::{
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-pub const ADMIN_TOKEN: &str = "test-admin";
+pub(crate) const ADMIN_TOKEN: &str = "test-admin";
 
 /// The usual bound for one awaited event (a CONNACK, a delivery). Generous,
 /// because a debug build on two busy cores can be slow; a healthy broker
 /// answers in milliseconds.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// How long a started server may take to answer `/health`.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -44,7 +44,7 @@ const STARTUP: Duration = Duration::from_secs(30);
 const START_ATTEMPTS: usize = 5;
 
 /// A port that was free a moment ago: bind `127.0.0.1:0`, read, drop.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -53,7 +53,7 @@ pub fn free_port() -> u16 {
 
 /// Polls `cond` every 15 ms until it holds; panics naming `what` at the
 /// deadline.
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -69,7 +69,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 /// Path of the binary under test: this build's, or the one named by
 /// `BROOK_TEST_BIN` (to run a test against another build, such as the last
 /// release, and see it fail there).
-pub fn brook_bin() -> &'static str {
+pub(crate) fn brook_bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         std::env::var("BROOK_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_brook").to_string())
@@ -79,7 +79,7 @@ pub fn brook_bin() -> &'static str {
 /// The part of config.toml a test changes. Everything else is the harness's:
 /// ports, data dir, admin token, actions dir.
 #[derive(Clone, Default)]
-pub struct Config {
+pub(crate) struct Config {
     /// `key = value` lines for `[mqtt]` (value as TOML), later ones replace
     /// earlier ones with the same key.
     mqtt: Vec<(String, String)>,
@@ -96,46 +96,46 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Config::default()
     }
 
     /// Sets `[mqtt] key = value`; `value` is TOML (`"2s"` must carry its quotes).
-    pub fn mqtt(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn mqtt(mut self, key: &str, value: &str) -> Self {
         self.mqtt.retain(|(k, _)| k != key);
         self.mqtt.push((key.to_string(), value.to_string()));
         self
     }
 
     /// Sets `[server] key = value` (value as TOML).
-    pub fn server(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn server(mut self, key: &str, value: &str) -> Self {
         self.server.retain(|(k, _)| k != key);
         self.server.push((key.to_string(), value.to_string()));
         self
     }
 
     /// Sets `[http] key = value` (value as TOML).
-    pub fn http(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn http(mut self, key: &str, value: &str) -> Self {
         self.http.retain(|(k, _)| k != key);
         self.http.push((key.to_string(), value.to_string()));
         self
     }
 
     /// Sets `[actions] key = value` (value as TOML).
-    pub fn actions(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn actions(mut self, key: &str, value: &str) -> Self {
         self.actions.retain(|(k, _)| k != key);
         self.actions.push((key.to_string(), value.to_string()));
         self
     }
 
     /// An environment variable for the server process.
-    pub fn env(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
         self
     }
 
     /// Adds an `[[acl]]` rule.
-    pub fn acl(mut self, who: &str, topic: &str, access: &str, actions: &[&str]) -> Self {
+    pub(crate) fn acl(mut self, who: &str, topic: &str, access: &str, actions: &[&str]) -> Self {
         let actions: Vec<String> = actions.iter().map(|a| format!("{a:?}")).collect();
         self.tail.push_str(&format!(
             "\n[[acl]]\nwho = {who:?}\ntopic = {topic:?}\naccess = {access:?}\nactions = [{}]\n",
@@ -145,14 +145,14 @@ impl Config {
     }
 
     /// Appends raw TOML (whole tables, such as `[limits]`) to the config.
-    pub fn raw(mut self, toml: &str) -> Self {
+    pub(crate) fn raw(mut self, toml: &str) -> Self {
         self.tail.push('\n');
         self.tail.push_str(toml);
         self.tail.push('\n');
         self
     }
 
-    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+    pub(crate) fn tls(mut self, cert: &Path, key: &Path) -> Self {
         self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
         self
     }
@@ -195,7 +195,7 @@ impl Config {
 }
 
 /// Waits for the next Live Inspector event of `kind`, skipping others.
-pub fn next_event_of(rx: &Receiver<Value>, kind: &str) -> Value {
+pub(crate) fn next_event_of(rx: &Receiver<Value>, kind: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -209,7 +209,7 @@ pub fn next_event_of(rx: &Receiver<Value>, kind: &str) -> Value {
 
 /// A device created through the admin API, with its first token.
 #[derive(Debug, Clone)]
-pub struct Device {
+pub(crate) struct Device {
     pub name: String,
     pub id: String,
     pub token: String,
@@ -217,7 +217,7 @@ pub struct Device {
 }
 
 /// A running `brook serve`. Killed (SIGKILL) and reaped on drop.
-pub struct Server {
+pub(crate) struct Server {
     /// Holds config.toml, data/ (brook.db), actions/ and brook.log; removed
     /// when the test ends.
     pub dir: TempDir,
@@ -247,11 +247,11 @@ enum Startup {
 
 impl Server {
     /// Starts brook with the default test config.
-    pub fn start() -> Server {
+    pub(crate) fn start() -> Server {
         Server::start_with(Config::new())
     }
 
-    pub fn start_with(config: Config) -> Server {
+    pub(crate) fn start_with(config: Config) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("brook-test-")
             .tempdir()
@@ -371,7 +371,7 @@ impl Server {
     }
 
     /// The server's stdout+stderr so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = File::open(&self.log_path) {
             let _ = f.read_to_string(&mut s);
@@ -379,12 +379,12 @@ impl Server {
         s
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("server is running").id()
     }
 
     /// SIGKILL (`kill -9`) and reap.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -392,24 +392,24 @@ impl Server {
     }
 
     /// Starts brook again on the same data dir (ports may change).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "restart() after kill9() or stop()");
         self.boot();
     }
 
     /// Starts brook again on the same data dir with another configuration.
-    pub fn restart_with(&mut self, config: Config) {
+    pub(crate) fn restart_with(&mut self, config: Config) {
         self.config = config;
         self.restart();
     }
 
     /// The config file the server runs with.
-    pub fn config_path(&self) -> &Path {
+    pub(crate) fn config_path(&self) -> &Path {
         &self.config_path
     }
 
     /// How many threads the server process has, from /proc/PID/status.
-    pub fn threads(&self) -> Option<u64> {
+    pub(crate) fn threads(&self) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         status
             .lines()
@@ -420,7 +420,7 @@ impl Server {
 
     /// The value of one sample of `/metrics` (`brook_name` or
     /// `brook_name{label="x"}`), 0 when it is not there.
-    pub fn metric(&self, sample: &str) -> f64 {
+    pub(crate) fn metric(&self, sample: &str) -> f64 {
         let (status, body) = self.http_request("GET", "/metrics", None, None);
         assert_eq!(status, 200, "GET /metrics");
         let text = body.as_str().unwrap_or_default().to_string();
@@ -436,7 +436,7 @@ impl Server {
     /// Opens a device's Live Inspector stream and waits until it is live
     /// (its first event, `{"type": "watching"}`, has arrived); the events
     /// after that arrive on the channel.
-    pub fn watch(&self, device: &str) -> Receiver<Value> {
+    pub(crate) fn watch(&self, device: &str) -> Receiver<Value> {
         let url = self.http_url(&format!("/devices/{device}/live"));
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -464,20 +464,20 @@ impl Server {
     }
 
     /// Writes `actions/NAME.toml` and reloads the server's actions.
-    pub fn install_action(&self, name: &str, toml: &str) {
+    pub(crate) fn install_action(&self, name: &str, toml: &str) {
         let dir = self.dir.path().join("actions");
         fs::write(dir.join(format!("{name}.toml")), toml).expect("write action file");
         self.admin_ok("POST", "/actions/reload", None);
     }
 
     /// The run records of an action, newest first.
-    pub fn runs(&self, action: &str) -> Vec<Value> {
+    pub(crate) fn runs(&self, action: &str) -> Vec<Value> {
         let v = self.admin_ok("GET", &format!("/actions/{action}/runs"), None);
         v.as_array().cloned().unwrap_or_default()
     }
 
     /// Waits until an action has at least `n` run records; returns them.
-    pub fn wait_for_runs(&self, action: &str, n: usize) -> Vec<Value> {
+    pub(crate) fn wait_for_runs(&self, action: &str, n: usize) -> Vec<Value> {
         let mut found = Vec::new();
         wait_until(&format!("{n} run(s) of {action}"), WAIT, || {
             found = self.runs(action);
@@ -487,7 +487,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit, up to `timeout`.
-    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         let pid = self.pid();
         let ok = Command::new("kill")
             .arg("-TERM")
@@ -510,7 +510,7 @@ impl Server {
     }
 
     /// Resident memory of the server process, from /proc/PID/status, in kB.
-    pub fn rss_kb(&self) -> Option<u64> {
+    pub(crate) fn rss_kb(&self) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         status
             .lines()
@@ -519,17 +519,17 @@ impl Server {
             .and_then(|n| n.parse().ok())
     }
 
-    pub fn http_url(&self, path: &str) -> String {
+    pub(crate) fn http_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.http_port, path)
     }
 
     /// An admin API request with the admin bearer token: (HTTP status, body
     /// as JSON, or the body text as a JSON string when it is not JSON).
-    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.http_request(method, path, Some(&format!("Bearer {ADMIN_TOKEN}")), body)
     }
 
-    pub fn http_request(
+    pub(crate) fn http_request(
         &self,
         method: &str,
         path: &str,
@@ -574,7 +574,7 @@ impl Server {
 
     /// Like `admin`, but asserts a 2xx answer with `"status": true` and
     /// returns its `result`.
-    pub fn admin_ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn admin_ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, v) = self.admin(method, path, body);
         assert!(
             (200..300).contains(&status) && v["status"] == json!(true),
@@ -584,11 +584,11 @@ impl Server {
     }
 
     /// Creates a device through the admin API; returns it with its token.
-    pub fn create_device(&self, name: &str) -> Device {
+    pub(crate) fn create_device(&self, name: &str) -> Device {
         self.create_device_with_tags(name, &[])
     }
 
-    pub fn create_device_with_tags(&self, name: &str, tags: &[(&str, &str)]) -> Device {
+    pub(crate) fn create_device_with_tags(&self, name: &str, tags: &[(&str, &str)]) -> Device {
         let tags: Vec<Value> = tags
             .iter()
             .map(|(k, v)| json!({"key": k, "value": v}))
@@ -611,7 +611,7 @@ impl Server {
     }
 
     /// A new token for `device`: (token id, secret).
-    pub fn add_token(&self, device: &str, body: Value) -> (String, String) {
+    pub(crate) fn add_token(&self, device: &str, body: Value) -> (String, String) {
         let r = self.admin_ok("POST", &format!("/devices/{device}/tokens"), Some(body));
         (
             id_string(&r["id"]),
@@ -623,16 +623,16 @@ impl Server {
     }
 
     /// A fresh device's token, for tests that just need to log in.
-    pub fn token(&self, device: &str) -> String {
+    pub(crate) fn token(&self, device: &str) -> String {
         self.create_device(device).token
     }
 
     /// Connects a rumqttc client with `token` over TCP; panics unless CONNACK 0.
-    pub fn mqtt(&self, client_id: &str, token: &str) -> Mqtt {
+    pub(crate) fn mqtt(&self, client_id: &str, token: &str) -> Mqtt {
         Mqtt::connect(self.mqtt_options(client_id, token), 100)
     }
 
-    pub fn mqtt_options(&self, client_id: &str, token: &str) -> MqttOptions {
+    pub(crate) fn mqtt_options(&self, client_id: &str, token: &str) -> MqttOptions {
         let mut o = MqttOptions::new(client_id, "127.0.0.1", self.mqtt_port);
         o.set_credentials("Token", token);
         o.set_keep_alive(Duration::from_secs(30));
@@ -642,7 +642,7 @@ impl Server {
 
     /// Runs a `brook` subcommand with `--config` of this server, bounded by
     /// `timeout`.
-    pub fn cli(&self, args: &[&str], timeout: Duration) -> CliOutput {
+    pub(crate) fn cli(&self, args: &[&str], timeout: Duration) -> CliOutput {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.push("--config".into());
         all.push(self.config_path.display().to_string());
@@ -668,7 +668,7 @@ impl Drop for Server {
 }
 
 /// An id from the API as a string, whether it came as a string or a number.
-pub fn id_string(v: &Value) -> String {
+pub(crate) fn id_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => panic!("missing id"),
@@ -678,7 +678,7 @@ pub fn id_string(v: &Value) -> String {
 
 /// What a bounded child process printed.
 #[derive(Debug)]
-pub struct CliOutput {
+pub(crate) struct CliOutput {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -686,7 +686,7 @@ pub struct CliOutput {
 
 /// Runs a command with stdout/stderr captured to files; kills it at the
 /// deadline (and panics).
-pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> CliOutput {
+pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> CliOutput {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
@@ -720,10 +720,10 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> CliOutput {
 }
 
 /// A child process killed and reaped on drop (mosquitto_sub, ...).
-pub struct ChildGuard(pub Option<Child>);
+pub(crate) struct ChildGuard(pub Option<Child>);
 
 impl ChildGuard {
-    pub fn child(&mut self) -> &mut Child {
+    pub(crate) fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("child still owned")
     }
 }
@@ -738,14 +738,14 @@ impl Drop for ChildGuard {
 }
 
 /// Finds `tool` (from mosquitto-clients) on PATH; see [`require_tool_from`].
-pub fn require_tool(tool: &str) -> Option<PathBuf> {
+pub(crate) fn require_tool(tool: &str) -> Option<PathBuf> {
     require_tool_from(tool, "mosquitto-clients")
 }
 
 /// Finds `tool`, which Debian's `package` provides, on PATH. When missing:
 /// under CI (env `CI` set) panics, else prints a skip line to stderr and
 /// returns None so the test can return.
-pub fn require_tool_from(tool: &str, package: &str) -> Option<PathBuf> {
+pub(crate) fn require_tool_from(tool: &str, package: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(tool))
@@ -762,11 +762,11 @@ pub fn require_tool_from(tool: &str, package: &str) -> Option<PathBuf> {
 
 /// What the event thread of an `Mqtt` forwards: an event, or the error that
 /// ended the connection (then nothing more comes).
-pub type Item = Result<Event, String>;
+pub(crate) type Item = Result<Event, String>;
 
 /// A rumqttc client whose event loop runs on its own thread and forwards
 /// every event into a channel.
-pub struct Mqtt {
+pub(crate) struct Mqtt {
     pub client: Client,
     pub events: Receiver<Item>,
     pub client_id: String,
@@ -781,7 +781,7 @@ pub struct Mqtt {
 impl Mqtt {
     /// Connects with `cap` as the request channel capacity; panics unless
     /// CONNACK 0 arrives.
-    pub fn connect(opts: MqttOptions, cap: usize) -> Mqtt {
+    pub(crate) fn connect(opts: MqttOptions, cap: usize) -> Mqtt {
         let (m, ack) = Mqtt::try_connect(opts, cap);
         match ack {
             Ok(_) => m,
@@ -790,7 +790,10 @@ impl Mqtt {
     }
 
     /// Connects and returns the CONNACK (or the error rumqttc reported).
-    pub fn try_connect(opts: MqttOptions, cap: usize) -> (Mqtt, Result<rumqttc::ConnAck, String>) {
+    pub(crate) fn try_connect(
+        opts: MqttOptions,
+        cap: usize,
+    ) -> (Mqtt, Result<rumqttc::ConnAck, String>) {
         let client_id = opts.client_id();
         let (client, mut connection) = Client::new(opts, cap);
         let (tx, rx) = mpsc::channel();
@@ -823,7 +826,7 @@ impl Mqtt {
     /// Waits for the first event for which `f` returns Some; other events are
     /// skipped, except incoming PUBLISHes, which are stashed for a later
     /// wait. Err when the connection ended first; panics at the deadline.
-    pub fn next_matching<T>(
+    pub(crate) fn next_matching<T>(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -869,7 +872,7 @@ impl Mqtt {
     }
 
     /// Like `next_matching`, panicking when the connection ends first.
-    pub fn expect<T>(
+    pub(crate) fn expect<T>(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -882,7 +885,7 @@ impl Mqtt {
     }
 
     /// The next incoming PUBLISH.
-    pub fn recv(&mut self, timeout: Duration) -> Publish {
+    pub(crate) fn recv(&mut self, timeout: Duration) -> Publish {
         self.expect("a PUBLISH", timeout, |e| match e {
             Event::Incoming(Packet::Publish(p)) => Some(p.clone()),
             _ => None,
@@ -890,7 +893,7 @@ impl Mqtt {
     }
 
     /// Incoming PUBLISHes up to and including the first on `topic`.
-    pub fn recv_until_topic(&mut self, topic: &str, timeout: Duration) -> Vec<Publish> {
+    pub(crate) fn recv_until_topic(&mut self, topic: &str, timeout: Duration) -> Vec<Publish> {
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         loop {
@@ -912,7 +915,7 @@ impl Mqtt {
     }
 
     /// Subscribes to several filters in one SUBSCRIBE; returns the SUBACK codes.
-    pub fn subscribe_many(&mut self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
+    pub(crate) fn subscribe_many(&mut self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
         let list: Vec<SubscribeFilter> = filters
             .iter()
             .map(|(f, q)| SubscribeFilter::new(f.to_string(), *q))
@@ -925,7 +928,7 @@ impl Mqtt {
     }
 
     /// Subscribes and asserts the grant is the requested QoS.
-    pub fn subscribe(&mut self, filter: &str, qos: QoS) {
+    pub(crate) fn subscribe(&mut self, filter: &str, qos: QoS) {
         let codes = self.subscribe_many(&[(filter, qos)]);
         assert_eq!(
             codes,
@@ -934,7 +937,7 @@ impl Mqtt {
         );
     }
 
-    pub fn unsubscribe(&mut self, filter: &str) {
+    pub(crate) fn unsubscribe(&mut self, filter: &str) {
         self.client.unsubscribe(filter).expect("queue UNSUBSCRIBE");
         self.expect("UNSUBACK", WAIT, |e| match e {
             Event::Incoming(Packet::UnsubAck(_)) => Some(()),
@@ -943,7 +946,7 @@ impl Mqtt {
     }
 
     /// Queues a publish without waiting.
-    pub fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) {
+    pub(crate) fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, qos, retain, payload.into())
             .expect("queue PUBLISH");
@@ -952,7 +955,7 @@ impl Mqtt {
     /// Publishes and waits for the broker's acknowledgement: PUBACK for QoS 1,
     /// PUBCOMP for QoS 2, the packet leaving for QoS 0. Use with nothing else
     /// in flight.
-    pub fn publish_acked(
+    pub(crate) fn publish_acked(
         &mut self,
         topic: &str,
         qos: QoS,
@@ -970,7 +973,7 @@ impl Mqtt {
     }
 
     /// Sends DISCONNECT and waits until it has left.
-    pub fn disconnect(mut self) {
+    pub(crate) fn disconnect(mut self) {
         if self.closed {
             return;
         }
@@ -982,7 +985,7 @@ impl Mqtt {
     }
 
     /// Waits until the broker closes this connection; returns the error text.
-    pub fn wait_closed(&mut self, timeout: Duration) -> String {
+    pub(crate) fn wait_closed(&mut self, timeout: Duration) -> String {
         match self.next_matching("the connection to be closed", timeout, |_| None::<()>) {
             Ok(()) => unreachable!(),
             Err(e) => e,
@@ -990,17 +993,17 @@ impl Mqtt {
     }
 }
 
-pub fn topics(ps: &[Publish]) -> Vec<String> {
+pub(crate) fn topics(ps: &[Publish]) -> Vec<String> {
     ps.iter().map(|p| p.topic.clone()).collect()
 }
 
-pub fn text(p: &Publish) -> String {
+pub(crate) fn text(p: &Publish) -> String {
     String::from_utf8_lossy(&p.payload).into_owned()
 }
 
 /// A self-signed certificate for "localhost" written as PEM files in `dir`:
 /// (cert path, key path, the certificate's DER for a client's root store).
-pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+pub(crate) fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
     let cert_path = dir.join("server.pem");
     let key_path = dir.join("server.key");
@@ -1011,7 +1014,7 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
 
 /// A rustls client config trusting exactly `ca_der`, on the ring provider
 /// (the test binary links more than one provider, so none is implicit).
-pub fn tls_client_config(ca_der: &[u8]) -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_client_config(ca_der: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(ca_der.to_vec()))

@@ -8,25 +8,25 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Packet types (the high nibble of the fixed header).
-pub const CONNECT: u8 = 1;
-pub const CONNACK: u8 = 2;
-pub const PUBLISH: u8 = 3;
-pub const PUBACK: u8 = 4;
-pub const PUBREC: u8 = 5;
-pub const PUBREL: u8 = 6;
-pub const PUBCOMP: u8 = 7;
-pub const SUBSCRIBE: u8 = 8;
-pub const SUBACK: u8 = 9;
-pub const UNSUBSCRIBE: u8 = 10;
-pub const UNSUBACK: u8 = 11;
-pub const PINGREQ: u8 = 12;
-pub const PINGRESP: u8 = 13;
-pub const DISCONNECT: u8 = 14;
+pub(crate) const CONNECT: u8 = 1;
+pub(crate) const CONNACK: u8 = 2;
+pub(crate) const PUBLISH: u8 = 3;
+pub(crate) const PUBACK: u8 = 4;
+pub(crate) const PUBREC: u8 = 5;
+pub(crate) const PUBREL: u8 = 6;
+pub(crate) const PUBCOMP: u8 = 7;
+pub(crate) const SUBSCRIBE: u8 = 8;
+pub(crate) const SUBACK: u8 = 9;
+pub(crate) const UNSUBSCRIBE: u8 = 10;
+pub(crate) const UNSUBACK: u8 = 11;
+pub(crate) const PINGREQ: u8 = 12;
+pub(crate) const PINGRESP: u8 = 13;
+pub(crate) const DISCONNECT: u8 = 14;
 
 /// One packet read from the broker: type, the fixed header's low nibble, and
 /// the variable header plus payload.
 #[derive(Debug, Clone)]
-pub struct Packet {
+pub(crate) struct Packet {
     pub kind: u8,
     pub flags: u8,
     pub body: Vec<u8>,
@@ -34,7 +34,7 @@ pub struct Packet {
 
 /// A PUBLISH as received, decoded.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Publish {
+pub(crate) struct Publish {
     pub topic: String,
     pub payload: Vec<u8>,
     pub qos: u8,
@@ -45,7 +45,7 @@ pub struct Publish {
 
 /// The will of a CONNECT.
 #[derive(Debug, Clone)]
-pub struct Will {
+pub(crate) struct Will {
     pub topic: String,
     pub payload: Vec<u8>,
     pub qos: u8,
@@ -54,7 +54,7 @@ pub struct Will {
 
 /// Everything a CONNECT can carry.
 #[derive(Debug, Clone)]
-pub struct ConnectOpts {
+pub(crate) struct ConnectOpts {
     /// ("MQTT", 4) for 3.1.1, ("MQIsdp", 3) for 3.1.
     pub protocol: (&'static str, u8),
     pub client_id: String,
@@ -68,7 +68,7 @@ pub struct ConnectOpts {
 impl ConnectOpts {
     /// A 3.1.1 CONNECT with username "Token" and `token` as the password,
     /// keep-alive 60 s.
-    pub fn new(client_id: &str, token: Option<&str>) -> Self {
+    pub(crate) fn new(client_id: &str, token: Option<&str>) -> Self {
         ConnectOpts {
             protocol: ("MQTT", 4),
             client_id: client_id.to_string(),
@@ -79,15 +79,15 @@ impl ConnectOpts {
             will: None,
         }
     }
-    pub fn clean(mut self, clean: bool) -> Self {
+    pub(crate) fn clean(mut self, clean: bool) -> Self {
         self.clean_session = clean;
         self
     }
-    pub fn keep_alive(mut self, secs: u16) -> Self {
+    pub(crate) fn keep_alive(mut self, secs: u16) -> Self {
         self.keep_alive = secs;
         self
     }
-    pub fn will(mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) -> Self {
+    pub(crate) fn will(mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) -> Self {
         self.will = Some(Will {
             topic: topic.to_string(),
             payload: payload.to_vec(),
@@ -96,13 +96,13 @@ impl ConnectOpts {
         });
         self
     }
-    pub fn protocol(mut self, name: &'static str, level: u8) -> Self {
+    pub(crate) fn protocol(mut self, name: &'static str, level: u8) -> Self {
         self.protocol = (name, level);
         self
     }
 }
 
-pub fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
+pub(crate) fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
@@ -122,14 +122,14 @@ fn put_str(s: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A whole packet from a first header byte and a body.
-pub fn packet(first_byte: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn packet(first_byte: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first_byte];
     encode_remaining_length(body.len(), &mut out);
     out.extend_from_slice(body);
     out
 }
 
-pub fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
+pub(crate) fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
     let mut body = Vec::new();
     put_str(o.protocol.0.as_bytes(), &mut body);
     body.push(o.protocol.1);
@@ -165,7 +165,7 @@ pub fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
     packet(0x10, &body)
 }
 
-pub fn publish_packet(
+pub(crate) fn publish_packet(
     topic: &str,
     payload: &[u8],
     qos: u8,
@@ -189,7 +189,7 @@ pub fn publish_packet(
     packet(first, &body)
 }
 
-pub fn subscribe_packet(pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
+pub(crate) fn subscribe_packet(pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
     let mut body = pkid.to_be_bytes().to_vec();
     for (f, q) in filters {
         put_str(f.as_bytes(), &mut body);
@@ -198,7 +198,7 @@ pub fn subscribe_packet(pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
     packet(0x82, &body)
 }
 
-pub fn unsubscribe_packet(pkid: u16, filters: &[&str]) -> Vec<u8> {
+pub(crate) fn unsubscribe_packet(pkid: u16, filters: &[&str]) -> Vec<u8> {
     let mut body = pkid.to_be_bytes().to_vec();
     for f in filters {
         put_str(f.as_bytes(), &mut body);
@@ -206,28 +206,28 @@ pub fn unsubscribe_packet(pkid: u16, filters: &[&str]) -> Vec<u8> {
     packet(0xA2, &body)
 }
 
-pub fn puback_packet(pkid: u16) -> Vec<u8> {
+pub(crate) fn puback_packet(pkid: u16) -> Vec<u8> {
     packet(0x40, &pkid.to_be_bytes())
 }
-pub fn pubrec_packet(pkid: u16) -> Vec<u8> {
+pub(crate) fn pubrec_packet(pkid: u16) -> Vec<u8> {
     packet(0x50, &pkid.to_be_bytes())
 }
-pub fn pubrel_packet(pkid: u16) -> Vec<u8> {
+pub(crate) fn pubrel_packet(pkid: u16) -> Vec<u8> {
     packet(0x62, &pkid.to_be_bytes())
 }
-pub fn pubcomp_packet(pkid: u16) -> Vec<u8> {
+pub(crate) fn pubcomp_packet(pkid: u16) -> Vec<u8> {
     packet(0x70, &pkid.to_be_bytes())
 }
-pub fn disconnect_packet() -> Vec<u8> {
+pub(crate) fn disconnect_packet() -> Vec<u8> {
     vec![0xE0, 0x00]
 }
-pub fn pingreq_packet() -> Vec<u8> {
+pub(crate) fn pingreq_packet() -> Vec<u8> {
     vec![0xC0, 0x00]
 }
 
 impl Packet {
     /// Decodes this packet as a PUBLISH; panics when it is another type.
-    pub fn publish(&self) -> Publish {
+    pub(crate) fn publish(&self) -> Publish {
         assert_eq!(self.kind, PUBLISH, "expected a PUBLISH, got {:?}", self);
         let qos = (self.flags >> 1) & 0x03;
         let tlen = u16::from_be_bytes([self.body[0], self.body[1]]) as usize;
@@ -249,21 +249,21 @@ impl Packet {
     }
 
     /// The packet identifier of an ack-like packet (PUBACK, SUBACK, ...).
-    pub fn pkid(&self) -> u16 {
+    pub(crate) fn pkid(&self) -> u16 {
         u16::from_be_bytes([self.body[0], self.body[1]])
     }
 }
 
 /// How a read ended when it did not produce a packet.
 #[derive(Debug, PartialEq)]
-pub enum ReadEnd {
+pub(crate) enum ReadEnd {
     /// The broker closed the connection (EOF or reset).
     Closed,
     /// Nothing complete arrived before the deadline.
     TimedOut,
 }
 
-pub struct Raw {
+pub(crate) struct Raw {
     pub stream: TcpStream,
     buf: Vec<u8>,
     /// Packets read while waiting for another (a retained PUBLISH that came
@@ -273,7 +273,7 @@ pub struct Raw {
 
 impl Raw {
     /// Opens a TCP connection to 127.0.0.1:`port` (no MQTT yet).
-    pub fn open(port: u16) -> Raw {
+    pub(crate) fn open(port: u16) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .unwrap_or_else(|e| panic!("raw TCP connect to 127.0.0.1:{port}: {e}"));
         stream.set_nodelay(true).ok();
@@ -287,7 +287,7 @@ impl Raw {
     /// Opens a connection, sends CONNECT and reads the CONNACK: returns the
     /// client, the return code and the session-present flag. Panics when no
     /// CONNACK comes within 10 s.
-    pub fn connect(port: u16, opts: &ConnectOpts) -> (Raw, u8, bool) {
+    pub(crate) fn connect(port: u16, opts: &ConnectOpts) -> (Raw, u8, bool) {
         let mut raw = Raw::open(port);
         raw.send(&connect_packet(opts));
         let p = raw.expect_packet(Duration::from_secs(10), "CONNACK");
@@ -297,7 +297,7 @@ impl Raw {
     }
 
     /// Connects and asserts CONNACK 0.
-    pub fn login(port: u16, opts: &ConnectOpts) -> Raw {
+    pub(crate) fn login(port: u16, opts: &ConnectOpts) -> Raw {
         let (raw, code, _) = Raw::connect(port, opts);
         assert_eq!(
             code, 0,
@@ -309,11 +309,11 @@ impl Raw {
 
     /// Writes bytes; a write error (the broker already closed) is returned,
     /// not a panic, because several tests expect exactly that.
-    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
     }
 
-    pub fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.stream
             .write_all(bytes)
             .unwrap_or_else(|e| panic!("raw write failed: {e}"));
@@ -353,7 +353,7 @@ impl Raw {
     }
 
     /// Reads the next packet, waiting at most `timeout`.
-    pub fn read_packet(&mut self, timeout: Duration) -> Result<Packet, ReadEnd> {
+    pub(crate) fn read_packet(&mut self, timeout: Duration) -> Result<Packet, ReadEnd> {
         if let Some(p) = self.early.pop_front() {
             return Ok(p);
         }
@@ -380,7 +380,7 @@ impl Raw {
         }
     }
 
-    pub fn expect_packet(&mut self, timeout: Duration, what: &str) -> Packet {
+    pub(crate) fn expect_packet(&mut self, timeout: Duration, what: &str) -> Packet {
         match self.read_packet(timeout) {
             Ok(p) => p,
             Err(end) => panic!("waiting for {what}: {end:?} after {timeout:?}"),
@@ -389,7 +389,7 @@ impl Raw {
 
     /// Reads until a packet of `kind` arrives; the packets read before it
     /// are kept, in order, for the next reads.
-    pub fn expect_kind(&mut self, kind: u8, timeout: Duration, what: &str) -> Packet {
+    pub(crate) fn expect_kind(&mut self, kind: u8, timeout: Duration, what: &str) -> Packet {
         let mut before = Vec::new();
         let found = loop {
             let p = self.expect_packet(timeout, what);
@@ -405,7 +405,7 @@ impl Raw {
     }
 
     /// Reads the next PUBLISH, skipping nothing: any other packet panics.
-    pub fn expect_publish(&mut self, timeout: Duration) -> Publish {
+    pub(crate) fn expect_publish(&mut self, timeout: Duration) -> Publish {
         let p = self.expect_packet(timeout, "PUBLISH");
         p.publish()
     }
@@ -413,7 +413,7 @@ impl Raw {
     /// Subscribes and returns the SUBACK's return codes. PUBLISHes that
     /// arrive before the SUBACK (retained messages may) are kept for the
     /// next reads; any other packet panics.
-    pub fn subscribe(&mut self, pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
+    pub(crate) fn subscribe(&mut self, pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
         self.send(&subscribe_packet(pkid, filters));
         let mut early = Vec::new();
         let p = loop {
@@ -433,7 +433,7 @@ impl Raw {
     /// Reads (and discards) whatever comes until the broker closes the
     /// connection; returns how long that took, or Err when it is still open
     /// at the deadline.
-    pub fn wait_closed(&mut self, timeout: Duration) -> Result<Duration, String> {
+    pub(crate) fn wait_closed(&mut self, timeout: Duration) -> Result<Duration, String> {
         let start = Instant::now();
         let deadline = start + timeout;
         let mut chunk = [0u8; 65536];
@@ -456,7 +456,7 @@ impl Raw {
     }
 
     /// Asserts the broker closes this connection within `timeout`.
-    pub fn assert_closed(&mut self, timeout: Duration, why: &str) -> Duration {
+    pub(crate) fn assert_closed(&mut self, timeout: Duration, why: &str) -> Duration {
         match self.wait_closed(timeout) {
             Ok(t) => t,
             Err(e) => panic!("{why}: {e}"),
@@ -464,7 +464,7 @@ impl Raw {
     }
 
     /// Drops the TCP connection without DISCONNECT.
-    pub fn abort(self) {
+    pub(crate) fn abort(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }

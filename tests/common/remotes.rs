@@ -22,7 +22,7 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// Finds `program` on PATH or in /usr/sbin (where Debian puts both
 /// servers, which is not on every user's PATH). Missing: under CI (env
 /// `CI` set) panics, else prints a skip line and returns None.
-pub fn require_server(program: &str, package: &str) -> Option<PathBuf> {
+pub(crate) fn require_server(program: &str, package: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -64,7 +64,7 @@ fn terminate(child: &mut Child) {
 
 /// What a Mosquitto instance is set up with.
 #[derive(Default, Clone)]
-pub struct MosquittoSetup {
+pub(crate) struct MosquittoSetup {
     /// A TLS listener (besides the plain one) with this certificate and key.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Only this user (name, password) may connect; anonymous otherwise.
@@ -72,7 +72,7 @@ pub struct MosquittoSetup {
 }
 
 /// A running `mosquitto` with persistence in its own directory.
-pub struct Mosquitto {
+pub(crate) struct Mosquitto {
     pub dir: TempDir,
     bin: PathBuf,
     child: Option<Child>,
@@ -85,7 +85,7 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     /// Starts one, or None (with a skip line) when it is not installed.
-    pub fn start(setup: MosquittoSetup) -> Option<Mosquitto> {
+    pub(crate) fn start(setup: MosquittoSetup) -> Option<Mosquitto> {
         let bin = require_server("mosquitto", "mosquitto")?;
         let dir = tempfile::Builder::new()
             .prefix("brook-mosquitto-")
@@ -176,30 +176,30 @@ impl Mosquitto {
         }
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `mqtt://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
     /// Stops it gracefully (SIGTERM: it saves its persistence file).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             terminate(&mut c);
         }
     }
 
     /// Starts it again on the same ports and persistence.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "restart() after stop()");
         self.boot();
     }
 
     /// Options for a test client of this broker (no credentials).
-    pub fn options(&self, client_id: &str) -> MqttOptions {
+    pub(crate) fn options(&self, client_id: &str) -> MqttOptions {
         let mut o = MqttOptions::new(client_id, "127.0.0.1", self.port);
         o.set_keep_alive(Duration::from_secs(30));
         o.set_max_packet_size(1 << 20, 1 << 20);
@@ -236,7 +236,7 @@ struct NatsNode {
 
 /// Three `nats-server`s forming a JetStream cluster, MQTT on each (MQTT
 /// 3.1.1; its streams and consumers replicated on all three).
-pub struct NatsCluster {
+pub(crate) struct NatsCluster {
     pub dir: TempDir,
     bin: PathBuf,
     nodes: Vec<NatsNode>,
@@ -245,7 +245,7 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts the cluster and waits until every node answers MQTT; None
     /// (with a skip line) when nats-server is not installed.
-    pub fn start() -> Option<NatsCluster> {
+    pub(crate) fn start() -> Option<NatsCluster> {
         let bin = require_server("nats-server", "nats-server")?;
         let dir = tempfile::Builder::new()
             .prefix("brook-nats-")
@@ -343,23 +343,23 @@ impl NatsCluster {
     }
 
     /// Node `i`'s MQTT address as a bridge url.
-    pub fn url(&self, i: usize) -> String {
+    pub(crate) fn url(&self, i: usize) -> String {
         format!("mqtt://127.0.0.1:{}", self.nodes[i].mqtt_port)
     }
 
-    pub fn mqtt_port(&self, i: usize) -> u16 {
+    pub(crate) fn mqtt_port(&self, i: usize) -> u16 {
         self.nodes[i].mqtt_port
     }
 
     /// `kill -9` of node `i`.
-    pub fn kill9(&mut self, i: usize) {
+    pub(crate) fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.nodes
             .iter()
             .map(|n| {
@@ -388,7 +388,7 @@ impl Drop for NatsCluster {
 }
 
 /// The certificate directory for a TLS remote: (dir, cert, key, DER).
-pub fn tls_files() -> (TempDir, PathBuf, PathBuf, Vec<u8>) {
+pub(crate) fn tls_files() -> (TempDir, PathBuf, PathBuf, Vec<u8>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cert, key, der) = super::self_signed_cert(dir.path());
     (dir, cert, key, der)

@@ -30,7 +30,7 @@ pub(super) const RESERVED_ENV: &[&str] = &[
 
 /// One `[[action]]`, checked and ready to match.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ActionDef {
+pub(crate) struct ActionDef {
     /// Unique across all files; the key of its record and of its runs.
     pub name: String,
     /// A disabled action is loaded and recorded, but never runs.
@@ -54,7 +54,7 @@ pub struct ActionDef {
 
 /// One entry of `devices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceSelector {
+pub(crate) enum DeviceSelector {
     /// `"*"`: every device.
     Any,
     /// A device name.
@@ -65,7 +65,7 @@ pub enum DeviceSelector {
 
 /// What starts an action.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// A publish whose topic matches one of these filters (all valid).
     MqttTopic(Vec<String>),
     /// A cron schedule. `source` is the expression as written; `schedule` is
@@ -82,7 +82,7 @@ pub enum Trigger {
 
 impl Trigger {
     /// The trigger's key in the file: `mqtt_topic`, `schedule`, `device_event`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Trigger::MqttTopic(_) => "mqtt_topic",
             Trigger::Schedule { .. } => "schedule",
@@ -93,13 +93,13 @@ impl Trigger {
 
 /// `device_event = "connect" | "disconnect"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeviceEvent {
+pub(crate) enum DeviceEvent {
     Connect,
     Disconnect,
 }
 
 impl DeviceEvent {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeviceEvent::Connect => "connect",
             DeviceEvent::Disconnect => "disconnect",
@@ -109,7 +109,7 @@ impl DeviceEvent {
 
 /// `condition = { variable, op, value }`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
+pub(crate) struct Condition {
     /// Compared without regard to ASCII case, since stored variables are
     /// lower-cased.
     pub variable: String,
@@ -119,7 +119,7 @@ pub struct Condition {
 
 /// A condition's comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Lt,
     Gt,
     Eq,
@@ -130,7 +130,7 @@ pub enum Op {
 
 impl Op {
     /// As written in the file: `<`, `>`, `=`, `!=`, `<=`, `>=`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Op::Lt => "<",
             Op::Gt => ">",
@@ -168,7 +168,7 @@ impl Op {
 
 /// A condition's `value`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ConditionValue {
+pub(crate) enum ConditionValue {
     Number(f64),
     Text(String),
     Bool(bool),
@@ -186,7 +186,7 @@ impl ConditionValue {
 
 /// What an action does: its `type` and that type's table.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ActionKind {
+pub(crate) enum ActionKind {
     /// Store the message's items in the publishing device's bucket.
     InsertBucket,
     /// Run a command (see [`super::analysis::run`]).
@@ -197,7 +197,7 @@ pub enum ActionKind {
 
 impl ActionKind {
     /// The `type` as written: `insert_bucket`, `analysis`, `mqtt_publish`.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             ActionKind::InsertBucket => "insert_bucket",
             ActionKind::Analysis(_) => "analysis",
@@ -208,7 +208,7 @@ impl ActionKind {
 
 /// `mqtt_publish = { topic, payload, qos, retain }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishSpec {
+pub(crate) struct PublishSpec {
     /// A topic name, possibly with templates (checked valid once they are
     /// replaced by a plain word).
     pub topic: String,
@@ -222,7 +222,7 @@ pub struct PublishSpec {
 
 /// What the `mqtt_publish` templates stand for in one run.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TemplateVars<'a> {
+pub(crate) struct TemplateVars<'a> {
     /// `$DEVICE.NAME$`.
     pub device_name: &'a str,
     /// `$DEVICE$`: the device id.
@@ -238,7 +238,7 @@ pub struct TemplateVars<'a> {
 impl PublishSpec {
     /// The topic and payload for one run. Fails when the rendered topic is
     /// not a valid topic name (a device name with `+` in it, say).
-    pub fn render(&self, vars: &TemplateVars<'_>) -> Result<(String, String), String> {
+    pub(crate) fn render(&self, vars: &TemplateVars<'_>) -> Result<(String, String), String> {
         let topic = render_template(&self.topic, vars);
         check_topic_name(&topic).map_err(|why| format!("topic {topic:?} {why}"))?;
         Ok((topic, render_template(&self.payload, vars)))
@@ -248,7 +248,7 @@ impl PublishSpec {
 /// Replaces `$DEVICE.NAME$`, `$DEVICE$`, `$VARIABLE$`, `$VALUE$` and
 /// `$TOPIC$` in `template`, in one pass (a replacement is not expanded
 /// again). Any other `$` is kept as it is.
-pub fn render_template(template: &str, vars: &TemplateVars<'_>) -> String {
+pub(crate) fn render_template(template: &str, vars: &TemplateVars<'_>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find('$') {
@@ -312,7 +312,7 @@ pub(super) fn unknown_templates(text: &str) -> Vec<String> {
 
 impl DeviceSelector {
     /// Whether a device with this name and these tags is selected.
-    pub fn matches(&self, name: &str, tags: &[Tag]) -> bool {
+    pub(crate) fn matches(&self, name: &str, tags: &[Tag]) -> bool {
         match self {
             DeviceSelector::Any => true,
             DeviceSelector::Name(n) => n == name,
@@ -323,7 +323,7 @@ impl DeviceSelector {
     }
 
     /// As written in the file.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         match self {
             DeviceSelector::Any => "*".to_string(),
             DeviceSelector::Name(n) => n.clone(),
@@ -359,7 +359,7 @@ impl Condition {
     /// Numbers compare numerically (a numeric string counts as a number),
     /// strings as strings, booleans with `=` and `!=` only. A value of
     /// another type than the condition's does not match, whatever the op.
-    pub fn matches(&self, item: &Value) -> bool {
+    pub(crate) fn matches(&self, item: &Value) -> bool {
         let same_variable = item
             .get("variable")
             .and_then(Value::as_str)
@@ -403,14 +403,14 @@ impl Condition {
     }
 
     /// Whether any of the items meets it.
-    pub fn matches_any(&self, items: &[Value]) -> bool {
+    pub(crate) fn matches_any(&self, items: &[Value]) -> bool {
         items.iter().any(|item| self.matches(item))
     }
 }
 
 impl ActionDef {
     /// Whether the action takes messages and events of this device.
-    pub fn applies_to(&self, device_name: &str, tags: &[Tag]) -> bool {
+    pub(crate) fn applies_to(&self, device_name: &str, tags: &[Tag]) -> bool {
         self.devices.iter().any(|d| d.matches(device_name, tags))
     }
 
@@ -418,7 +418,7 @@ impl ActionDef {
     /// and what [`ActionDef::hash`] is taken over. File and line are not part
     /// of it.
     /// The definition as the `actions` table records it.
-    pub fn record(&self) -> crate::store::actions::ActionRecord {
+    pub(crate) fn record(&self) -> crate::store::actions::ActionRecord {
         crate::store::actions::ActionRecord {
             name: self.name.clone(),
             file: self.file.display().to_string(),
@@ -429,7 +429,7 @@ impl ActionDef {
         }
     }
 
-    pub fn definition(&self) -> Value {
+    pub(crate) fn definition(&self) -> Value {
         let trigger = match &self.trigger {
             Trigger::MqttTopic(filters) => json!({"mqtt_topic": filters}),
             Trigger::Schedule { source, .. } => json!({"schedule": source}),

@@ -17,8 +17,8 @@ mod def;
 mod schedule;
 mod walk;
 
-pub use def::*;
-pub use schedule::parse_schedule;
+pub(crate) use def::*;
+pub(crate) use schedule::parse_schedule;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,7 +29,7 @@ use walk::Source;
 
 /// One problem in the action files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionError {
+pub(crate) struct ActionError {
     /// The file, as found in the directory (or the directory itself).
     pub file: PathBuf,
     /// The line of the offending key or `[[action]]` header; none when the
@@ -53,7 +53,7 @@ impl std::error::Error for ActionError {}
 /// `.` are skipped). Either every action, or every problem (sorted by file
 /// and line). A directory that does not exist is a problem; so is a name
 /// used twice, across files too.
-pub fn load_dir(dir: &Path) -> Result<Vec<ActionDef>, Vec<ActionError>> {
+pub(crate) fn load_dir(dir: &Path) -> Result<Vec<ActionDef>, Vec<ActionError>> {
     let dir_error = |message: String| {
         vec![ActionError {
             file: dir.to_path_buf(),
@@ -128,7 +128,11 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ActionDef>, Vec<ActionError>> {
 /// Checks the text of one action file, `file` in `dir` (as [`load_dir`]
 /// does for each file, duplicate names within the file included); for the
 /// fuzz target and for checking a file before it is written.
-pub fn load_text(file: &Path, text: &str, dir: &Path) -> Result<Vec<ActionDef>, Vec<ActionError>> {
+pub(crate) fn load_text(
+    file: &Path,
+    text: &str,
+    dir: &Path,
+) -> Result<Vec<ActionDef>, Vec<ActionError>> {
     let mut source = Source::new(file, text, dir, dir);
     let mut defs: Vec<ActionDef> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -164,7 +168,7 @@ pub fn check_command(dir: &Path) -> i32 {
 }
 
 /// [`check_command`] with its output streams given, for tests.
-pub fn check_with(dir: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+pub(crate) fn check_with(dir: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     match load_dir(dir) {
         Ok(defs) => {
             let noun = if defs.len() == 1 { "action" } else { "actions" };

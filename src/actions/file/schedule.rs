@@ -7,7 +7,7 @@ use std::str::FromStr;
 /// fields as in crontab (minute hour day month weekday, weekday 0 or 7 =
 /// Sunday), which are read with seconds = 0 and their weekday translated.
 /// A schedule that would never fire is refused.
-pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
+pub(crate) fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     let full = match fields.len() {
         1 if fields[0].starts_with('@') => fields[0].to_string(),

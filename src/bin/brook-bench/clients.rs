@@ -17,13 +17,13 @@ use crate::wire::{self, PUBACK, PUBLISH, PUBREC};
 
 /// Bytes at the start of every binary payload: publisher index (u32),
 /// sequence number (u64), send time in ns since the run's base (u64).
-pub const HEADER: usize = 20;
+pub(crate) const HEADER: usize = 20;
 
 /// Messages encoded into one write when nothing limits the rate.
 const BATCH: usize = 64;
 
 #[derive(Clone)]
-pub enum Payload {
+pub(crate) enum Payload {
     /// `HEADER` bytes, then zeros up to `size`.
     Binary { size: usize },
     /// A TagoIO data item `{"variable": NAME, "value": SEQ}` (for
@@ -31,7 +31,7 @@ pub enum Payload {
     Json { variable: String },
 }
 
-pub struct PubSpec {
+pub(crate) struct PubSpec {
     pub index: u32,
     pub topic: String,
     pub qos: u8,
@@ -53,7 +53,7 @@ pub struct PubSpec {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct PubResult {
+pub(crate) struct PubResult {
     pub sent: u64,
     pub acked: u64,
     /// The last acknowledgement (QoS 1) or the last write (QoS 0).
@@ -85,7 +85,7 @@ fn encode(spec: &PubSpec, out: &mut BytesMut, scratch: &mut Vec<u8>, seq: u64, i
 
 /// Runs one publisher on an open connection until its count is sent and
 /// acknowledged, or its deadlines pass.
-pub async fn publisher(
+pub(crate) async fn publisher(
     mut stream: TcpStream,
     mut inbuf: BytesMut,
     spec: PubSpec,
@@ -209,7 +209,7 @@ impl Seen {
     }
 }
 
-pub struct SubSpec {
+pub(crate) struct SubSpec {
     pub publishers: usize,
     /// Messages expected in all; `None` = unknown (stop on idle or deadline).
     pub expected: Option<u64>,
@@ -225,7 +225,7 @@ pub struct SubSpec {
 }
 
 #[derive(Debug, Default)]
-pub struct SubResult {
+pub(crate) struct SubResult {
     pub received: u64,
     pub unique: u64,
     pub dup: u64,
@@ -240,7 +240,7 @@ pub struct SubResult {
 }
 
 /// Counts what arrives on an open, subscribed connection.
-pub async fn subscriber(
+pub(crate) async fn subscriber(
     mut stream: TcpStream,
     mut inbuf: BytesMut,
     spec: SubSpec,
@@ -330,7 +330,7 @@ pub async fn subscriber(
 }
 
 /// The value at quantile `q` (0..=1) of sorted samples.
-pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
+pub(crate) fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }

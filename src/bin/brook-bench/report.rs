@@ -107,7 +107,7 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
-pub fn median(mut xs: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut xs: Vec<f64>) -> Option<f64> {
     if xs.is_empty() {
         return None;
     }
@@ -135,7 +135,7 @@ fn ratio(b: Option<f64>, m: Option<f64>) -> String {
     }
 }
 
-pub fn table(text: &str) -> String {
+pub(crate) fn table(text: &str) -> String {
     let lines: Vec<Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())

@@ -10,25 +10,25 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-pub const CONNECT: u8 = 1;
-pub const CONNACK: u8 = 2;
-pub const PUBLISH: u8 = 3;
-pub const PUBACK: u8 = 4;
-pub const PUBREC: u8 = 5;
-pub const PUBREL: u8 = 6;
-pub const PUBCOMP: u8 = 7;
-pub const SUBACK: u8 = 9;
+pub(crate) const CONNECT: u8 = 1;
+pub(crate) const CONNACK: u8 = 2;
+pub(crate) const PUBLISH: u8 = 3;
+pub(crate) const PUBACK: u8 = 4;
+pub(crate) const PUBREC: u8 = 5;
+pub(crate) const PUBREL: u8 = 6;
+pub(crate) const PUBCOMP: u8 = 7;
+pub(crate) const SUBACK: u8 = 9;
 
 /// Where and how to log in.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub(crate) struct Target {
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
 }
 
-pub fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
+pub(crate) fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
@@ -47,7 +47,7 @@ fn put_str(buf: &mut BytesMut, s: &[u8]) {
     buf.put_slice(s);
 }
 
-pub fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, target: &Target) {
+pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, target: &Target) {
     let mut flags = 0x02u8; // clean session
     let mut len = 10 + 2 + client_id.len();
     if let Some(u) = &target.username {
@@ -73,7 +73,7 @@ pub fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, target: &Ta
     }
 }
 
-pub fn subscribe(buf: &mut BytesMut, packet_id: u16, filter: &str, qos: u8) {
+pub(crate) fn subscribe(buf: &mut BytesMut, packet_id: u16, filter: &str, qos: u8) {
     buf.put_u8(0x82);
     put_remaining_length(buf, 2 + 2 + filter.len() + 1);
     buf.put_u16(packet_id);
@@ -81,7 +81,7 @@ pub fn subscribe(buf: &mut BytesMut, packet_id: u16, filter: &str, qos: u8) {
     buf.put_u8(qos);
 }
 
-pub fn publish(buf: &mut BytesMut, topic: &str, qos: u8, packet_id: u16, payload: &[u8]) {
+pub(crate) fn publish(buf: &mut BytesMut, topic: &str, qos: u8, packet_id: u16, payload: &[u8]) {
     buf.put_u8((PUBLISH << 4) | (qos << 1));
     let id_len = if qos > 0 { 2 } else { 0 };
     put_remaining_length(buf, 2 + topic.len() + id_len + payload.len());
@@ -92,32 +92,32 @@ pub fn publish(buf: &mut BytesMut, topic: &str, qos: u8, packet_id: u16, payload
     buf.put_slice(payload);
 }
 
-pub fn ack(buf: &mut BytesMut, kind: u8, packet_id: u16) {
+pub(crate) fn ack(buf: &mut BytesMut, kind: u8, packet_id: u16) {
     let flags = if kind == PUBREL { 0x02 } else { 0 };
     buf.put_u8((kind << 4) | flags);
     buf.put_u8(2);
     buf.put_u16(packet_id);
 }
 
-pub fn disconnect(buf: &mut BytesMut) {
+pub(crate) fn disconnect(buf: &mut BytesMut) {
     buf.put_u8(0xE0);
     buf.put_u8(0);
 }
 
 /// One packet: the first byte of the fixed header and the rest after the
 /// remaining length.
-pub struct Packet {
+pub(crate) struct Packet {
     pub header: u8,
     pub body: Bytes,
 }
 
 impl Packet {
-    pub fn kind(&self) -> u8 {
+    pub(crate) fn kind(&self) -> u8 {
         self.header >> 4
     }
 
     /// The packet id of a PUBACK/PUBREC/PUBREL/PUBCOMP/SUBACK.
-    pub fn ack_id(&self) -> u16 {
+    pub(crate) fn ack_id(&self) -> u16 {
         if self.body.len() >= 2 {
             u16::from_be_bytes([self.body[0], self.body[1]])
         } else {
@@ -126,7 +126,7 @@ impl Packet {
     }
 
     /// (qos, packet id, payload) of a PUBLISH.
-    pub fn publish(&self) -> Result<(u8, u16, Bytes)> {
+    pub(crate) fn publish(&self) -> Result<(u8, u16, Bytes)> {
         let qos = (self.header >> 1) & 3;
         let b = &self.body;
         if b.len() < 2 {
@@ -150,7 +150,7 @@ impl Packet {
 }
 
 /// Takes one whole packet off the front of `buf`, if there is one.
-pub fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>> {
+pub(crate) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -183,7 +183,7 @@ pub fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>> {
 }
 
 /// Reads until one whole packet is there.
-pub async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Packet> {
+pub(crate) async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Packet> {
     loop {
         if let Some(p) = next_packet(buf)? {
             return Ok(p);
@@ -200,7 +200,7 @@ pub async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<P
 
 /// TCP connect (nodelay, optionally a small receive buffer), CONNECT,
 /// CONNACK 0. Returns the stream and what was read past the CONNACK.
-pub async fn open(
+pub(crate) async fn open(
     target: &Target,
     client_id: &str,
     keep_alive: u16,
@@ -240,7 +240,7 @@ pub async fn open(
 }
 
 /// SUBSCRIBE and wait for its SUBACK (answering nothing else meanwhile).
-pub async fn subscribe_and_wait(
+pub(crate) async fn subscribe_and_wait(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     filter: &str,
