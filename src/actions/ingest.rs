@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::data::{self, DataItem};
 use super::parser::{run_parser, ParserDevice, ParserLimits};
+use crate::device::watch::Event;
 use crate::device::DeviceInfo;
 use crate::metrics::METRICS;
 use crate::store::now_ms;
@@ -132,13 +133,39 @@ pub(crate) async fn from_mqtt(
     topic: &str,
     payload: Bytes,
 ) -> Result<Parsed, Rejected> {
-    let reject = |reason: String| Rejected {
-        reason,
-        logs: Vec::new(),
+    let parsed = match data::check_size(payload.len()) {
+        Ok(()) => {
+            let items = data::items_from_mqtt(topic, &payload);
+            finish(pool, device.clone(), items, payload).await
+        }
+        Err(e) => Err(Rejected {
+            reason: e.to_string(),
+            logs: Vec::new(),
+        }),
     };
-    data::check_size(payload.len()).map_err(|e| reject(e.to_string()))?;
-    let items = data::items_from_mqtt(topic, &payload);
-    finish(pool, device, items, payload).await
+    tell(&device, Some(topic), None, &parsed);
+    parsed
+}
+
+/// Shows the parser's output, or why there is no data, in the device's
+/// Live Inspector: the one place a parser event comes from.
+fn tell(
+    device: &DeviceInfo,
+    topic: Option<&str>,
+    source: Option<&str>,
+    parsed: &Result<Parsed, Rejected>,
+) {
+    let (error, logs) = match parsed {
+        Ok(p) if p.logs.is_empty() => return,
+        Ok(p) => (None, &p.logs),
+        Err(r) => (Some(r.reason.as_str()), &r.logs),
+    };
+    device.watch.emit(|| Event::Parser {
+        topic,
+        source,
+        error,
+        logs,
+    });
 }
 
 /// Items from an HTTP body (`POST /data`).
@@ -147,11 +174,15 @@ pub(crate) async fn from_body(
     device: Arc<DeviceInfo>,
     body: Bytes,
 ) -> Result<Parsed, Rejected> {
-    let items = data::parse_items(&body).map_err(|e| Rejected {
-        reason: e.to_string(),
-        logs: Vec::new(),
-    })?;
-    finish(pool, device, items, body).await
+    let parsed = match data::parse_items(&body) {
+        Ok(items) => finish(pool, device.clone(), items, body).await,
+        Err(e) => Err(Rejected {
+            reason: e.to_string(),
+            logs: Vec::new(),
+        }),
+    };
+    tell(&device, None, Some("POST /data"), &parsed);
+    parsed
 }
 
 async fn finish(

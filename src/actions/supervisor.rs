@@ -25,6 +25,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::analysis::{self, AnalysisInput, AnalysisSpec};
 use super::file::{self, ActionDef, ActionKind, DeviceEvent as EventKind, TemplateVars, Trigger};
 use super::ingest;
+use crate::device::watch::Event;
 use crate::device::{Auth, DeviceInfo, Presence};
 use crate::router::trie::SubTrie;
 use crate::router::Router;
@@ -365,19 +366,8 @@ async fn on_publish(
     let started = now_ms();
     let parsed = ingest::from_mqtt(&cfg.parsers, device.clone(), &topic, payload).await;
     let parsed = match parsed {
-        Ok(p) => {
-            if !p.logs.is_empty() {
-                device
-                    .watch
-                    .emit("parser", json!({"topic": &*topic, "logs": p.logs}));
-            }
-            p
-        }
+        Ok(p) => p,
         Err(rejected) => {
-            device.watch.emit(
-                "parser",
-                json!({"topic": &*topic, "error": rejected.reason, "logs": rejected.logs}),
-            );
             tracing::info!(device = %device.name, topic = %topic, reason = %rejected.reason, "publish gave no data");
             let runs: Vec<records::Run> = defs
                 .iter()
@@ -462,7 +452,13 @@ async fn on_publish(
         Ok(()) => {
             outcomes.into_iter().for_each(count_run);
             for d in &stored_by {
-                device.watch.emit("action", json!({"action": d.name, "type": "insert_bucket", "outcome": "ok", "detail": format!("{n} items stored")}));
+                let detail = format!("{n} items stored");
+                device.watch.emit(|| Event::Action {
+                    action: &d.name,
+                    action_type: "insert_bucket",
+                    outcome: "ok",
+                    detail: &detail,
+                });
             }
             true
         }
@@ -588,10 +584,12 @@ impl Run {
             };
             rec.ended_at = Some(now_ms());
             if let Some(d) = &self.device {
-                d.watch.emit(
-                    "action",
-                    json!({"action": rec.action, "type": self.def.kind.type_name(), "outcome": rec.outcome.as_str(), "detail": rec.detail}),
-                );
+                d.watch.emit(|| Event::Action {
+                    action: &rec.action,
+                    action_type: self.def.kind.type_name(),
+                    outcome: rec.outcome.as_str(),
+                    detail: &rec.detail,
+                });
             }
             count_run(rec.outcome);
             cfg.store.write_detached("record run", move |c| {

@@ -19,7 +19,6 @@ use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{FutureExt, StreamExt};
-use serde_json::json;
 use tokio::io::ReadHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::FramedRead;
@@ -34,7 +33,7 @@ use super::wire::{self, Ack, Codec, InPublish, Incoming, WireError};
 use crate::actions::supervisor::Triggered;
 use crate::broker::Broker;
 use crate::config::BridgeConfig;
-use crate::device::watch::preview;
+use crate::device::watch::{preview, Event, Refusal};
 use crate::device::DeviceInfo;
 use crate::metrics::METRICS;
 use crate::router::acl::ClientAcl;
@@ -442,7 +441,12 @@ impl Bridge {
                 if self.status.error(&msg) {
                     tracing::warn!(dropped = n, "{msg}");
                 }
-                self.emit("refused", json!({"kind": "queue full", "dropped": n, "max_queued": self.config.max_queued}));
+                self.refused(Refusal {
+                    kind: "queue full",
+                    dropped: Some(n as u64),
+                    max_queued: Some(self.config.max_queued),
+                    ..Refusal::default()
+                });
             }
             StoreDone::Trim(Err(e)) => {
                 tracing::error!(error = %e, "cannot trim the bridge's queue");
@@ -459,15 +463,22 @@ impl Bridge {
         }
     }
 
-    /// Shows an event in the pseudo-device's Live Inspector.
-    fn emit(&self, kind: &str, mut fields: serde_json::Value) {
-        let Some(d) = self.device.as_ref().filter(|d| d.watch.active()) else {
-            return;
-        };
-        if let Some(f) = fields.as_object_mut() {
-            f.insert("client_id".into(), json!(&*self.client_id));
+    /// Shows an event in the pseudo-device's Live Inspector; `build` gets
+    /// the bridge's client id.
+    fn emit<'a>(&'a self, build: impl FnOnce(&'a str) -> Event<'a>) {
+        if let Some(d) = &self.device {
+            d.watch.emit(|| build(&self.client_id));
         }
-        d.watch.emit(kind, fields);
+    }
+
+    /// Shows a refusal in the pseudo-device's Live Inspector.
+    fn refused(&self, refusal: Refusal<'_>) {
+        self.emit(|client_id| {
+            Event::Refused(Refusal {
+                client_id: Some(client_id),
+                ..refusal
+            })
+        });
     }
 
     // -- the link -----------------------------------------------------------
@@ -568,10 +579,12 @@ impl Bridge {
         self.status.up(link.remote.clone());
         self.up_since = Some(Instant::now());
         tracing::info!(remote = %link.remote, session_present = a.session_present, "bridge connected");
-        self.emit(
-            "connect",
-            json!({"peer": link.remote, "resumed": a.session_present, "protocol": self.config.protocol.to_string()}),
-        );
+        self.emit(|client_id| Event::LinkUp {
+            client_id,
+            peer: &link.remote,
+            resumed: a.session_present,
+            protocol: self.config.protocol.to_string(),
+        });
         let filters = self.routes.remote_subscriptions();
         if filters.is_empty() {
             self.outbox.connect(c.window, c.max_qos);
@@ -624,9 +637,16 @@ impl Bridge {
             tracing::debug!(error = %why, retry_in_ms = delay.as_millis() as u64, attempts = self.backoff.failures, "bridge still cannot connect");
         }
         if was_up {
-            self.emit("disconnect", json!({"reason": why}));
+            self.emit(|client_id| Event::Disconnect {
+                client_id,
+                reason: &why,
+            });
         } else if news {
-            self.emit("refused", json!({"kind": "connect", "reason": why}));
+            self.refused(Refusal {
+                kind: "connect",
+                reason: Some(why.as_str().into()),
+                ..Refusal::default()
+            });
         }
         *phase = Phase::Waiting(Instant::now() + delay);
     }
@@ -708,10 +728,12 @@ impl Bridge {
                         if self.status.error(&msg) {
                             tracing::warn!("{msg}");
                         }
-                        self.emit(
-                            "refused",
-                            json!({"kind": "subscribe", "filter": filter, "code": code}),
-                        );
+                        self.refused(Refusal {
+                            kind: "subscribe",
+                            filter: Some(filter),
+                            code: Some(*code),
+                            ..Refusal::default()
+                        });
                     }
                 }
                 self.outbox.connect(c.window, c.max_qos);
@@ -746,7 +768,11 @@ impl Bridge {
                         if self.status.error(&msg) {
                             tracing::warn!("{msg}");
                         }
-                        self.emit("refused", json!({"kind": "remote", "code": code}));
+                        self.refused(Refusal {
+                            kind: "remote",
+                            code: Some(code),
+                            ..Refusal::default()
+                        });
                     }
                 }
             }
@@ -811,32 +837,33 @@ impl Bridge {
         let Some((local, cap)) = self.routes.incoming(&p.topic) else {
             tracing::debug!(topic = %p.topic, "a message no `in` entry maps: dropped");
             self.status.dropped.inc();
-            self.emit(
-                "refused",
-                json!({"kind": "unmapped", "remote_topic": p.topic}),
-            );
+            self.refused(Refusal {
+                kind: "unmapped",
+                remote_topic: Some(&p.topic),
+                ..Refusal::default()
+            });
             return ack_now(c, p.qos, p.pkid);
         };
-        self.emit(
-            "publish",
-            json!({
-                "direction": "in",
-                "topic": local,
-                "remote_topic": p.topic,
-                "qos": p.qos,
-                "retain": p.retain,
-                "bytes": p.payload.len(),
-                "payload": preview(&p.payload),
-            }),
-        );
+        self.emit(|client_id| Event::Publish {
+            client_id,
+            direction: Some("in"),
+            topic: &local,
+            remote_topic: Some(&p.topic),
+            qos: p.qos,
+            retain: p.retain,
+            bytes: p.payload.len(),
+            payload: preview(&p.payload),
+        });
         if !self.acl.can_publish(&local) {
             METRICS.dropped_acl.inc();
             self.status.dropped.inc();
             tracing::info!(topic = %local, "incoming message denied by the ACL");
-            self.emit(
-                "refused",
-                json!({"kind": "publish", "reason": "ACL", "topic": local}),
-            );
+            self.refused(Refusal {
+                kind: "publish",
+                reason: Some("ACL".into()),
+                topic: Some(&local),
+                ..Refusal::default()
+            });
             return ack_now(c, p.qos, p.pkid);
         }
         c.pipeline.push_back(InMsg {
@@ -1064,18 +1091,16 @@ impl Bridge {
         if let Some(echo) = &mut self.echo {
             echo.sent(&remote, payload, Instant::now());
         }
-        self.emit(
-            "publish",
-            json!({
-                "direction": "out",
-                "topic": local,
-                "remote_topic": remote,
-                "qos": qos,
-                "retain": retain,
-                "bytes": payload.len(),
-                "payload": preview(payload),
-            }),
-        );
+        self.emit(|client_id| Event::Publish {
+            client_id,
+            direction: Some("out"),
+            topic: local,
+            remote_topic: Some(&remote),
+            qos,
+            retain,
+            bytes: payload.len(),
+            payload: preview(payload),
+        });
         true
     }
 

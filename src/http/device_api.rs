@@ -210,22 +210,8 @@ async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> A
         .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
     let parsed = ingest::from_body(&broker.parsers, device.clone(), body.into()).await;
     let items = match parsed {
-        Ok(p) => {
-            if !p.logs.is_empty() {
-                device.watch.emit(
-                    "parser",
-                    serde_json::json!({"source": "POST /data", "logs": p.logs}),
-                );
-            }
-            p.items
-        }
-        Err(rejected) => {
-            device.watch.emit(
-                "parser",
-                serde_json::json!({"source": "POST /data", "error": rejected.reason, "logs": rejected.logs}),
-            );
-            return Err(Refusal::bad(rejected.reason));
-        }
+        Ok(p) => p.items,
+        Err(rejected) => return Err(Refusal::bad(rejected.reason)),
     };
     let added = items.len();
     if added > 0 {

@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use super::{gate, Conn, Resumed, Session};
 use crate::device::limits::Kind;
+use crate::device::watch::{Event, Refusal};
 use crate::device::{Attach, AuthError};
 use crate::metrics::METRICS;
 use crate::protocol::{Connect, Packet};
@@ -96,10 +97,15 @@ impl Session {
                 }
                 Err(AuthError::Expired { device_id }) => {
                     if let Some(d) = self.broker.auth.device(&device_id) {
-                        d.watch.emit(
-                            "refused",
-                            serde_json::json!({"kind": "auth", "reason": "expired token", "client_id": &client_id, "peer": self.peer.to_string()}),
-                        );
+                        d.watch.emit(|| {
+                            Event::Refused(Refusal {
+                                kind: "auth",
+                                reason: Some("expired token".into()),
+                                client_id: Some(&client_id),
+                                peer: Some(self.peer.to_string()),
+                                ..Refusal::default()
+                            })
+                        });
                     }
                     return self.refuse(NOT_AUTHORIZED, "expired token", ctx);
                 }
@@ -109,10 +115,15 @@ impl Session {
         };
         if let Some(id) = &identity {
             if let Err(wait) = self.broker.limits.check(&id.device_id, Kind::Connect) {
-                id.watch.emit(
-                    "refused",
-                    serde_json::json!({"kind": "limit", "reason": "connect_per_minute", "client_id": &client_id, "retry_after_s": wait.as_secs()}),
-                );
+                id.watch.emit(|| {
+                    Event::Refused(Refusal {
+                        kind: "limit",
+                        reason: Some("connect_per_minute".into()),
+                        client_id: Some(&client_id),
+                        retry_after_s: Some(wait.as_secs()),
+                        ..Refusal::default()
+                    })
+                });
                 return self.refuse(SERVER_UNAVAILABLE, "connect limit reached", ctx);
             }
         }
@@ -137,10 +148,15 @@ impl Session {
             if let Some(why) = why {
                 tracing::info!(client_id, why, "will topic refused: no will");
                 if let Some(id) = &identity {
-                    id.watch.emit(
-                        "refused",
-                        serde_json::json!({"kind": "will", "reason": why, "client_id": &client_id, "topic": &w.topic}),
-                    );
+                    id.watch.emit(|| {
+                        Event::Refused(Refusal {
+                            kind: "will",
+                            reason: Some(why.into()),
+                            client_id: Some(&client_id),
+                            topic: Some(&w.topic),
+                            ..Refusal::default()
+                        })
+                    });
                 }
                 will = None;
             }
@@ -177,10 +193,14 @@ impl Session {
                     }
                     Ok(ConnectAnswer::TooManySessions { max }) => {
                         if let Some(id) = &identity {
-                            id.watch.emit(
-                                "refused",
-                                serde_json::json!({"kind": "session", "reason": format!("the device has {max} persistent sessions (mqtt.max_sessions_per_device)"), "client_id": &*client_id}),
-                            );
+                            id.watch.emit(|| {
+                                Event::Refused(Refusal {
+                                    kind: "session",
+                                    reason: Some(format!("the device has {max} persistent sessions (mqtt.max_sessions_per_device)").into()),
+                                    client_id: Some(&client_id),
+                                    ..Refusal::default()
+                                })
+                            });
                         }
                         return act.refuse(
                             IDENTIFIER_REJECTED,
@@ -239,16 +259,27 @@ impl Session {
         let by = identity.map(|i| i.device_name.as_str());
         tracing::warn!(client_id, device = by, owner = owner.as_deref(), peer = %self.peer, "client id of another device's session: refused");
         if let Some(id) = identity {
-            id.watch.emit(
-                "refused",
-                serde_json::json!({"kind": "session", "reason": "the client id belongs to another device's session", "client_id": client_id, "peer": self.peer.to_string()}),
-            );
+            id.watch.emit(|| {
+                Event::Refused(Refusal {
+                    kind: "session",
+                    reason: Some("the client id belongs to another device's session".into()),
+                    client_id: Some(client_id),
+                    peer: Some(self.peer.to_string()),
+                    ..Refusal::default()
+                })
+            });
         }
         if let Some(owner) = owner.and_then(|o| self.broker.auth.device(&o)) {
-            owner.watch.emit(
-                "refused",
-                serde_json::json!({"kind": "session", "reason": "another device tried to use this device's client id", "client_id": client_id, "by_device": by, "peer": self.peer.to_string()}),
-            );
+            owner.watch.emit(|| {
+                Event::Refused(Refusal {
+                    kind: "session",
+                    reason: Some("another device tried to use this device's client id".into()),
+                    client_id: Some(client_id),
+                    by_device: by,
+                    peer: Some(self.peer.to_string()),
+                    ..Refusal::default()
+                })
+            });
         }
     }
 
@@ -261,19 +292,16 @@ impl Session {
             resumed,
             "connected"
         );
-        if let Some(id) = c.identity.as_ref().filter(|i| i.watch.active()) {
-            id.watch.emit(
-                "connect",
-                serde_json::json!({
-                    "client_id": &*c.client_id,
-                    "token": format!("…{}", id.token_last4),
-                    "peer": self.peer.to_string(),
-                    "clean_session": !c.subscriber.persistent,
-                    "keep_alive": self.keep_alive.map(|k| k.as_secs()).unwrap_or(0),
-                    "will_topic": c.will.as_ref().map(|w| w.topic.clone()),
-                    "resumed": resumed,
-                }),
-            );
+        if let Some(id) = &c.identity {
+            id.watch.emit(|| Event::Connect {
+                client_id: &c.client_id,
+                token: format!("…{}", id.token_last4),
+                peer: self.peer.to_string(),
+                clean_session: !c.subscriber.persistent,
+                keep_alive: self.keep_alive.map(|k| k.as_secs()).unwrap_or(0),
+                will_topic: c.will.as_ref().map(|w| w.topic.as_str()),
+                resumed,
+            });
         }
         if let Some(id) = &c.identity {
             self.broker.devices.do_send(Attach {

@@ -401,11 +401,11 @@ impl Actor for Session {
         METRICS.clients_connected.dec();
         let Some(c) = self.conn.take() else { return };
         tracing::info!(client_id = %c.client_id, device = c.identity.as_ref().map(|i| i.device_name.as_str()), reason = self.close_reason, "disconnected");
-        if let Some(id) = c.identity.as_ref().filter(|i| i.watch.active()) {
-            id.watch.emit(
-                "disconnect",
-                serde_json::json!({"client_id": &*c.client_id, "reason": self.close_reason}),
-            );
+        if let Some(id) = &c.identity {
+            id.watch.emit(|| crate::device::watch::Event::Disconnect {
+                client_id: &c.client_id,
+                reason: self.close_reason,
+            });
         }
         self.broker.router.do_send(Disconnected {
             client_id: c.client_id.clone(),

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use super::{gate, PendingAck, Session, PUBLISH_WINDOW};
 use crate::actions::supervisor::Triggered;
 use crate::device::limits::Kind;
-use crate::device::watch::preview;
+use crate::device::watch::{preview, Event, Refusal};
 use crate::metrics::METRICS;
 use crate::protocol::{Packet, Publish};
 use crate::router::topic;
@@ -46,25 +46,29 @@ impl Session {
             .map(|i| i.watch.clone())
             .filter(|w| w.active());
         if let Some(w) = &watch {
-            w.emit(
-                "publish",
-                serde_json::json!({
-                    "client_id": &*c.client_id,
-                    "topic": &*p.topic,
-                    "qos": p.qos,
-                    "retain": p.retain,
-                    "bytes": p.payload.len(),
-                    "payload": preview(&p.payload),
-                }),
-            );
+            w.emit(|| Event::Publish {
+                client_id: &c.client_id,
+                direction: None,
+                topic: &p.topic,
+                remote_topic: None,
+                qos: p.qos,
+                retain: p.retain,
+                bytes: p.payload.len(),
+                payload: preview(&p.payload),
+            });
         }
         if p.topic.split('/').count() > self.broker.config.mqtt.max_topic_levels {
             METRICS.topic_levels_refused.inc();
             if let Some(w) = &watch {
-                w.emit(
-                    "refused",
-                    serde_json::json!({"kind": "publish", "reason": "topic deeper than mqtt.max_topic_levels", "client_id": &*c.client_id, "levels": p.topic.split('/').count()}),
-                );
+                w.emit(|| {
+                    Event::Refused(Refusal {
+                        kind: "publish",
+                        reason: Some("topic deeper than mqtt.max_topic_levels".into()),
+                        client_id: Some(&c.client_id),
+                        levels: Some(p.topic.split('/').count()),
+                        ..Refusal::default()
+                    })
+                });
             }
             tracing::info!(client_id = %c.client_id, levels = p.topic.split('/').count(), "publish topic too deep: closing");
             return self.close(ctx, "topic too deep");
@@ -76,10 +80,15 @@ impl Session {
                 tracing::warn!(client_id = %c.client_id, topic = %p.topic, "publish to a $ topic dropped (logged once per connection)");
             }
             if let Some(w) = &watch {
-                w.emit(
-                    "refused",
-                    serde_json::json!({"kind": "publish", "reason": "$ topics are the broker's", "client_id": &*c.client_id, "topic": &*p.topic}),
-                );
+                w.emit(|| {
+                    Event::Refused(Refusal {
+                        kind: "publish",
+                        reason: Some("$ topics are the broker's".into()),
+                        client_id: Some(&c.client_id),
+                        topic: Some(&p.topic),
+                        ..Refusal::default()
+                    })
+                });
             }
             return self.ack_dropped(p.qos, p.pkid, ctx);
         }
@@ -88,10 +97,15 @@ impl Session {
             tracing::info!(client_id = %c.client_id, topic = %p.topic, "publish denied");
             if let Some(w) = &watch {
                 let reason = if read_only { "read-only token" } else { "ACL" };
-                w.emit(
-                    "refused",
-                    serde_json::json!({"kind": "publish", "reason": reason, "client_id": &*c.client_id, "topic": &*p.topic}),
-                );
+                w.emit(|| {
+                    Event::Refused(Refusal {
+                        kind: "publish",
+                        reason: Some(reason.into()),
+                        client_id: Some(&c.client_id),
+                        topic: Some(&p.topic),
+                        ..Refusal::default()
+                    })
+                });
             }
             return self.ack_dropped(p.qos, p.pkid, ctx);
         }
@@ -105,10 +119,15 @@ impl Session {
                 // Disconnected rather than dropped: nothing is acknowledged
                 // that is not delivered, and the client resends later.
                 if let Some(w) = &watch {
-                    w.emit(
-                        "refused",
-                        serde_json::json!({"kind": "limit", "reason": "publish_per_minute", "client_id": &*c.client_id, "topic": &*p.topic}),
-                    );
+                    w.emit(|| {
+                        Event::Refused(Refusal {
+                            kind: "limit",
+                            reason: Some("publish_per_minute".into()),
+                            client_id: Some(&c.client_id),
+                            topic: Some(&p.topic),
+                            ..Refusal::default()
+                        })
+                    });
                 }
                 tracing::info!(client_id = %c.client_id, "publish limit reached: disconnecting");
                 return self.close(ctx, "publish limit reached");
@@ -244,11 +263,16 @@ impl Session {
     fn too_many_topics(&mut self, topic: &str, ctx: &mut Context<Self>) {
         if let Some(c) = &self.conn {
             tracing::warn!(client_id = %c.client_id, topic, "mqtt.max_topics reached: closing");
-            if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
-                w.emit(
-                    "refused",
-                    serde_json::json!({"kind": "publish", "reason": "mqtt.max_topics reached", "client_id": &*c.client_id, "topic": topic}),
-                );
+            if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
+                w.emit(|| {
+                    Event::Refused(Refusal {
+                        kind: "publish",
+                        reason: Some("mqtt.max_topics reached".into()),
+                        client_id: Some(&c.client_id),
+                        topic: Some(topic),
+                        ..Refusal::default()
+                    })
+                });
             }
         }
         self.close(ctx, "too many topics");
@@ -257,11 +281,16 @@ impl Session {
     /// A retained publish was delivered but not retained (a retained limit).
     fn retain_refused(&self, topic: &str) {
         let Some(c) = &self.conn else { return };
-        if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
-            w.emit(
-                "refused",
-                serde_json::json!({"kind": "retain", "reason": "mqtt.max_retained_messages or max_retained_bytes reached: delivered, not retained", "client_id": &*c.client_id, "topic": topic}),
-            );
+        if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
+            w.emit(|| {
+                Event::Refused(Refusal {
+                    kind: "retain",
+                    reason: Some("mqtt.max_retained_messages or max_retained_bytes reached: delivered, not retained".into()),
+                    client_id: Some(&c.client_id),
+                    topic: Some(topic),
+                    ..Refusal::default()
+                })
+            });
         }
     }
 

@@ -8,6 +8,7 @@
 use actix::prelude::*;
 
 use super::Session;
+use crate::device::watch::{Event, Filter, Refusal};
 use crate::metrics::METRICS;
 use crate::protocol::Packet;
 use crate::router::{Subscribe, Unsubscribe};
@@ -56,16 +57,22 @@ impl Session {
             reasons.push(refused);
         }
         let requested = filters;
-        if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
-            w.emit(
-                "subscribe",
-                serde_json::json!({
-                    "client_id": &*c.client_id,
-                    "filters": requested.iter().zip(&codes).zip(&reasons).map(|(((f, q), code), why)| serde_json::json!({
-                        "filter": preview_filter(f), "qos": q, "granted": *code != FAILURE, "code": code, "reason": why,
-                    })).collect::<Vec<_>>(),
-                }),
-            );
+        if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
+            w.emit(|| Event::Subscribe {
+                client_id: &c.client_id,
+                filters: requested
+                    .iter()
+                    .zip(&codes)
+                    .zip(&reasons)
+                    .map(|(((f, q), code), why)| Filter {
+                        filter: preview_filter(f),
+                        qos: *q,
+                        granted: *code != FAILURE,
+                        code: *code,
+                        reason: *why,
+                    })
+                    .collect(),
+            });
         }
         if granted.is_empty() {
             return self.send(Packet::SubAck { pkid, codes }, ctx);
@@ -110,11 +117,16 @@ impl Session {
     fn subscriptions_over_limit(&self, n: usize) {
         let Some(c) = &self.conn else { return };
         tracing::info!(client_id = %c.client_id, refused = n, "mqtt.max_subscriptions_per_client reached");
-        if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
-            w.emit(
-                "refused",
-                serde_json::json!({"kind": "subscribe", "reason": "mqtt.max_subscriptions_per_client reached", "client_id": &*c.client_id, "filters": n}),
-            );
+        if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
+            w.emit(|| {
+                Event::Refused(Refusal {
+                    kind: "subscribe",
+                    reason: Some("mqtt.max_subscriptions_per_client reached".into()),
+                    client_id: Some(&c.client_id),
+                    filters: Some(n),
+                    ..Refusal::default()
+                })
+            });
         }
     }
 
@@ -125,11 +137,11 @@ impl Session {
         ctx: &mut Context<Self>,
     ) {
         let Some(c) = self.conn.as_mut() else { return };
-        if let Some(w) = c.identity.as_ref().map(|i| &i.watch).filter(|w| w.active()) {
-            w.emit(
-                "unsubscribe",
-                serde_json::json!({"client_id": &*c.client_id, "filters": filters}),
-            );
+        if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
+            w.emit(|| Event::Unsubscribe {
+                client_id: &c.client_id,
+                filters: &filters,
+            });
         }
         c.subscribing += 1;
         let request = Unsubscribe {
