@@ -1,7 +1,6 @@
 //! What every part of a running broker shares: the configuration, the store,
 //! and the addresses of the long-lived actors.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,9 +28,6 @@ pub(crate) struct Broker {
     pub limits: Arc<RateLimits>,
     /// For `$SYS/broker/uptime`.
     pub started: Instant,
-    /// Numbers connections, so that a late message from an old connection
-    /// is told apart from the current one with the same client id.
-    pub conn_ids: AtomicU64,
     /// Set once on SIGINT/SIGTERM: long-lived streams (the Live Inspector)
     /// end when it changes.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -41,9 +37,5 @@ impl Broker {
     /// The current action index (cheap: an `Arc` clone under a read lock).
     pub(crate) fn action_index(&self) -> Arc<ActionIndex> {
         self.action_index.read().clone()
-    }
-
-    pub(crate) fn next_conn_id(&self) -> u64 {
-        self.conn_ids.fetch_add(1, Ordering::Relaxed)
     }
 }

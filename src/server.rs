@@ -10,6 +10,7 @@ use crate::actions::supervisor::{ActionIndex, Reload, Supervisor, SupervisorConf
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::device::{Auth, Devices};
+use crate::metrics::METRICS;
 use crate::router::acl::ClientAcl;
 use crate::router::budget::RetainedBudget;
 use crate::router::queue::SEQ;
@@ -143,15 +144,26 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             parsers,
             limits: Arc::new(crate::device::limits::RateLimits::new(&config_limits)),
             started: std::time::Instant::now(),
-            conn_ids: std::sync::atomic::AtomicU64::new(1),
             shutdown: tokio::sync::watch::Sender::new(false),
         });
+        let sessions = Arc::new(crate::session::Handles::new(
+            broker.config.mqtt.clone(),
+            broker.config.acl.clone(),
+            broker.store.clone(),
+            broker.router.clone(),
+            broker.devices.clone(),
+            broker.auth.clone(),
+            broker.actions.clone(),
+            broker.action_index.clone(),
+            broker.limits.clone(),
+            broker.shutdown.subscribe(),
+        ));
         // Before the listeners: the bridges' subscriptions are in force
         // before any device can publish.
         let bridges =
             crate::bridge::start(broker.clone(), statuses.clone(), bridge_secrets).await?;
 
-        let listeners = crate::listener::start(broker.clone(), handles).await?;
+        let listeners = crate::listener::start(sessions, handles).await?;
         for (kind, addr) in &listeners.bound {
             tracing::info!(%addr, "listening for {kind}");
         }
@@ -162,9 +174,19 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         crate::sys::start(broker.clone());
 
         wait_for_shutdown(&broker).await;
-        tracing::info!("shutting down: no new connections, finishing writes");
+        // Shutdown as a protocol: no new connections; every session stops
+        // reading, answers what it read and closes (live streams end too);
+        // the bridges stop; then the store's last writes are flushed.
+        tracing::info!("shutting down: no new connections, sessions finishing what they read");
         listeners.stop();
         broker.shutdown.send_replace(true);
+        let closed = sessions_closed(SESSIONS_GRACE).await;
+        if !closed {
+            tracing::warn!(
+                open = METRICS.connections_open.get(),
+                "sessions still open after {SESSIONS_GRACE:?}: closing them with the process"
+            );
+        }
         bridges.stop().await;
         http_handle.stop(true).await;
         auth.flush_last_input(&store);
@@ -179,6 +201,21 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         Ok::<(), anyhow::Error>(())
     })?;
     Ok(())
+}
+
+/// How long a shutdown waits for the sessions to finish what they read.
+const SESSIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves once no MQTT connection is open (true), or after `grace` (false).
+async fn sessions_closed(grace: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + grace;
+    while METRICS.connections_open.get() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    true
 }
 
 /// Resolves on SIGINT or SIGTERM; SIGHUP meanwhile reloads actions.

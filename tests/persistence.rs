@@ -211,3 +211,77 @@ fn offline_session_keeps_only_the_newest_max_queued_messages() {
     );
     assert_eq!(got, expected, "the newest 100 messages, in order");
 }
+
+/// Shutdown as a protocol: SIGTERM while a client's QoS 1 publishes are in
+/// flight. The session stops reading, answers what it had read, and closes;
+/// every publish that got its PUBACK is stored by its insert_bucket action;
+/// the process exits 0 within its bound.
+#[test]
+fn sigterm_stores_every_acknowledged_publish_and_exits_in_time() {
+    let mut s = Server::start();
+    s.install_action(
+        "store",
+        "[[action]]\nname = \"store\"\ntrigger = { mqtt_topic = [\"term/#\"] }\ntype = \"insert_bucket\"\n",
+    );
+    let d = s.create_device("d1");
+    let mut c = Raw::login(s.mqtt_port, &ConnectOpts::new("busy", Some(&d.token)));
+    const N: u16 = 300;
+    let mut burst = Vec::new();
+    for i in 1..=N {
+        let body = format!(r#"{{"variable":"n","value":{i}}}"#);
+        burst.extend(raw::publish_packet(
+            "term/t",
+            body.as_bytes(),
+            1,
+            false,
+            false,
+            i,
+        ));
+    }
+    c.send(&burst);
+    // The first answer says the server is working on them; then SIGTERM.
+    let first = c.expect_kind(raw::PUBACK, WAIT, "a first PUBACK");
+    let mut acked = vec![first.pkid()];
+    let pid = s.pid();
+    let started = std::time::Instant::now();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(term.success());
+    loop {
+        match c.read_packet(Duration::from_secs(10)) {
+            Ok(p) if p.kind == raw::PUBACK => acked.push(p.pkid()),
+            Ok(_) => {}
+            Err(raw::ReadEnd::Closed) => break,
+            Err(raw::ReadEnd::TimedOut) => panic!("the connection stayed open after SIGTERM"),
+        }
+    }
+    let status = s.wait_exit(Duration::from_secs(10));
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(took < Duration::from_secs(8), "the shutdown took {took:?}");
+    let db = s.dir.path().join("data").join("brook.db");
+    let conn = rusqlite::Connection::open(db).expect("open brook.db");
+    let stored: std::collections::HashSet<u16> = conn
+        .prepare("SELECT value FROM data WHERE device_id = ?1")
+        .expect("prepare")
+        .query_map([&d.id], |r| r.get::<_, String>(0))
+        .expect("query")
+        .map(|v| v.expect("a row").parse().expect("a number"))
+        .collect();
+    let missing: Vec<u16> = acked
+        .iter()
+        .filter(|i| !stored.contains(i))
+        .copied()
+        .collect();
+    eprintln!(
+        "SIGTERM during {N} QoS 1 publishes: {} acknowledged, {} stored, exited after {took:?}",
+        acked.len(),
+        stored.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+}

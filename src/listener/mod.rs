@@ -15,9 +15,8 @@ use actix::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::broker::Broker;
 use crate::metrics::METRICS;
-use crate::session::{Session, Slot};
+use crate::session::{Handles, Session, Slot};
 
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,12 +39,12 @@ impl Listeners {
 
 /// Binds the configured listeners and starts accepting.
 pub(crate) async fn start(
-    broker: Arc<Broker>,
+    handles: Arc<Handles>,
     arbiters: Vec<ArbiterHandle>,
 ) -> anyhow::Result<Listeners> {
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
-    let cfg = &broker.config.mqtt;
+    let cfg = &handles.mqtt;
     let tcp = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for MQTT on {}: {e}", cfg.listen))?;
@@ -53,7 +52,7 @@ pub(crate) async fn start(
     tasks.push(actix::spawn(accept_loop(
         tcp,
         None,
-        broker.clone(),
+        handles.clone(),
         arbiters.clone(),
     )));
 
@@ -66,7 +65,7 @@ pub(crate) async fn start(
         tasks.push(actix::spawn(accept_loop(
             tls,
             Some(acceptor),
-            broker.clone(),
+            handles.clone(),
             arbiters,
         )));
     }
@@ -76,7 +75,7 @@ pub(crate) async fn start(
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    broker: Arc<Broker>,
+    handles: Arc<Handles>,
     arbiters: Vec<ArbiterHandle>,
 ) {
     let mut next = 0usize;
@@ -91,7 +90,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(slot) = Slot::take(broker.config.mqtt.max_connections) else {
+        let Some(slot) = Slot::take(handles.mqtt.max_connections) else {
             // Dropped at once: the peer sees the connection close.
             METRICS.connections_over_limit.inc();
             tracing::debug!(%peer, "max_connections reached: connection refused");
@@ -105,7 +104,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let broker = broker.clone();
+        let handles = handles.clone();
         let tls = tls.clone();
         let run = async move {
             let stream = match TcpStream::from_std(std_stream) {
@@ -114,13 +113,13 @@ async fn accept_loop(
             };
             match tls {
                 None => {
-                    Session::start(broker, stream, peer, slot);
+                    Session::start(handles, stream, peer, slot);
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            Session::start(broker, stream, peer, slot);
+                            Session::start(handles, stream, peer, slot);
                         }
                         Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::info!(%peer, "TLS handshake timed out"),

@@ -4,13 +4,15 @@
 //! out, and a resumed persistent session's queue is read back from SQLite,
 //! a page at a time. A connection closes when its token expires.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::{gate, Conn, Resumed, Session};
+use super::incoming::Incoming;
+use super::inflight::Inflight;
+use super::{Conn, Lookup, Phase, Resumed, Session, PUBLISH_WINDOW};
 use crate::device::limits::Kind;
 use crate::device::watch::{Event, Refusal};
 use crate::device::{Attach, AuthError};
@@ -83,7 +85,7 @@ impl Session {
             );
         }
         let identity = match &c.password {
-            Some(secret) => match self.broker.auth.authenticate(secret) {
+            Some(secret) => match self.handles.auth.authenticate(secret) {
                 Ok(identity) if identity.run => {
                     return self.refuse(
                         NOT_AUTHORIZED,
@@ -96,7 +98,7 @@ impl Session {
                     return self.refuse(NOT_AUTHORIZED, "unknown token", ctx)
                 }
                 Err(AuthError::Expired { device_id }) => {
-                    if let Some(d) = self.broker.auth.device(&device_id) {
+                    if let Some(d) = self.handles.auth.device(&device_id) {
                         d.watch.emit(|| {
                             Event::Refused(Refusal {
                                 kind: "auth",
@@ -110,11 +112,11 @@ impl Session {
                     return self.refuse(NOT_AUTHORIZED, "expired token", ctx);
                 }
             },
-            None if self.broker.config.mqtt.allow_anonymous => None,
+            None if self.handles.mqtt.allow_anonymous => None,
             None => return self.refuse(NOT_AUTHORIZED, "no token", ctx),
         };
         if let Some(id) = &identity {
-            if let Err(wait) = self.broker.limits.check(&id.device_id, Kind::Connect) {
+            if let Err(wait) = self.handles.limits.check(&id.device_id, Kind::Connect) {
                 id.watch.emit(|| {
                     Event::Refused(Refusal {
                         kind: "limit",
@@ -128,7 +130,7 @@ impl Session {
             }
         }
         let acl = Arc::new(ClientAcl::for_client(
-            &self.broker.config.acl,
+            &self.handles.acl,
             identity
                 .as_ref()
                 .map(|i| (i.device_name.as_str(), &i.tags[..])),
@@ -138,7 +140,7 @@ impl Session {
         if let Some(w) = &will {
             let why = if w.topic.starts_with('$') {
                 Some("$ topics are the broker's")
-            } else if w.topic.split('/').count() > self.broker.config.mqtt.max_topic_levels {
+            } else if w.topic.split('/').count() > self.handles.mqtt.max_topic_levels {
                 Some("deeper than mqtt.max_topic_levels")
             } else if !acl.can_publish(&w.topic) {
                 Some("denied by the ACL")
@@ -162,11 +164,11 @@ impl Session {
             }
         }
         self.keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(c.keep_alive as u64));
-        self.connecting = true;
-        self.gate.hold(gate::CONNECTING);
-
         let client_id: Arc<str> = client_id.into();
-        self.pending_client = Some(client_id.clone());
+        self.phase = Phase::Connecting {
+            client_id: client_id.clone(),
+        };
+        self.update_gate();
         let request = crate::router::Connect {
             client_id: client_id.clone(),
             clean_session: c.clean_session,
@@ -175,9 +177,8 @@ impl Session {
             conn_id: self.conn_id,
             session: ctx.address().recipient(),
         };
-        ctx.spawn(self.broker.router.send(request).into_actor(self).map(
+        ctx.spawn(self.handles.router.send(request).into_actor(self).map(
             move |answer, act, ctx| {
-                act.pending_client = None;
                 let (subscriber, session_present) = match answer {
                     Ok(ConnectAnswer::Connected {
                         subscriber,
@@ -211,8 +212,12 @@ impl Session {
                     Err(_) => return act.close(ctx, "router unavailable"),
                 };
                 let (generation, resume) = subscriber.attach();
-                let persistent = subscriber.persistent;
-                act.conn = Some(Box::new(Conn {
+                let resumed = subscriber.persistent && session_present;
+                let mut inflight = Inflight::new(act.handles.mqtt.max_inflight);
+                for pkid in &resume.pubrel {
+                    inflight.resume_released(*pkid);
+                }
+                let conn = Box::new(Conn {
                     client_id: client_id.clone(),
                     identity,
                     subscriber,
@@ -222,19 +227,22 @@ impl Session {
                     reserved_logged: false,
                     topics: HashMap::new(),
                     pipeline: VecDeque::new(),
-                    resolving: false,
+                    lookup: Lookup::Idle,
                     subscribing: 0,
-                    acks: VecDeque::new(),
-                    incoming_qos2: resume.incoming_qos2.clone(),
-                    loading: false,
+                    incoming: Incoming::new(PUBLISH_WINDOW, resume.incoming_qos2.clone()),
                     resume: None,
                     resend: VecDeque::new(),
                     batch: VecDeque::new(),
-                    inflight: HashMap::new(),
-                    pubrel_out: HashSet::new(),
-                    next_pkid: 1,
+                    inflight,
                     waiting_items: false,
-                }));
+                });
+                // A resumed session's stored queue is read before anything
+                // else happens; a new one is open at once.
+                act.phase = if resumed {
+                    Phase::Loading(conn)
+                } else {
+                    Phase::Open(conn)
+                };
                 METRICS.clients_connected.inc();
                 act.send(
                     Packet::ConnAck {
@@ -243,7 +251,7 @@ impl Session {
                     },
                     ctx,
                 );
-                act.after_connack(persistent && session_present, resume, ctx);
+                act.after_connack(resumed, resume, ctx);
             },
         ));
     }
@@ -269,7 +277,7 @@ impl Session {
                 })
             });
         }
-        if let Some(owner) = owner.and_then(|o| self.broker.auth.device(&o)) {
+        if let Some(owner) = owner.and_then(|o| self.handles.auth.device(&o)) {
             owner.watch.emit(|| {
                 Event::Refused(Refusal {
                     kind: "session",
@@ -284,7 +292,7 @@ impl Session {
     }
 
     fn after_connack(&mut self, resumed: bool, resume: Resume, ctx: &mut Context<Self>) {
-        let Some(c) = self.conn.as_mut() else { return };
+        let Some(c) = self.phase.conn() else { return };
         tracing::info!(
             client_id = %c.client_id,
             device = c.identity.as_ref().map(|i| i.device_name.as_str()),
@@ -304,7 +312,7 @@ impl Session {
             });
         }
         if let Some(id) = &c.identity {
-            self.broker.devices.do_send(Attach {
+            self.handles.devices.do_send(Attach {
                 device_id: id.device_id.clone(),
                 token_id: id.token_id.clone(),
                 token_hash: id.token_hash.clone(),
@@ -345,11 +353,9 @@ impl Session {
             self.connected(ctx);
             return;
         }
-        let Some(c) = self.conn.as_mut() else { return };
-        for pkid in &resume.pubrel {
-            c.pubrel_out.insert(*pkid);
-        }
-        let pubrel = resume.pubrel.clone();
+        let Some(c) = self.phase.conn_mut() else {
+            return;
+        };
         c.resume = Some(Resumed {
             was_inflight: resume.was_inflight,
             after: 0,
@@ -358,27 +364,30 @@ impl Session {
             // in the subscriber's memory queue.
             last: crate::router::queue::SEQ.load(std::sync::atomic::Ordering::Relaxed),
             unloaded: 0,
+            reading: false,
         });
-        for pkid in pubrel {
+        for pkid in resume.pubrel {
             self.send(Packet::PubRel(pkid), ctx);
         }
         self.load_page(ctx);
     }
 
     /// Reads the next page of a resumed session's queue from SQLite into
-    /// `resend`; the first page ends CONNECT's processing.
+    /// `resend`; the first page ends the loading phase.
     pub(super) fn load_page(&mut self, ctx: &mut Context<Self>) {
-        let Some(c) = self.conn.as_mut() else { return };
-        let Some(r) = &c.resume else { return };
-        if c.loading {
+        let Some(c) = self.phase.live_mut() else {
+            return;
+        };
+        let Some(r) = c.resume.as_mut() else { return };
+        if r.reading {
             return;
         }
-        c.loading = true;
+        r.reading = true;
         let client = c.client_id.clone();
         let (after, last) = (r.after, r.last);
         // Through the writer, so that every message queued for this session
         // before it came back is committed and read here.
-        let rows = self.broker.store.write(move |conn| {
+        let rows = self.handles.store.write(move |conn| {
             let page = sessions::queue_page(
                 conn,
                 &client,
@@ -404,9 +413,9 @@ impl Session {
                     return act.close(ctx, "store error");
                 }
             };
-            let Some(c) = act.conn.as_mut() else { return };
-            c.loading = false;
+            let Some(c) = act.phase.live_mut() else { return };
             let Some(r) = c.resume.as_mut() else { return };
+            r.reading = false;
             // The end is a page that finds nothing more.
             let done = rows.is_empty();
             r.unloaded = total.unwrap_or(r.unloaded).saturating_sub(rows.len());
@@ -427,7 +436,7 @@ impl Session {
             if done {
                 c.resume = None;
             }
-            if act.connecting {
+            if matches!(act.phase, Phase::Loading(_)) {
                 act.connected(ctx);
             } else {
                 act.drain(ctx);
@@ -437,9 +446,13 @@ impl Session {
 
     /// CONNECT is done: read packets again and start delivering.
     fn connected(&mut self, ctx: &mut Context<Self>) {
-        self.connecting = false;
+        let phase = std::mem::replace(&mut self.phase, Phase::AwaitingConnect);
+        self.phase = match phase {
+            Phase::Loading(c) => Phase::Open(c),
+            other => other,
+        };
         self.last_seen = Instant::now();
-        self.gate.release(gate::CONNECTING);
+        self.update_gate();
         self.drain(ctx);
     }
 }

@@ -6,11 +6,13 @@
 //! a persistent session are deleted when the client acknowledges them.
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
 
-use super::Session;
+use super::inflight::PubRec;
+use super::outbound::Queued;
+use super::{Phase, Session};
 use crate::metrics::METRICS;
 use crate::protocol::{encode_publish, Packet, Publish};
+use crate::router::queue::Delivery;
 use crate::store::sessions;
 
 /// How many messages to take from the subscriber queue under one lock.
@@ -19,13 +21,16 @@ const BATCH: usize = 64;
 impl Session {
     /// Writes as many waiting messages as the client's window and the writer allow.
     pub(super) fn drain(&mut self, ctx: &mut Context<Self>) {
-        let max_inflight = self.broker.config.mqtt.max_inflight;
-        let Some(c) = self.conn.as_mut() else { return };
-        if c.loading || self.connecting {
+        // Nothing is delivered before the session is open, nor after it was
+        // taken over; a draining session goes on delivering until it closes.
+        if !matches!(self.phase, Phase::Open(_) | Phase::Draining(..)) {
             return;
         }
+        let Some(c) = self.phase.live_mut() else {
+            return;
+        };
         loop {
-            if !self.overflow.is_empty() || self.writer.capacity() == 0 {
+            if !self.out.has_room() {
                 self.wait_for_writer(ctx);
                 return;
             }
@@ -41,7 +46,7 @@ impl Session {
                 }
                 c.batch.pop_front()
             };
-            let Some(mut d) = next else {
+            let Some(d) = next else {
                 if !c.waiting_items {
                     c.waiting_items = true;
                     let sub = c.subscriber.clone();
@@ -49,7 +54,7 @@ impl Session {
                         async move { sub.items.notified().await }
                             .into_actor(self)
                             .map(|_, act, ctx| {
-                                if let Some(c) = act.conn.as_mut() {
+                                if let Some(c) = act.phase.live_mut() {
                                     c.waiting_items = false;
                                 }
                                 act.drain(ctx);
@@ -58,86 +63,81 @@ impl Session {
                 }
                 return;
             };
-            let mut pkid = 0;
-            if d.qos > 0 {
-                if c.inflight.len() + c.pubrel_out.len() >= max_inflight {
-                    // The window is full: keep the order, wait for an ack.
-                    if from_resend {
-                        c.resend.push_front(d);
-                    } else {
-                        c.batch.push_front(d);
-                    }
-                    return;
+            if d.qos > 0 && !c.inflight.has_room() {
+                // The window is full: keep the order, wait for an ack.
+                if from_resend {
+                    c.resend.push_front(d);
+                } else {
+                    c.batch.push_front(d);
                 }
-                loop {
-                    pkid = c.next_pkid;
-                    c.next_pkid = c.next_pkid.checked_add(1).unwrap_or(1);
-                    if !c.inflight.contains_key(&pkid) && !c.pubrel_out.contains(&pkid) {
-                        break;
-                    }
-                }
+                return;
             }
-            encode_publish(
-                &Publish {
-                    topic: d.topic.clone(),
-                    payload: d.payload.clone(),
-                    qos: d.qos,
-                    retain: d.retain,
-                    dup: d.dup,
-                    pkid,
-                },
-                &mut self.buf,
-            );
+            if d.qos > 0 {
+                let (pkid, sent) = c.inflight.send(d);
+                encode_publish(&publish_of(sent, pkid), &mut self.buf);
+                // Sent once: a resend after a reconnect carries DUP.
+                sent.dup = true;
+            } else {
+                encode_publish(&publish_of(&d, 0), &mut self.buf);
+            }
             let bytes = self.buf.split().freeze();
-            if let Err(mpsc::error::TrySendError::Closed(_)) = self.writer.try_send(bytes) {
+            if self.out.delivery(bytes) == Queued::Closed {
                 return self.close(ctx, "socket closed");
             }
             METRICS.messages_sent.inc();
-            if d.qos > 0 {
-                // Sent once: a resend after a reconnect carries DUP.
-                d.dup = true;
-                c.inflight.insert(pkid, d);
-            }
         }
         self.load_page(ctx);
     }
 
     fn acknowledged(&mut self, seq: i64) {
         if seq > 0 {
-            self.broker
+            self.handles
                 .store
                 .write_detached("dequeue", move |c| sessions::dequeue(c, seq));
         }
     }
 
     pub(super) fn on_puback(&mut self, pkid: u16, ctx: &mut Context<Self>) {
-        let Some(c) = self.conn.as_mut() else { return };
-        if let Some(d) = c.inflight.remove(&pkid) {
+        let Some(c) = self.phase.conn_mut() else {
+            return;
+        };
+        if let Some(d) = c.inflight.puback(pkid) {
             self.acknowledged(d.seq);
         }
         self.drain(ctx);
     }
 
     pub(super) fn on_pubrec(&mut self, pkid: u16, ctx: &mut Context<Self>) {
-        let Some(c) = self.conn.as_mut() else { return };
-        let known = match c.inflight.remove(&pkid) {
-            Some(d) => {
-                c.pubrel_out.insert(pkid);
-                self.acknowledged(d.seq);
-                true
-            }
-            None => c.pubrel_out.contains(&pkid),
+        let Some(c) = self.phase.conn_mut() else {
+            return;
         };
-        if known {
-            self.send(Packet::PubRel(pkid), ctx);
+        match c.inflight.pubrec(pkid) {
+            PubRec::First(d) => {
+                self.acknowledged(d.seq);
+                self.send(Packet::PubRel(pkid), ctx);
+            }
+            PubRec::Again => self.send(Packet::PubRel(pkid), ctx),
+            PubRec::Unknown => {}
         }
         self.drain(ctx);
     }
 
     pub(super) fn on_pubcomp(&mut self, pkid: u16, ctx: &mut Context<Self>) {
-        if let Some(c) = self.conn.as_mut() {
-            c.pubrel_out.remove(&pkid);
+        if let Some(c) = self.phase.conn_mut() {
+            c.inflight.pubcomp(pkid);
         }
         self.drain(ctx);
+    }
+}
+
+/// The PUBLISH packet for a delivery.
+fn publish_of(d: &Delivery, pkid: u16) -> Publish {
+    Publish {
+        topic: d.topic.clone(),
+        payload: d.payload.clone(),
+        qos: d.qos,
+        retain: d.retain,
+        dup: d.dup,
+        pkid,
     }
 }

@@ -27,15 +27,13 @@ struct Inner {
 pub(crate) struct Gate(Rc<RefCell<Inner>>);
 
 impl Gate {
-    pub(crate) fn hold(&self, reason: u8) {
-        self.0.borrow_mut().held |= reason;
-    }
-
-    pub(crate) fn release(&self, reason: u8) {
+    /// Holds for exactly these reasons (none: reading goes on). The session
+    /// derives them from its phase and its windows after every change.
+    pub(crate) fn set(&self, reasons: u8) {
         let mut g = self.0.borrow_mut();
         let before = g.held;
-        g.held &= !reason;
-        if before != 0 && g.held == 0 {
+        g.held = reasons;
+        if before != 0 && reasons == 0 {
             if let Some(w) = g.waker.take() {
                 w.wake();
             }
@@ -45,8 +43,8 @@ impl Gate {
 
 /// A stream that yields nothing while its gate is held.
 pub(crate) struct Gated<S> {
-    pub inner: S,
-    pub gate: Gate,
+    pub(crate) inner: S,
+    pub(crate) gate: Gate,
 }
 
 impl<S: Stream + Unpin> Stream for Gated<S> {

@@ -1,23 +1,38 @@
 //! One actor per client connection: it reads packets from the socket, answers
 //! them, and writes what the client is sent.
 //!
-//! The read side is a stream of decoded packets behind a [`gate::Gate`]; the
-//! write side is a task fed through a bounded channel, so a client that does
-//! not read fills that channel, and the session then stops reading it too.
+//! A session is a state machine of one [`Phase`]: awaiting CONNECT, connecting
+//! (the router hands the session over), loading the stored session (a resumed
+//! session's first page of queued messages), open, and draining (the client
+//! said DISCONNECT, the socket ended, or the server is shutting down: nothing
+//! more is read, what was read is handed on and answered, then it closes).
+//! Whether the socket is read is derived from the phase and from its parts:
+//!
+//! - [`outbound::Outbound`]: the bounded queue to the writer task, and the
+//!   control packets that found it full;
+//! - [`incoming::Incoming`]: the in-order acknowledgement window of the
+//!   publishes the client sent, and its QoS 2 packet ids;
+//! - [`inflight::Inflight`]: the messages sent to the client and not yet
+//!   acknowledged, with their packet ids.
+//!
 //! Each packet type is handled in its own file: `connect.rs`, `publish.rs`
 //! (PUBLISH in, PUBREL), `deliver.rs` (PUBLISH out, PUBACK, PUBREC, PUBCOMP),
-//! `subscribe.rs` (SUBSCRIBE, UNSUBSCRIBE).
+//! `subscribe.rs` (SUBSCRIBE, UNSUBSCRIBE). A session works with
+//! [`Handles`], the parts of the broker it uses.
 
 mod connect;
 mod deliver;
 pub(crate) mod gate;
+mod incoming;
+mod inflight;
+mod outbound;
 mod publish;
 mod subscribe;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -25,18 +40,24 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::broker::Broker;
-use crate::device::{Close, Detach, Identity};
+use crate::actions::supervisor::{SharedIndex, Supervisor};
+use crate::config::{AclRule, MqttConfig};
+use crate::device::limits::RateLimits;
+use crate::device::{Auth, Close, Detach, Devices, Identity};
 use crate::metrics::METRICS;
 use crate::protocol::{DecodeError, MqttCodec, Packet, Publish, Will};
 use crate::router::acl::ClientAcl;
 use crate::router::queue::{Delivery, Resume, Subscriber};
 use crate::router::topic::Topic;
-use crate::router::{Disconnected, Takeover};
+use crate::router::{Disconnected, Router, Takeover};
+use crate::store::Store;
 use gate::{Gate, Gated};
+use incoming::Incoming;
+use inflight::Inflight;
+use outbound::{Outbound, Queued};
 
 /// Packets queued to the writer task before the session stops reading and
 /// delivering. Bounds what one connection holds beyond the kernel's buffer.
@@ -46,6 +67,10 @@ const WRITER_QUEUE: usize = 256;
 /// Past this the session reads no further: a publisher cannot outrun the
 /// broker, and memory stays bounded.
 const PUBLISH_WINDOW: usize = 256;
+
+/// SUBSCRIBE and UNSUBSCRIBE requests of one client the router has not
+/// answered yet; past this the session reads no further.
+const SUBSCRIBE_WINDOW: usize = 16;
 
 /// The read buffer a connection starts with; it grows for larger packets.
 /// Small, because most connections are idle devices and this is what each
@@ -62,6 +87,62 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the writer may go on flushing after the session ended, for a
 /// last CONNACK or a final burst, before the socket is dropped.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
+
+/// What a session works with: the parts of the broker it uses.
+pub(crate) struct Handles {
+    /// `[mqtt]`: limits, the anonymous switch, the packet size.
+    pub(crate) mqtt: MqttConfig,
+    /// `[[acl]]`, narrowed to each client at CONNECT.
+    pub(crate) acl: Vec<AclRule>,
+    pub(crate) store: Store,
+    pub(crate) router: Addr<Router>,
+    pub(crate) devices: Addr<Devices>,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) actions: Addr<Supervisor>,
+    /// Which topics trigger actions; read on every publish.
+    pub(crate) action_index: SharedIndex,
+    /// Per-device publish and connect limits.
+    pub(crate) limits: Arc<RateLimits>,
+    /// Becomes true when the server shuts down: every session drains.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Numbers connections, so that a late message from an old connection
+    /// is told apart from the current one with the same client id.
+    conn_ids: AtomicU64,
+}
+
+impl Handles {
+    #[allow(clippy::too_many_arguments)] // the parts, named once, at start
+    pub(crate) fn new(
+        mqtt: MqttConfig,
+        acl: Vec<AclRule>,
+        store: Store,
+        router: Addr<Router>,
+        devices: Addr<Devices>,
+        auth: Arc<Auth>,
+        actions: Addr<Supervisor>,
+        action_index: SharedIndex,
+        limits: Arc<RateLimits>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Handles {
+        Handles {
+            mqtt,
+            acl,
+            store,
+            router,
+            devices,
+            auth,
+            actions,
+            action_index,
+            limits,
+            shutdown,
+            conn_ids: AtomicU64::new(1),
+        }
+    }
+
+    fn next_conn_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+    }
+}
 
 /// One open connection's place under `[mqtt] max_connections`, from accept
 /// until its session ends; given back when dropped.
@@ -83,12 +164,55 @@ impl Drop for Slot {
     }
 }
 
-/// A publish waiting for its topic to take it, in the order read.
-struct PendingAck {
-    qos: u8,
-    pkid: u16,
-    /// Set when the topic answered: whether everything durable was committed.
-    done: std::cell::Cell<Option<bool>>,
+/// Where a connection is in its life.
+enum Phase {
+    /// Waiting for CONNECT (at most [`CONNECT_TIMEOUT`]).
+    AwaitingConnect,
+    /// CONNECT was read and checked; the router is handing the session over.
+    /// The client id is kept so that a connection that ends meanwhile still
+    /// tells the router.
+    Connecting { client_id: Arc<str> },
+    /// CONNACK is sent; a resumed session's first page of queued messages
+    /// is being read from SQLite. Nothing is read from the client meanwhile.
+    Loading(Box<Conn>),
+    /// Reading packets and delivering.
+    Open(Box<Conn>),
+    /// Reading nothing more; closes once what was read has been handed on
+    /// and answered. The reason is the close's.
+    Draining(Box<Conn>, &'static str),
+    /// The session was handed to a newer connection with the same client id
+    /// (takeover): closing, with nothing left to hand on.
+    Detached(Box<Conn>),
+}
+
+impl Phase {
+    /// The accepted connection's state, in any phase that has one.
+    fn conn(&self) -> Option<&Conn> {
+        match self {
+            Phase::Loading(c) | Phase::Open(c) | Phase::Draining(c, _) | Phase::Detached(c) => {
+                Some(c)
+            }
+            Phase::AwaitingConnect | Phase::Connecting { .. } => None,
+        }
+    }
+
+    fn conn_mut(&mut self) -> Option<&mut Conn> {
+        match self {
+            Phase::Loading(c) | Phase::Open(c) | Phase::Draining(c, _) | Phase::Detached(c) => {
+                Some(c)
+            }
+            Phase::AwaitingConnect | Phase::Connecting { .. } => None,
+        }
+    }
+
+    /// The state of a connection that still reads or hands on publishes
+    /// (not one that was taken over).
+    fn live_mut(&mut self) -> Option<&mut Conn> {
+        match self {
+            Phase::Loading(c) | Phase::Open(c) | Phase::Draining(c, _) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 /// Where the reading of a resumed session's queue from SQLite stands.
@@ -102,6 +226,16 @@ struct Resumed {
     last: i64,
     /// Rows not read yet (for the offline bound if the client leaves again).
     unloaded: usize,
+    /// A page is being read.
+    reading: bool,
+}
+
+/// Where the next publish's topic address comes from.
+enum Lookup {
+    /// Nothing asked.
+    Idle,
+    /// The router was asked for this topic's address; publishes wait.
+    Resolving,
 }
 
 /// State that exists once CONNECT has been accepted.
@@ -124,69 +258,62 @@ struct Conn {
     topics: HashMap<Arc<str>, (Addr<Topic>, Instant)>,
     /// Publishes waiting for a topic address or a SUBACK, in order.
     pipeline: VecDeque<Publish>,
-    resolving: bool,
+    lookup: Lookup,
     /// SUBSCRIBE/UNSUBSCRIBE requests not yet answered: publishes wait, so
     /// that a client's own publish after its SUBSCRIBE sees the subscription.
     subscribing: usize,
-    /// Publishes handed to topics, in order, for in-order PUBACK/PUBREC.
-    acks: VecDeque<Rc<PendingAck>>,
-    /// QoS 2 packet ids received and not yet released by PUBREL.
-    incoming_qos2: HashSet<u16>,
+    /// The acknowledgement window of what it sent.
+    incoming: Incoming,
 
     // Messages to the client.
-    /// A page of a resumed session's queue is being read from SQLite.
-    loading: bool,
     /// A resumed session whose queue is still being read from SQLite.
     resume: Option<Resumed>,
     /// Messages from SQLite (a resumed session), sent before anything newer.
     resend: VecDeque<Delivery>,
     /// Messages taken from the subscriber queue and not yet written.
     batch: VecDeque<Delivery>,
-    /// QoS 1/2 messages sent and awaiting PUBACK/PUBREC, by packet id.
-    inflight: HashMap<u16, Delivery>,
-    /// QoS 2 packet ids that got PUBREC and await PUBCOMP.
-    pubrel_out: HashSet<u16>,
-    next_pkid: u16,
+    /// What it was sent and has not acknowledged.
+    inflight: Inflight,
+    /// A wake-up is asked for when the subscriber queue gets a message.
     waiting_items: bool,
 }
 
+impl Conn {
+    /// Whether publishes read from the client are still on their way to
+    /// their topics (or wait for a subscription to be in force).
+    fn handing_on(&self) -> bool {
+        !self.pipeline.is_empty()
+            || matches!(self.lookup, Lookup::Resolving)
+            || self.subscribing > 0
+    }
+}
+
 pub(crate) struct Session {
-    broker: Arc<Broker>,
+    handles: Arc<Handles>,
     /// This connection's place under `max_connections`.
     _slot: Slot,
     conn_id: u64,
     peer: SocketAddr,
-    writer: mpsc::Sender<Bytes>,
-    writer_task: Option<tokio::task::JoinHandle<()>>,
-    /// Control packets that found the writer queue full, sent first when it drains.
-    overflow: VecDeque<Bytes>,
+    phase: Phase,
+    out: Outbound,
+    /// A wait for room in the writer queue is running.
     waiting_writer: bool,
+    writer_task: Option<tokio::task::JoinHandle<()>>,
     gate: Gate,
     codec: MqttCodec,
+    /// Where packets are encoded; split off whole, so it holds nothing between.
     buf: BytesMut,
     last_seen: Instant,
     keep_alive: Option<Duration>,
-    /// Set once CONNECT has been accepted.
-    conn: Option<Box<Conn>>,
-    /// CONNECT received and being processed.
-    connecting: bool,
-    /// The client id the router was asked to connect, until it answered: a
-    /// session that ends meanwhile still tells the router it is gone.
-    pending_client: Option<Arc<str>>,
     /// The client said DISCONNECT: no will.
     clean_disconnect: bool,
-    /// The subscriber was already handed on (takeover).
-    detached: bool,
     close_reason: &'static str,
-    /// The client is done (DISCONNECT or end of stream), but publishes it
-    /// sent before are still waiting for their topic: close once handed on.
-    close_when_flushed: Option<&'static str>,
 }
 
 impl Session {
     /// Starts a session on the current arbiter for an accepted connection.
     pub(crate) fn start<IO>(
-        broker: Arc<Broker>,
+        handles: Arc<Handles>,
         io: IO,
         peer: SocketAddr,
         slot: Slot,
@@ -196,7 +323,7 @@ impl Session {
     {
         Session::create(move |ctx| {
             let (read, write) = tokio::io::split(Counted(io));
-            let max = broker.config.mqtt.max_packet_size;
+            let max = handles.mqtt.max_packet_size;
             let gate = Gate::default();
             ctx.add_stream(Gated {
                 inner: FramedRead::with_capacity(read, MqttCodec::new(max), READ_BUFFER),
@@ -205,37 +332,65 @@ impl Session {
             let (writer, rx) = mpsc::channel(WRITER_QUEUE);
             let writer_task = actix::spawn(write_loop(write, rx));
             ctx.run_later(CONNECT_TIMEOUT, |act, ctx| {
-                if act.conn.is_none() {
+                if matches!(act.phase, Phase::AwaitingConnect) {
                     act.close(ctx, "no CONNECT in time");
                 }
             });
+            // A shutdown drains every session.
+            let mut shutdown = handles.shutdown.clone();
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Session>(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .map(|_, act, ctx| act.drain_and_close(ctx, "server shutting down")),
+            );
             Session {
                 _slot: slot,
-                conn_id: broker.next_conn_id(),
-                broker,
+                conn_id: handles.next_conn_id(),
+                handles,
                 peer,
-                writer,
-                writer_task: Some(writer_task),
-                overflow: VecDeque::new(),
+                phase: Phase::AwaitingConnect,
+                out: Outbound::new(writer),
                 waiting_writer: false,
+                writer_task: Some(writer_task),
                 gate,
                 codec: MqttCodec::new(max),
                 buf: BytesMut::new(),
                 last_seen: Instant::now(),
                 keep_alive: None,
-                conn: None,
-                connecting: false,
-                pending_client: None,
                 clean_disconnect: false,
-                detached: false,
                 close_reason: "connection closed",
-                close_when_flushed: None,
             }
         })
     }
+}
 
+impl Session {
     fn client_id(&self) -> &str {
-        self.conn.as_ref().map(|c| &*c.client_id).unwrap_or("")
+        match &self.phase {
+            Phase::Connecting { client_id } => client_id,
+            _ => self.phase.conn().map(|c| &*c.client_id).unwrap_or(""),
+        }
+    }
+
+    /// Holds or releases reading the socket, from the phase and the parts:
+    /// read only while open (or awaiting CONNECT) with room in every window.
+    fn update_gate(&self) {
+        let mut held = 0;
+        match &self.phase {
+            Phase::AwaitingConnect | Phase::Open(_) => {}
+            Phase::Connecting { .. } | Phase::Loading(_) => held |= gate::CONNECTING,
+            Phase::Draining(..) | Phase::Detached(_) => held |= gate::CLOSING,
+        }
+        if let Some(c) = self.phase.conn() {
+            if c.incoming.is_full() || c.subscribing >= SUBSCRIBE_WINDOW {
+                held |= gate::WINDOW_FULL;
+            }
+        }
+        if self.waiting_writer {
+            held |= gate::WRITER_FULL;
+        }
+        self.gate.set(held);
     }
 
     fn close(&mut self, ctx: &mut Context<Self>, reason: &'static str) {
@@ -243,39 +398,46 @@ impl Session {
         ctx.stop();
     }
 
-    /// Closes once every publish read so far is handed to its topic, so that
-    /// a publish followed at once by DISCONNECT is not lost.
-    fn close_after_publishes(&mut self, ctx: &mut Context<Self>, reason: &'static str) {
-        let waiting = self
-            .conn
-            .as_ref()
-            .is_some_and(|c| !c.pipeline.is_empty() || c.resolving || c.subscribing > 0);
-        if waiting {
-            self.close_when_flushed = Some(reason);
-            self.gate.hold(gate::CLOSING);
-        } else {
-            self.close(ctx, reason);
+    /// Reads nothing more and closes once every publish read so far is
+    /// handed on and answered (so that a publish followed at once by
+    /// DISCONNECT, or read just before a shutdown, is not lost).
+    fn drain_and_close(&mut self, ctx: &mut Context<Self>, reason: &'static str) {
+        let phase = std::mem::replace(&mut self.phase, Phase::AwaitingConnect);
+        self.phase = match phase {
+            Phase::Loading(c) | Phase::Open(c) | Phase::Draining(c, _) => {
+                Phase::Draining(c, reason)
+            }
+            other => {
+                self.phase = other;
+                return self.close(ctx, reason);
+            }
+        };
+        self.update_gate();
+        self.close_if_drained(ctx);
+    }
+
+    /// In the draining phase, closes once nothing read is left to answer.
+    fn close_if_drained(&mut self, ctx: &mut Context<Self>) {
+        if let Phase::Draining(c, reason) = &self.phase {
+            if !c.handing_on() && c.incoming.outstanding() == 0 {
+                let reason = *reason;
+                self.close(ctx, reason);
+            }
         }
     }
 
-    /// Encodes and queues a control packet.
+    /// Encodes and queues a control packet; it is never dropped (it waits
+    /// while the writer is full).
     fn send(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         if let Err(e) = self.codec.encode(packet, &mut self.buf) {
             tracing::error!(client_id = self.client_id(), error = %e, "cannot encode a packet");
             return;
         }
         let bytes = self.buf.split().freeze();
-        if !self.overflow.is_empty() {
-            self.overflow.push_back(bytes);
-            return;
-        }
-        match self.writer.try_send(bytes) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(bytes)) => {
-                self.overflow.push_back(bytes);
-                self.wait_for_writer(ctx);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => self.close(ctx, "socket closed"),
+        match self.out.control(bytes) {
+            Queued::Sent => {}
+            Queued::Held => self.wait_for_writer(ctx),
+            Queued::Closed => self.close(ctx, "socket closed"),
         }
     }
 
@@ -285,47 +447,38 @@ impl Session {
             return;
         }
         self.waiting_writer = true;
-        self.gate.hold(gate::WRITER_FULL);
-        let writer = self.writer.clone();
-        ctx.spawn(
-            async move { writer.reserve().await.is_ok() }
-                .into_actor(self)
-                .map(|open, act, ctx| {
-                    act.waiting_writer = false;
-                    if !open {
-                        act.close(ctx, "socket closed");
-                        return;
-                    }
-                    while let Some(bytes) = act.overflow.pop_front() {
-                        match act.writer.try_send(bytes) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(bytes)) => {
-                                act.overflow.push_front(bytes);
-                                act.wait_for_writer(ctx);
-                                return;
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => {
-                                act.close(ctx, "socket closed");
-                                return;
-                            }
-                        }
-                    }
-                    act.gate.release(gate::WRITER_FULL);
+        self.update_gate();
+        ctx.spawn(self.out.room().into_actor(self).map(|open, act, ctx| {
+            act.waiting_writer = false;
+            if !open {
+                return act.close(ctx, "socket closed");
+            }
+            match act.out.flush() {
+                Queued::Sent => {
+                    act.update_gate();
                     act.drain(ctx);
-                }),
-        );
+                }
+                Queued::Held => act.wait_for_writer(ctx),
+                Queued::Closed => act.close(ctx, "socket closed"),
+            }
+        }));
     }
 
     fn on_packet(&mut self, packet: Packet, ctx: &mut Context<Self>) {
-        if self.conn.is_none() {
-            match packet {
-                Packet::Connect(c) if !self.connecting => self.on_connect(c, ctx),
-                _ => {
-                    tracing::info!(peer = %self.peer, "first packet was not CONNECT: closing");
-                    self.close(ctx, "protocol error");
-                }
+        match &self.phase {
+            Phase::AwaitingConnect => {
+                return match packet {
+                    Packet::Connect(c) => self.on_connect(c, ctx),
+                    _ => {
+                        tracing::info!(peer = %self.peer, "first packet was not CONNECT: closing");
+                        self.close(ctx, "protocol error")
+                    }
+                };
             }
-            return;
+            Phase::Open(_) | Phase::Loading(_) => {}
+            // The gate holds reading in every other phase: nothing more is
+            // taken from a connection that is draining or was taken over.
+            _ => return,
         }
         match packet {
             Packet::Publish(p) => self.on_publish(p, ctx),
@@ -338,7 +491,7 @@ impl Session {
             Packet::PingReq => self.send(Packet::PingResp, ctx),
             Packet::Disconnect => {
                 self.clean_disconnect = true;
-                self.close_after_publishes(ctx, "client disconnected");
+                self.drain_and_close(ctx, "client disconnected");
             }
             Packet::Connect(_) => {
                 tracing::info!(client_id = self.client_id(), "second CONNECT: closing");
@@ -354,27 +507,29 @@ impl Session {
     /// Hands the subscriber back (for the next connection of a persistent
     /// session) with what this connection left unfinished.
     fn detach(&mut self) {
-        if self.detached {
-            return;
-        }
-        self.detached = true;
-        let Some(c) = self.conn.as_mut() else { return };
-        let was_inflight: HashSet<i64> = c
-            .inflight
-            .values()
-            .filter(|d| d.seq > 0)
-            .map(|d| d.seq)
-            .collect();
+        let phase = std::mem::replace(&mut self.phase, Phase::AwaitingConnect);
+        let c = match phase {
+            Phase::Loading(c) | Phase::Open(c) | Phase::Draining(c, _) => c,
+            other => {
+                self.phase = other;
+                return;
+            }
+        };
+        let mut c = c;
+        let (sent, released) = c.inflight.unacknowledged();
+        let was_inflight: HashSet<i64> = sent.filter(|d| d.seq > 0).map(|d| d.seq).collect();
+        let pubrel: Vec<u16> = released.collect();
         let unacked = was_inflight.len()
             + c.resend.iter().filter(|d| d.seq > 0).count()
             + c.batch.iter().filter(|d| d.seq > 0).count()
             + c.resume.as_ref().map_or(0, |r| r.unloaded);
         let resume = Resume {
             was_inflight,
-            pubrel: c.pubrel_out.iter().copied().collect(),
-            incoming_qos2: std::mem::take(&mut c.incoming_qos2),
+            pubrel,
+            incoming_qos2: c.incoming.take_qos2(),
         };
         c.subscriber.detach(c.generation, resume, unacked);
+        self.phase = Phase::Detached(c);
     }
 }
 
@@ -388,18 +543,22 @@ impl Actor for Session {
                 task.abort();
             });
         }
-        if self.conn.is_none() {
-            if let Some(client_id) = self.pending_client.take() {
-                self.broker.router.do_send(Disconnected {
-                    client_id,
-                    conn_id: self.conn_id,
-                });
-            }
+        if let Phase::Connecting { client_id } = &self.phase {
+            // Ended while the router was handing the session over.
+            self.handles.router.do_send(Disconnected {
+                client_id: client_id.clone(),
+                conn_id: self.conn_id,
+            });
+            return;
+        }
+        if self.phase.conn().is_none() {
             return;
         }
         self.detach();
         METRICS.clients_connected.dec();
-        let Some(c) = self.conn.take() else { return };
+        let Phase::Detached(c) = std::mem::replace(&mut self.phase, Phase::AwaitingConnect) else {
+            return;
+        };
         tracing::info!(client_id = %c.client_id, device = c.identity.as_ref().map(|i| i.device_name.as_str()), reason = self.close_reason, "disconnected");
         if let Some(id) = &c.identity {
             id.watch.emit(|| crate::device::watch::Event::Disconnect {
@@ -407,18 +566,18 @@ impl Actor for Session {
                 reason: self.close_reason,
             });
         }
-        self.broker.router.do_send(Disconnected {
+        self.handles.router.do_send(Disconnected {
             client_id: c.client_id.clone(),
             conn_id: self.conn_id,
         });
         if let Some(id) = &c.identity {
-            self.broker.devices.do_send(Detach {
+            self.handles.devices.do_send(Detach {
                 device_id: id.device_id.clone(),
                 conn_id: self.conn_id,
             });
         }
         if let (false, Some(will)) = (self.clean_disconnect, c.will) {
-            let router = self.broker.router.clone();
+            let router = self.handles.router.clone();
             actix::spawn(async move {
                 crate::router::publish(
                     &router,
@@ -445,7 +604,7 @@ impl StreamHandler<Result<Packet, DecodeError>> for Session {
                 self.close(ctx, "read error");
             }
             Err(e) => {
-                if self.conn.is_none() {
+                if matches!(self.phase, Phase::AwaitingConnect) {
                     if let Some(code) = e.connack_code() {
                         self.send(
                             Packet::ConnAck {
@@ -463,7 +622,7 @@ impl StreamHandler<Result<Packet, DecodeError>> for Session {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        self.close_after_publishes(ctx, "connection closed by client");
+        self.drain_and_close(ctx, "connection closed by client");
     }
 }
 

@@ -11,14 +11,14 @@
 //! past the device's rate limit or one that would need a topic past
 //! `max_topics` (the connection closes, nothing is acknowledged).
 
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::{gate, PendingAck, Session, PUBLISH_WINDOW};
+use super::incoming::{Answer, Qos2};
+use super::{Lookup, Session};
 use crate::actions::supervisor::Triggered;
 use crate::device::limits::Kind;
 use crate::device::watch::{preview, Event, Refusal};
@@ -35,7 +35,9 @@ const TOPIC_CACHE: usize = 4096;
 impl Session {
     pub(super) fn on_publish(&mut self, p: Publish, ctx: &mut Context<Self>) {
         METRICS.messages_received.inc();
-        let Some(c) = self.conn.as_mut() else { return };
+        let Some(c) = self.phase.live_mut() else {
+            return;
+        };
         let read_only = c
             .identity
             .as_ref()
@@ -57,7 +59,7 @@ impl Session {
                 payload: preview(&p.payload),
             });
         }
-        if p.topic.split('/').count() > self.broker.config.mqtt.max_topic_levels {
+        if p.topic.split('/').count() > self.handles.mqtt.max_topic_levels {
             METRICS.topic_levels_refused.inc();
             if let Some(w) = &watch {
                 w.emit(|| {
@@ -111,7 +113,7 @@ impl Session {
         }
         if let Some(id) = &c.identity {
             if self
-                .broker
+                .handles
                 .limits
                 .check(&id.device_id, Kind::Publish)
                 .is_err()
@@ -133,12 +135,14 @@ impl Session {
                 return self.close(ctx, "publish limit reached");
             }
         }
-        if p.qos == 2 && !c.incoming_qos2.insert(p.pkid) {
-            // A resent QoS 2 publish we already have: acknowledge, don't deliver.
-            if !c.acks.iter().any(|a| a.qos == 2 && a.pkid == p.pkid) {
-                self.send(Packet::PubRec(p.pkid), ctx);
+        if p.qos == 2 {
+            match c.incoming.qos2(p.pkid) {
+                Qos2::New => {}
+                // A resent QoS 2 publish we already have: acknowledge, don't deliver.
+                Qos2::Answered => return self.send(Packet::PubRec(p.pkid), ctx),
+                // Its first copy's PUBREC is on its way.
+                Qos2::Pending => return,
             }
-            return;
         }
         c.pipeline.push_back(p);
         self.pump(ctx);
@@ -150,8 +154,8 @@ impl Session {
         match qos {
             1 => self.send(Packet::PubAck(pkid), ctx),
             2 => {
-                if let Some(c) = self.conn.as_mut() {
-                    c.incoming_qos2.insert(pkid);
+                if let Some(c) = self.phase.conn_mut() {
+                    c.incoming.answered_qos2(pkid);
                 }
                 self.send(Packet::PubRec(pkid), ctx);
             }
@@ -163,34 +167,34 @@ impl Session {
     /// topic addresses and pending subscriptions allow.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
         loop {
-            let Some(c) = self.conn.as_mut() else { return };
-            if c.subscribing > 0 || c.resolving {
+            let Some(c) = self.phase.live_mut() else {
+                return;
+            };
+            if c.subscribing > 0 || matches!(c.lookup, Lookup::Resolving) {
                 return;
             }
             let Some(front) = c.pipeline.front() else {
-                if let Some(reason) = self.close_when_flushed {
-                    return self.close(ctx, reason);
-                }
                 break;
             };
-            if c.acks.len() >= PUBLISH_WINDOW {
-                self.gate.hold(gate::WINDOW_FULL);
-                return;
+            if c.incoming.is_full() {
+                break;
             }
             let addr = match c.topics.get(&front.topic) {
                 Some((addr, at)) if at.elapsed() < TOPIC_LEASE && addr.connected() => addr.clone(),
                 _ => {
-                    c.resolving = true;
+                    c.lookup = Lookup::Resolving;
                     let name = front.topic.clone();
-                    let lookup = self.broker.router.send(Resolve(name.clone()));
+                    let lookup = self.handles.router.send(Resolve(name.clone()));
                     ctx.spawn(lookup.into_actor(self).map(move |addr, act, ctx| {
                         let addr = match addr {
                             Ok(Some(addr)) => addr,
                             Ok(None) => return act.too_many_topics(&name, ctx),
                             Err(_) => return act.close(ctx, "router unavailable"),
                         };
-                        let Some(c) = act.conn.as_mut() else { return };
-                        c.resolving = false;
+                        let Some(c) = act.phase.live_mut() else {
+                            return;
+                        };
+                        c.lookup = Lookup::Idle;
                         if c.topics.len() >= TOPIC_CACHE {
                             c.topics.clear();
                         }
@@ -208,10 +212,10 @@ impl Session {
             let mut stored = None;
             if let Some(id) = &c.identity {
                 id.last_input.store(now_ms(), Ordering::Relaxed);
-                if self.broker.action_index().wants(&p.topic) {
-                    if let Some(device) = self.broker.auth.device(&id.device_id) {
+                if self.handles.action_index.read().wants(&p.topic) {
+                    if let Some(device) = self.handles.auth.device(&id.device_id) {
                         let (done, answer) = oneshot::channel();
-                        self.broker.actions.do_send(Triggered {
+                        self.handles.actions.do_send(Triggered {
                             device,
                             topic: p.topic.clone(),
                             payload: p.payload.clone(),
@@ -230,12 +234,7 @@ impl Session {
                 done: Some(done),
                 origin: None,
             });
-            let ack = Rc::new(PendingAck {
-                qos: p.qos,
-                pkid: p.pkid,
-                done: std::cell::Cell::new(None),
-            });
-            c.acks.push_back(ack.clone());
+            let ticket = c.incoming.push(p.qos, p.pkid);
             ctx.spawn(
                 async move {
                     let published = answer.await.unwrap_or(topic::Published::Failed);
@@ -250,18 +249,22 @@ impl Session {
                     if published == topic::Published::RetainRefused {
                         act.retain_refused(&topic_name);
                     }
-                    ack.done
-                        .set(Some(published != topic::Published::Failed && stored));
+                    if let Some(c) = act.phase.live_mut() {
+                        c.incoming
+                            .complete(ticket, published != topic::Published::Failed && stored);
+                    }
                     act.flush_acks(ctx);
                 }),
             );
         }
+        self.update_gate();
+        self.close_if_drained(ctx);
     }
 
     /// A publish needed a new topic and `max_topics` exist: the connection
     /// closes (nothing unacknowledged is lost; the client resends later).
     fn too_many_topics(&mut self, topic: &str, ctx: &mut Context<Self>) {
-        if let Some(c) = &self.conn {
+        if let Some(c) = self.phase.conn() {
             tracing::warn!(client_id = %c.client_id, topic, "mqtt.max_topics reached: closing");
             if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
                 w.emit(|| {
@@ -280,7 +283,7 @@ impl Session {
 
     /// A retained publish was delivered but not retained (a retained limit).
     fn retain_refused(&self, topic: &str) {
-        let Some(c) = &self.conn else { return };
+        let Some(c) = self.phase.conn() else { return };
         if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
             w.emit(|| {
                 Event::Refused(Refusal {
@@ -297,34 +300,26 @@ impl Session {
     /// Sends the acknowledgements that are due, in the order the publishes came.
     fn flush_acks(&mut self, ctx: &mut Context<Self>) {
         loop {
-            let Some(c) = self.conn.as_mut() else { return };
-            let Some(ok) = c.acks.front().and_then(|a| a.done.get()) else {
+            let Some(c) = self.phase.live_mut() else {
+                return;
+            };
+            let Some(answer) = c.incoming.next_ready() else {
                 break;
             };
-            let Some(ack) = c.acks.pop_front() else { break };
-            if !ok {
+            match answer {
                 // Not stored: no acknowledgement, so the client sends it again.
-                return self.close(ctx, "a message could not be stored");
-            }
-            match ack.qos {
-                1 => self.send(Packet::PubAck(ack.pkid), ctx),
-                2 => self.send(Packet::PubRec(ack.pkid), ctx),
-                _ => {}
+                Answer::Failed => return self.close(ctx, "a message could not be stored"),
+                Answer::Ack { qos: 1, pkid } => self.send(Packet::PubAck(pkid), ctx),
+                Answer::Ack { qos: 2, pkid } => self.send(Packet::PubRec(pkid), ctx),
+                Answer::Ack { .. } => {}
             }
         }
-        if self
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.acks.len() < PUBLISH_WINDOW)
-        {
-            self.gate.release(gate::WINDOW_FULL);
-            self.pump(ctx);
-        }
+        self.pump(ctx);
     }
 
     pub(super) fn on_pubrel(&mut self, pkid: u16, ctx: &mut Context<Self>) {
-        if let Some(c) = self.conn.as_mut() {
-            c.incoming_qos2.remove(&pkid);
+        if let Some(c) = self.phase.conn_mut() {
+            c.incoming.release(pkid);
         }
         self.send(Packet::PubComp(pkid), ctx);
     }

@@ -24,12 +24,14 @@ impl Session {
         filters: Vec<(String, u8)>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(c) = self.conn.as_mut() else { return };
+        let Some(c) = self.phase.live_mut() else {
+            return;
+        };
         let write_only = c
             .identity
             .as_ref()
             .is_some_and(|i| i.permission == Permission::Write);
-        let max_levels = self.broker.config.mqtt.max_topic_levels;
+        let max_levels = self.handles.mqtt.max_topic_levels;
         let mut codes = Vec::with_capacity(filters.len());
         let mut granted = Vec::with_capacity(filters.len());
         let mut reasons: Vec<Option<&'static str>> = Vec::with_capacity(filters.len());
@@ -82,8 +84,8 @@ impl Session {
             client_id: c.client_id.clone(),
             filters: granted,
         };
-        ctx.spawn(self.broker.router.send(request).into_actor(self).map(move |answer, act, ctx| {
-            let Some(c) = act.conn.as_mut() else { return };
+        ctx.spawn(self.handles.router.send(request).into_actor(self).map(move |answer, act, ctx| {
+            let Some(c) = act.phase.live_mut() else { return };
             c.subscribing -= 1;
             match answer {
                 Ok(Ok(in_force)) => {
@@ -111,11 +113,12 @@ impl Session {
             }
             act.pump(ctx);
         }));
+        self.update_gate();
     }
 
     /// `n` filters were refused: the client holds `max_subscriptions_per_client`.
     fn subscriptions_over_limit(&self, n: usize) {
-        let Some(c) = &self.conn else { return };
+        let Some(c) = self.phase.conn() else { return };
         tracing::info!(client_id = %c.client_id, refused = n, "mqtt.max_subscriptions_per_client reached");
         if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
             w.emit(|| {
@@ -136,7 +139,9 @@ impl Session {
         filters: Vec<String>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(c) = self.conn.as_mut() else { return };
+        let Some(c) = self.phase.live_mut() else {
+            return;
+        };
         if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
             w.emit(|| Event::Unsubscribe {
                 client_id: &c.client_id,
@@ -148,8 +153,8 @@ impl Session {
             client_id: c.client_id.clone(),
             filters,
         };
-        ctx.spawn(self.broker.router.send(request).into_actor(self).map(move |answer, act, ctx| {
-            let Some(c) = act.conn.as_mut() else { return };
+        ctx.spawn(self.handles.router.send(request).into_actor(self).map(move |answer, act, ctx| {
+            let Some(c) = act.phase.live_mut() else { return };
             c.subscribing -= 1;
             if let Ok(Err(e)) = &answer {
                 tracing::error!(client_id = act.client_id(), error = %e, "unsubscription not stored");
@@ -160,6 +165,7 @@ impl Session {
             act.send(Packet::UnsubAck(pkid), ctx);
             act.pump(ctx);
         }));
+        self.update_gate();
     }
 }
 

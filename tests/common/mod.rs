@@ -495,6 +495,11 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(ok.success(), "kill -TERM {pid} failed");
+        self.wait_exit(timeout)
+    }
+
+    /// Waits for the server process to exit by itself, up to `timeout`.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             let child = self.child.as_mut().expect("server is running");
