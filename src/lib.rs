@@ -3,10 +3,15 @@
 //! The path of a message through the crate: `listener` accepts a connection
 //! and starts a `session` actor; its packets are framed and checked by
 //! `protocol`; publishes go to a `router::topic` actor, which fans them out
-//! to the subscribers' queues (`session::subscriber`); `actions` turn
+//! to the subscribers' delivery queues (`router::queue`); `actions` turn
 //! publishes into stored data; `store` is the SQLite file; `http` serves the
-//! admin and device APIs. `device` holds who may log in and who is connected.
-//! `bridge` links brook to other brokers, as a client of theirs.
+//! admin and device APIs. `device` holds who may log in and who is
+//! connected; `bridge` links brook to other brokers, as a client of theirs.
+//!
+//! The modules form layers, bottom-up (a module uses only lower ones;
+//! `tests/layers.rs` checks it): `metrics`, `protocol`, `config` → `store` →
+//! `device`, `router` → `actions` → `broker` → `session`, `bridge` → `http`,
+//! `listener`, `sys` → `server`, `cli`.
 
 // What the `brook` binary, the fuzz targets and the tests use is public;
 // everything else is the crate's own (and the compiler reports what of it
