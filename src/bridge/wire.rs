@@ -655,7 +655,14 @@ pub(super) fn connack_text(protocol: Protocol, code: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{MqttCodec, Packet};
+    use crate::protocol::{self, Disconnect, MqttCodec, Packet, Subscribe, SubscriptionOptions};
+
+    fn qos(qos: u8) -> SubscriptionOptions {
+        SubscriptionOptions {
+            qos,
+            ..SubscriptionOptions::default()
+        }
+    }
 
     fn decode(protocol: Protocol, bytes: &[u8]) -> Result<Option<Incoming>, WireError> {
         Codec::new(protocol, 1 << 20).decode(&mut BytesMut::from(bytes))
@@ -713,14 +720,15 @@ mod tests {
         );
         assert_eq!(
             got[2],
-            Packet::Subscribe {
+            Packet::Subscribe(Subscribe {
                 pkid: 3,
-                filters: vec![("x/#".into(), 2), ("y".into(), 0)]
-            }
+                filters: vec![("x/#".into(), qos(2)), ("y".into(), qos(0))],
+                ..Subscribe::default()
+            })
         );
-        assert_eq!(got[3], Packet::PubRel(9));
+        assert_eq!(got[3], Packet::PubRel(protocol::Ack::ok(9)));
         assert_eq!(got[4], Packet::PingReq);
-        assert_eq!(got[5], Packet::Disconnect);
+        assert_eq!(got[5], Packet::Disconnect(Disconnect::default()));
     }
 
     #[test]

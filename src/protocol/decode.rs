@@ -14,7 +14,10 @@ use mqtt::packet::{PacketError, SubscribePacket, VariablePacket, VariablePacketE
 use mqtt::Decodable;
 
 use super::error::{malformed, packet_name, DecodeError};
-use super::packet::{Connect, Packet, Publish, Will};
+use super::packet::{
+    Ack, ConnAck, Connect, Disconnect, Packet, Publish, SubAck, Subscribe, SubscriptionOptions,
+    UnsubAck, Unsubscribe, Will,
+};
 use super::validate::{check_topic_filter, check_topic_name, utf8_string};
 
 /// Decodes `frame` (fixed header of `header_len` bytes included, first byte `byte`).
@@ -133,6 +136,7 @@ fn connect(mut r: Reader) -> Result<Packet, DecodeError> {
             payload,
             qos: will_qos,
             retain: will_retain,
+            ..Will::default()
         })
     } else {
         None
@@ -156,7 +160,7 @@ fn connect(mut r: Reader) -> Result<Packet, DecodeError> {
         );
         return Err(DecodeError::IdentifierRejected(why));
     }
-    Ok(Packet::Connect(Connect {
+    Ok(Packet::Connect(Box::new(Connect {
         level,
         client_id,
         clean_session: flags & 0x02 != 0,
@@ -164,7 +168,8 @@ fn connect(mut r: Reader) -> Result<Packet, DecodeError> {
         username,
         password,
         will,
-    }))
+        ..Connect::default()
+    })))
 }
 
 /// By hand: mqtt-protocol reads the wrong DUP bit, accepts packet id 0, U+0000 and a topic
@@ -185,6 +190,7 @@ fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
         retain: byte & 0x01 != 0,
         dup: byte & 0x08 != 0,
         pkid,
+        ..Publish::default()
     }))
 }
 
@@ -200,7 +206,11 @@ fn unsubscribe(mut r: Reader) -> Result<Packet, DecodeError> {
     if filters.is_empty() {
         return Err(r.err("no topic filters"));
     }
-    Ok(Packet::Unsubscribe { pkid, filters })
+    Ok(Packet::Unsubscribe(Unsubscribe {
+        pkid,
+        filters,
+        ..Unsubscribe::default()
+    }))
 }
 
 /// The remaining packet types: mqtt-protocol decodes them correctly when given exactly
@@ -217,23 +227,28 @@ fn with_mqtt_protocol(name: &'static str, frame: &[u8]) -> Result<Packet, Decode
         ));
     }
     Ok(match decoded {
-        VariablePacket::ConnackPacket(p) => Packet::ConnAck {
+        VariablePacket::ConnackPacket(p) => Packet::ConnAck(ConnAck {
             session_present: p.connack_flags().session_present,
             code: p.connect_return_code().to_u8(),
-        },
-        VariablePacket::PubackPacket(p) => Packet::PubAck(p.packet_identifier()),
-        VariablePacket::PubrecPacket(p) => Packet::PubRec(p.packet_identifier()),
-        VariablePacket::PubrelPacket(p) => Packet::PubRel(p.packet_identifier()),
-        VariablePacket::PubcompPacket(p) => Packet::PubComp(p.packet_identifier()),
+            ..ConnAck::default()
+        }),
+        VariablePacket::PubackPacket(p) => Packet::PubAck(Ack::ok(p.packet_identifier())),
+        VariablePacket::PubrecPacket(p) => Packet::PubRec(Ack::ok(p.packet_identifier())),
+        VariablePacket::PubrelPacket(p) => Packet::PubRel(Ack::ok(p.packet_identifier())),
+        VariablePacket::PubcompPacket(p) => Packet::PubComp(Ack::ok(p.packet_identifier())),
         VariablePacket::SubscribePacket(p) => subscribe(&p)?,
-        VariablePacket::SubackPacket(p) => Packet::SubAck {
+        VariablePacket::SubackPacket(p) => Packet::SubAck(SubAck {
             pkid: p.packet_identifier(),
             codes: p.subscribes().iter().map(|&code| code as u8).collect(),
-        },
-        VariablePacket::UnsubackPacket(p) => Packet::UnsubAck(p.packet_identifier()),
+            ..SubAck::default()
+        }),
+        VariablePacket::UnsubackPacket(p) => Packet::UnsubAck(UnsubAck {
+            pkid: p.packet_identifier(),
+            ..UnsubAck::default()
+        }),
         VariablePacket::PingreqPacket(_) => Packet::PingReq,
         VariablePacket::PingrespPacket(_) => Packet::PingResp,
-        VariablePacket::DisconnectPacket(_) => Packet::Disconnect,
+        VariablePacket::DisconnectPacket(_) => Packet::Disconnect(Disconnect::default()),
         VariablePacket::ConnectPacket(_)
         | VariablePacket::PublishPacket(_)
         | VariablePacket::UnsubscribePacket(_) => {
@@ -260,9 +275,17 @@ fn subscribe(p: &SubscribePacket) -> Result<Packet, DecodeError> {
         let filter: &str = filter;
         check_topic_filter(filter)
             .map_err(|why| malformed("SUBSCRIBE", format_args!("topic filter {why}")))?;
-        filters.push((filter.to_owned(), *qos as u8));
+        let options = SubscriptionOptions {
+            qos: *qos as u8,
+            ..SubscriptionOptions::default()
+        };
+        filters.push((filter.to_owned(), options));
     }
-    Ok(Packet::Subscribe { pkid, filters })
+    Ok(Packet::Subscribe(Subscribe {
+        pkid,
+        filters,
+        ..Subscribe::default()
+    }))
 }
 
 /// A readable reason for an mqtt-protocol error (its I/O errors mean truncation or bad UTF-8).

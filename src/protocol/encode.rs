@@ -23,11 +23,8 @@ fn invalid(why: String) -> io::Error {
 pub(crate) fn encode_packet(packet: &Packet, dst: &mut BytesMut) -> io::Result<()> {
     match packet {
         Packet::Connect(c) => encode_connect(c, dst),
-        Packet::ConnAck {
-            session_present,
-            code,
-        } => write(
-            ConnackPacket::new(*session_present, ConnectReturnCode::from_u8(*code)),
+        Packet::ConnAck(a) => write(
+            ConnackPacket::new(a.session_present, ConnectReturnCode::from_u8(a.code)),
             dst,
         ),
         Packet::Publish(p) => match publish_remaining_length(p) {
@@ -41,35 +38,44 @@ pub(crate) fn encode_packet(packet: &Packet, dst: &mut BytesMut) -> io::Result<(
                 p.topic.len()
             ))),
         },
-        Packet::PubAck(pkid) => write(PubackPacket::new(*pkid), dst),
-        Packet::PubRec(pkid) => write(PubrecPacket::new(*pkid), dst),
-        Packet::PubRel(pkid) => write(PubrelPacket::new(*pkid), dst),
-        Packet::PubComp(pkid) => write(PubcompPacket::new(*pkid), dst),
-        Packet::Subscribe { pkid, filters } => {
-            let filters = filters
+        Packet::PubAck(a) => write(PubackPacket::new(a.pkid), dst),
+        Packet::PubRec(a) => write(PubrecPacket::new(a.pkid), dst),
+        Packet::PubRel(a) => write(PubrelPacket::new(a.pkid), dst),
+        Packet::PubComp(a) => write(PubcompPacket::new(a.pkid), dst),
+        Packet::Subscribe(s) => {
+            let filters = s
+                .filters
                 .iter()
-                .map(|(f, qos)| Ok((topic_filter("SUBSCRIBE", f)?, qos_level("SUBSCRIBE", *qos)?)))
+                .map(|(f, o)| {
+                    Ok((
+                        topic_filter("SUBSCRIBE", f)?,
+                        qos_level("SUBSCRIBE", o.qos)?,
+                    ))
+                })
                 .collect::<io::Result<Vec<_>>>()?;
-            write(SubscribePacket::new(*pkid, filters), dst)
+            write(SubscribePacket::new(s.pkid, filters), dst)
         }
-        Packet::SubAck { pkid, codes } => {
-            let codes = codes
+        Packet::SubAck(a) => {
+            let codes = a
+                .codes
                 .iter()
                 .map(|&c| suback_code(c))
                 .collect::<io::Result<Vec<_>>>()?;
-            write(SubackPacket::new(*pkid, codes), dst)
+            write(SubackPacket::new(a.pkid, codes), dst)
         }
-        Packet::Unsubscribe { pkid, filters } => {
-            let filters = filters
+        Packet::Unsubscribe(u) => {
+            let filters = u
+                .filters
                 .iter()
                 .map(|f| topic_filter("UNSUBSCRIBE", f))
                 .collect::<io::Result<Vec<_>>>()?;
-            write(UnsubscribePacket::new(*pkid, filters), dst)
+            write(UnsubscribePacket::new(u.pkid, filters), dst)
         }
-        Packet::UnsubAck(pkid) => write(UnsubackPacket::new(*pkid), dst),
+        Packet::UnsubAck(a) => write(UnsubackPacket::new(a.pkid), dst),
         Packet::PingReq => write(PingreqPacket::new(), dst),
         Packet::PingResp => write(PingrespPacket::new(), dst),
-        Packet::Disconnect => write(DisconnectPacket::new(), dst),
+        Packet::Disconnect(_) => write(DisconnectPacket::new(), dst),
+        Packet::Auth(_) => Err(invalid("AUTH exists in MQTT 5 only".to_owned())),
     }
 }
 

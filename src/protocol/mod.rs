@@ -20,4 +20,9 @@ mod tests;
 pub(crate) use codec::MqttCodec;
 pub(crate) use encode::encode_publish;
 pub(crate) use error::DecodeError;
-pub(crate) use packet::{Connect, Packet, Publish, Will};
+#[allow(unused_imports)] // the MQTT 5 types are used once the MQTT 5 codec lands
+pub(crate) use packet::{
+    reason, Ack, Auth, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect, Packet,
+    Publish, PublishProperties, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+    UserProperties, Will,
+};

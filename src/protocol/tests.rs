@@ -96,6 +96,59 @@ fn unsubscribe_frame(pkid: u16, filters: &[&[u8]]) -> Vec<u8> {
     frame(0xA2, &body)
 }
 
+/// A CONNACK.
+fn connack(session_present: bool, code: u8) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present,
+        code,
+        ..ConnAck::default()
+    })
+}
+
+/// A SUBSCRIBE of `(filter, qos)` pairs.
+fn subscribe(pkid: u16, filters: &[(&str, u8)]) -> Packet {
+    Packet::Subscribe(Subscribe {
+        pkid,
+        filters: filters
+            .iter()
+            .map(|(f, qos)| {
+                let options = SubscriptionOptions {
+                    qos: *qos,
+                    ..SubscriptionOptions::default()
+                };
+                (f.to_string(), options)
+            })
+            .collect(),
+        ..Subscribe::default()
+    })
+}
+
+/// A SUBACK.
+fn suback(pkid: u16, codes: &[u8]) -> Packet {
+    Packet::SubAck(SubAck {
+        pkid,
+        codes: codes.to_vec(),
+        ..SubAck::default()
+    })
+}
+
+/// An UNSUBSCRIBE.
+fn unsubscribe(pkid: u16, filters: &[&str]) -> Packet {
+    Packet::Unsubscribe(Unsubscribe {
+        pkid,
+        filters: filters.iter().map(|f| f.to_string()).collect(),
+        ..Unsubscribe::default()
+    })
+}
+
+/// A 3.1.1 UNSUBACK.
+fn unsuback(pkid: u16) -> Packet {
+    Packet::UnsubAck(UnsubAck {
+        pkid,
+        ..UnsubAck::default()
+    })
+}
+
 fn sample_publish() -> Publish {
     Publish {
         dup: true,
@@ -107,7 +160,7 @@ fn sample_publish() -> Publish {
 /// One of every packet variant, with non-default field values.
 fn all_packets() -> Vec<Packet> {
     vec![
-        Packet::Connect(Connect {
+        Packet::Connect(Box::new(Connect {
             level: 4,
             client_id: "client-1".into(),
             clean_session: true,
@@ -119,51 +172,34 @@ fn all_packets() -> Vec<Packet> {
                 payload: Bytes::from_static(b"bye"),
                 qos: 2,
                 retain: true,
+                ..Will::default()
             }),
-        }),
-        Packet::Connect(Connect {
+            ..Connect::default()
+        })),
+        Packet::Connect(Box::new(Connect {
             level: 3,
             client_id: "old".into(),
-            clean_session: false,
-            keep_alive: 0,
-            username: None,
-            password: None,
-            will: None,
-        }),
-        Packet::ConnAck {
-            session_present: true,
-            code: 0,
-        },
-        Packet::ConnAck {
-            session_present: false,
-            code: 5,
-        },
+            ..Connect::default()
+        })),
+        connack(true, 0),
+        connack(false, 5),
         Packet::Publish(sample_publish()),
         Packet::Publish(Publish::new("x", Bytes::new(), 0, false)),
         Packet::Publish(Publish {
             pkid: 65535,
             ..Publish::new("q/2", vec![7u8; 300], 2, false)
         }),
-        Packet::PubAck(1),
-        Packet::PubRec(2),
-        Packet::PubRel(3),
-        Packet::PubComp(65535),
-        Packet::Subscribe {
-            pkid: 9,
-            filters: vec![("a/+/c".into(), 0), ("#".into(), 1), ("d/#".into(), 2)],
-        },
-        Packet::SubAck {
-            pkid: 9,
-            codes: vec![0, 1, 2, 0x80],
-        },
-        Packet::Unsubscribe {
-            pkid: 10,
-            filters: vec!["a/+/c".into(), "#".into()],
-        },
-        Packet::UnsubAck(10),
+        Packet::PubAck(Ack::ok(1)),
+        Packet::PubRec(Ack::ok(2)),
+        Packet::PubRel(Ack::ok(3)),
+        Packet::PubComp(Ack::ok(65535)),
+        subscribe(9, &[("a/+/c", 0), ("#", 1), ("d/#", 2)]),
+        suback(9, &[0, 1, 2, 0x80]),
+        unsubscribe(10, &["a/+/c", "#"]),
+        unsuback(10),
         Packet::PingReq,
         Packet::PingResp,
-        Packet::Disconnect,
+        Packet::Disconnect(Disconnect::default()),
     ]
 }
 
@@ -230,21 +266,12 @@ fn publish_qos_3_is_malformed() {
 
 #[test]
 fn server_to_client_types_decode() {
-    assert_eq!(
-        decode_ok(&[0x20, 0x02, 0x01, 0x00]),
-        Packet::ConnAck {
-            session_present: true,
-            code: 0
-        }
-    );
+    assert_eq!(decode_ok(&[0x20, 0x02, 0x01, 0x00]), connack(true, 0));
     assert_eq!(
         decode_ok(&[0x90, 0x03, 0x00, 0x05, 0x80]),
-        Packet::SubAck {
-            pkid: 5,
-            codes: vec![0x80]
-        }
+        suback(5, &[0x80])
     );
-    assert_eq!(decode_ok(&[0xB0, 0x02, 0x00, 0x05]), Packet::UnsubAck(5));
+    assert_eq!(decode_ok(&[0xB0, 0x02, 0x00, 0x05]), unsuback(5));
     assert_eq!(decode_ok(&[0xD0, 0x00]), Packet::PingResp);
     assert_malformed(&[0x20, 0x02, 0x02, 0x00], "CONNACK");
     assert_malformed(&[0x90, 0x03, 0x00, 0x05, 0x03], "SUBACK");
@@ -262,9 +289,15 @@ fn fixed_length_packets_are_checked() {
     }
     // Rejected on the header alone, before the body arrives.
     assert_malformed(&[0x40, 0x05], "PUBACK: remaining length 5, expected 2");
-    assert_eq!(decode_ok(&[0x40, 0x02, 0x12, 0x34]), Packet::PubAck(0x1234));
+    assert_eq!(
+        decode_ok(&[0x40, 0x02, 0x12, 0x34]),
+        Packet::PubAck(Ack::ok(0x1234))
+    );
     assert_eq!(decode_ok(&[0xC0, 0x00]), Packet::PingReq);
-    assert_eq!(decode_ok(&[0xE0, 0x00]), Packet::Disconnect);
+    assert_eq!(
+        decode_ok(&[0xE0, 0x00]),
+        Packet::Disconnect(Disconnect::default())
+    );
 }
 
 #[test]
@@ -536,13 +569,8 @@ fn subscribe_decodes() {
         3,
         &[(b"a/+/c", 0), (b"#", 2), (b"+", 1), (b"/#", 0)],
     ));
-    let filters = vec![
-        ("a/+/c".into(), 0),
-        ("#".into(), 2),
-        ("+".into(), 1),
-        ("/#".into(), 0),
-    ];
-    assert_eq!(p, Packet::Subscribe { pkid: 3, filters });
+    let filters = [("a/+/c", 0), ("#", 2), ("+", 1), ("/#", 0)];
+    assert_eq!(p, subscribe(3, &filters));
 }
 
 #[test]
@@ -576,13 +604,7 @@ fn subscribe_is_checked() {
 #[test]
 fn unsubscribe_is_checked() {
     let p = decode_ok(&unsubscribe_frame(4, &[b"a/+", b"#"]));
-    assert_eq!(
-        p,
-        Packet::Unsubscribe {
-            pkid: 4,
-            filters: vec!["a/+".into(), "#".into()]
-        }
-    );
+    assert_eq!(p, unsubscribe(4, &["a/+", "#"]));
     assert_malformed(&unsubscribe_frame(4, &[]), "UNSUBSCRIBE: no topic filters");
     assert_malformed(
         &unsubscribe_frame(0, &[b"a"]),
@@ -744,7 +766,10 @@ fn publish_split_at_every_position() {
         }
         assert_eq!(
             got,
-            vec![Packet::Publish(expected.clone()), Packet::Disconnect],
+            vec![
+                Packet::Publish(expected.clone()),
+                Packet::Disconnect(Disconnect::default())
+            ],
             "split at {split}"
         );
     }
@@ -820,33 +845,9 @@ fn unencodable_packets_are_errors() {
             &mut dst
         )
         .is_err());
-    assert!(codec
-        .encode(
-            Packet::Subscribe {
-                pkid: 1,
-                filters: vec![("a".into(), 3)]
-            },
-            &mut dst
-        )
-        .is_err());
-    assert!(codec
-        .encode(
-            Packet::Subscribe {
-                pkid: 1,
-                filters: vec![("a#".into(), 0)]
-            },
-            &mut dst
-        )
-        .is_err());
-    assert!(codec
-        .encode(
-            Packet::SubAck {
-                pkid: 1,
-                codes: vec![0x81]
-            },
-            &mut dst
-        )
-        .is_err());
+    assert!(codec.encode(subscribe(1, &[("a", 3)]), &mut dst).is_err());
+    assert!(codec.encode(subscribe(1, &[("a#", 0)]), &mut dst).is_err());
+    assert!(codec.encode(suback(1, &[0x81]), &mut dst).is_err());
     assert!(dst.is_empty());
 }
 

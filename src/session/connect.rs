@@ -17,7 +17,7 @@ use crate::device::limits::Kind;
 use crate::device::watch::{Event, Refusal};
 use crate::device::{Attach, AuthError};
 use crate::metrics::METRICS;
-use crate::protocol::{Connect, Packet};
+use crate::protocol::{Ack, ConnAck, Connect, Packet};
 use crate::router::acl::ClientAcl;
 use crate::router::queue::{Delivery, Resume};
 use crate::router::ConnectAnswer;
@@ -55,10 +55,10 @@ impl Session {
         METRICS.connections_refused.inc();
         tracing::info!(peer = %self.peer, code, reason, "CONNECT refused");
         self.send(
-            Packet::ConnAck {
-                session_present: false,
+            Packet::ConnAck(ConnAck {
                 code,
-            },
+                ..ConnAck::default()
+            }),
             ctx,
         );
         self.close(ctx, reason);
@@ -245,10 +245,10 @@ impl Session {
                 };
                 METRICS.clients_connected.inc();
                 act.send(
-                    Packet::ConnAck {
+                    Packet::ConnAck(ConnAck {
                         session_present,
-                        code: 0,
-                    },
+                        ..ConnAck::default()
+                    }),
                     ctx,
                 );
                 act.after_connack(resumed, resume, ctx);
@@ -367,7 +367,7 @@ impl Session {
             reading: false,
         });
         for pkid in resume.pubrel {
-            self.send(Packet::PubRel(pkid), ctx);
+            self.send(Packet::PubRel(Ack::ok(pkid)), ctx);
         }
         self.load_page(ctx);
     }

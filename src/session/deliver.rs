@@ -11,7 +11,7 @@ use super::inflight::PubRec;
 use super::outbound::Queued;
 use super::{Phase, Session};
 use crate::metrics::METRICS;
-use crate::protocol::{encode_publish, Packet, Publish};
+use crate::protocol::{encode_publish, Ack, Packet, Publish};
 use crate::router::queue::Delivery;
 use crate::store::sessions;
 
@@ -114,9 +114,9 @@ impl Session {
         match c.inflight.pubrec(pkid) {
             PubRec::First(d) => {
                 self.acknowledged(d.seq);
-                self.send(Packet::PubRel(pkid), ctx);
+                self.send(Packet::PubRel(Ack::ok(pkid)), ctx);
             }
-            PubRec::Again => self.send(Packet::PubRel(pkid), ctx),
+            PubRec::Again => self.send(Packet::PubRel(Ack::ok(pkid)), ctx),
             PubRec::Unknown => {}
         }
         self.drain(ctx);
@@ -139,5 +139,6 @@ fn publish_of(d: &Delivery, pkid: u16) -> Publish {
         retain: d.retain,
         dup: d.dup,
         pkid,
+        ..Publish::default()
     }
 }

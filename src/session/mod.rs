@@ -48,7 +48,7 @@ use crate::config::{AclRule, MqttConfig};
 use crate::device::limits::RateLimits;
 use crate::device::{Auth, Close, Detach, Devices, Identity};
 use crate::metrics::METRICS;
-use crate::protocol::{DecodeError, MqttCodec, Packet, Publish, Will};
+use crate::protocol::{ConnAck, DecodeError, MqttCodec, Packet, Publish, Will};
 use crate::router::acl::ClientAcl;
 use crate::router::queue::{Delivery, Resume, Subscriber};
 use crate::router::topic::Topic;
@@ -468,7 +468,7 @@ impl Session {
         match &self.phase {
             Phase::AwaitingConnect => {
                 return match packet {
-                    Packet::Connect(c) => self.on_connect(c, ctx),
+                    Packet::Connect(c) => self.on_connect(*c, ctx),
                     _ => {
                         tracing::info!(peer = %self.peer, "first packet was not CONNECT: closing");
                         self.close(ctx, "protocol error")
@@ -482,14 +482,17 @@ impl Session {
         }
         match packet {
             Packet::Publish(p) => self.on_publish(p, ctx),
-            Packet::PubAck(id) => self.on_puback(id, ctx),
-            Packet::PubRec(id) => self.on_pubrec(id, ctx),
-            Packet::PubRel(id) => self.on_pubrel(id, ctx),
-            Packet::PubComp(id) => self.on_pubcomp(id, ctx),
-            Packet::Subscribe { pkid, filters } => self.on_subscribe(pkid, filters, ctx),
-            Packet::Unsubscribe { pkid, filters } => self.on_unsubscribe(pkid, filters, ctx),
+            Packet::PubAck(a) => self.on_puback(a.pkid, ctx),
+            Packet::PubRec(a) => self.on_pubrec(a.pkid, ctx),
+            Packet::PubRel(a) => self.on_pubrel(a.pkid, ctx),
+            Packet::PubComp(a) => self.on_pubcomp(a.pkid, ctx),
+            Packet::Subscribe(s) => {
+                let filters = s.filters.into_iter().map(|(f, o)| (f, o.qos)).collect();
+                self.on_subscribe(s.pkid, filters, ctx)
+            }
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u.pkid, u.filters, ctx),
             Packet::PingReq => self.send(Packet::PingResp, ctx),
-            Packet::Disconnect => {
+            Packet::Disconnect(_) => {
                 self.clean_disconnect = true;
                 self.drain_and_close(ctx, "client disconnected");
             }
@@ -607,10 +610,10 @@ impl StreamHandler<Result<Packet, DecodeError>> for Session {
                 if matches!(self.phase, Phase::AwaitingConnect) {
                     if let Some(code) = e.connack_code() {
                         self.send(
-                            Packet::ConnAck {
-                                session_present: false,
+                            Packet::ConnAck(ConnAck {
                                 code,
-                            },
+                                ..ConnAck::default()
+                            }),
                             ctx,
                         );
                     }

@@ -23,7 +23,7 @@ use crate::actions::supervisor::Triggered;
 use crate::device::limits::Kind;
 use crate::device::watch::{preview, Event, Refusal};
 use crate::metrics::METRICS;
-use crate::protocol::{Packet, Publish};
+use crate::protocol::{Ack, Packet, Publish};
 use crate::router::topic;
 use crate::router::{Resolve, TOPIC_LEASE};
 use crate::store::devices::Permission;
@@ -139,7 +139,7 @@ impl Session {
             match c.incoming.qos2(p.pkid) {
                 Qos2::New => {}
                 // A resent QoS 2 publish we already have: acknowledge, don't deliver.
-                Qos2::Answered => return self.send(Packet::PubRec(p.pkid), ctx),
+                Qos2::Answered => return self.send(Packet::PubRec(Ack::ok(p.pkid)), ctx),
                 // Its first copy's PUBREC is on its way.
                 Qos2::Pending => return,
             }
@@ -152,12 +152,12 @@ impl Session {
     /// resend it forever (as Mosquitto does).
     fn ack_dropped(&mut self, qos: u8, pkid: u16, ctx: &mut Context<Self>) {
         match qos {
-            1 => self.send(Packet::PubAck(pkid), ctx),
+            1 => self.send(Packet::PubAck(Ack::ok(pkid)), ctx),
             2 => {
                 if let Some(c) = self.phase.conn_mut() {
                     c.incoming.answered_qos2(pkid);
                 }
-                self.send(Packet::PubRec(pkid), ctx);
+                self.send(Packet::PubRec(Ack::ok(pkid)), ctx);
             }
             _ => {}
         }
@@ -309,8 +309,8 @@ impl Session {
             match answer {
                 // Not stored: no acknowledgement, so the client sends it again.
                 Answer::Failed => return self.close(ctx, "a message could not be stored"),
-                Answer::Ack { qos: 1, pkid } => self.send(Packet::PubAck(pkid), ctx),
-                Answer::Ack { qos: 2, pkid } => self.send(Packet::PubRec(pkid), ctx),
+                Answer::Ack { qos: 1, pkid } => self.send(Packet::PubAck(Ack::ok(pkid)), ctx),
+                Answer::Ack { qos: 2, pkid } => self.send(Packet::PubRec(Ack::ok(pkid)), ctx),
                 Answer::Ack { .. } => {}
             }
         }
@@ -321,6 +321,6 @@ impl Session {
         if let Some(c) = self.phase.conn_mut() {
             c.incoming.release(pkid);
         }
-        self.send(Packet::PubComp(pkid), ctx);
+        self.send(Packet::PubComp(Ack::ok(pkid)), ctx);
     }
 }

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use super::Session;
 use crate::device::watch::{Event, Filter, Refusal};
 use crate::metrics::METRICS;
-use crate::protocol::Packet;
+use crate::protocol::{Packet, SubAck, UnsubAck};
 use crate::router::{Subscribe, Unsubscribe};
 use crate::store::devices::Permission;
 
@@ -77,7 +77,14 @@ impl Session {
             });
         }
         if granted.is_empty() {
-            return self.send(Packet::SubAck { pkid, codes }, ctx);
+            return self.send(
+                Packet::SubAck(SubAck {
+                    pkid,
+                    codes,
+                    ..SubAck::default()
+                }),
+                ctx,
+            );
         }
         c.subscribing += 1;
         let request = Subscribe {
@@ -102,12 +109,12 @@ impl Session {
                     if over > 0 {
                         act.subscriptions_over_limit(over);
                     }
-                    act.send(Packet::SubAck { pkid, codes }, ctx)
+                    act.send(Packet::SubAck(SubAck { pkid, codes, ..SubAck::default() }), ctx)
                 }
                 Ok(Err(e)) => {
                     tracing::error!(client_id = act.client_id(), error = %e, "subscription not stored");
                     let codes = vec![FAILURE; codes.len()];
-                    act.send(Packet::SubAck { pkid, codes }, ctx);
+                    act.send(Packet::SubAck(SubAck { pkid, codes, ..SubAck::default() }), ctx);
                 }
                 Err(_) => return act.close(ctx, "router unavailable"),
             }
@@ -162,7 +169,7 @@ impl Session {
             if answer.is_err() {
                 return act.close(ctx, "router unavailable");
             }
-            act.send(Packet::UnsubAck(pkid), ctx);
+            act.send(Packet::UnsubAck(UnsubAck { pkid, ..UnsubAck::default() }), ctx);
             act.pump(ctx);
         }));
         self.update_gate();
