@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,13 @@ use serde_json::Value;
 
 /// How long a bridge may take to (re)connect or drain in these tests.
 const LINK: Duration = Duration::from_secs(60);
+
+/// How long the NATS cluster may take to settle after one of its nodes was
+/// killed: a JetStream consumer whose leader was on that node delivers
+/// nothing until another node is elected (seen here: up to 30 s), a message
+/// delivered but not acknowledged goes again only after NATS's MQTT ack wait
+/// (30 s), and an MQTT session is not resumed while its stream has no leader.
+const CLUSTER_SETTLES: Duration = Duration::from_secs(150);
 
 /// A `[[bridge]]` table; `extra` holds more `key = value` lines. Reconnects
 /// are quick (100 ms to 1 s) unless `extra` says otherwise.
@@ -45,7 +53,18 @@ fn bridge(s: &Server, name: &str) -> Value {
 
 /// Waits until the bridge's state satisfies `cond`.
 fn wait_bridge(s: &Server, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + LINK;
+    wait_bridge_within(s, name, what, LINK, cond)
+}
+
+/// `wait_bridge` with another bound.
+fn wait_bridge_within(
+    s: &Server,
+    name: &str,
+    what: &str,
+    bound: Duration,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + bound;
     loop {
         let b = bridge(s, name);
         if cond(&b) {
@@ -250,6 +269,48 @@ fn bridge_to_mosquitto_loses_nothing_across_an_outage_and_a_kill_9() {
     });
 }
 
+/// The consumers of `$MQTT_msgs` that NATS makes for site B's bridge, which
+/// subscribes `site-a/sensors/#` (the level itself and all below it).
+const B_FILTERS: [&str; 2] = ["$MQTT.msgs.site-a.sensors.>", "$MQTT.msgs.site-a.sensors"];
+
+/// A plain MQTT session on NATS node `i` subscribed to `filter` at QoS 1:
+/// the numbers it receives, as they come (what the cluster delivers to a
+/// subscriber other than brook).
+fn witness(nats: &NatsCluster, i: usize, filter: &str) -> Arc<Mutex<HashSet<usize>>> {
+    let mut m = Mqtt::connect(
+        MqttOptions::new(format!("witness-{i}"), "127.0.0.1", nats.mqtt_port(i)),
+        100,
+    );
+    m.subscribe(filter, QoS::AtLeastOnce);
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let into = seen.clone();
+    thread::spawn(move || {
+        // Ends when the connection does (the cluster is killed at the end).
+        while let Ok(Ok(event)) = m.events.recv() {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                if let Ok(n) = text(&p).parse::<usize>() {
+                    into.lock().unwrap_or_else(|e| e.into_inner()).insert(n);
+                }
+            }
+        }
+    });
+    seen
+}
+
+/// What brook promises across a NATS JetStream cluster that loses a node,
+/// and what this test can only report because it is NATS's part.
+///
+/// Brook's part, asserted: A acknowledges every reading to the device and
+/// forwards each one until NATS acknowledges it (its queue drains, `sent`
+/// counts each once, nothing dropped), moving to a surviving node; B hands
+/// its subscriber every message NATS delivered to B's session (NATS reports
+/// nothing pending and nothing unacknowledged for it, and B's subscriber
+/// gets as many messages as B's bridge took).
+///
+/// NATS's part, reported: nats-server 2.9.10 (Debian's) sometimes never
+/// delivers to one session a few QoS 1 messages it acknowledged to A and
+/// delivered to other sessions; see docs/scale-out.md. Those are printed,
+/// with what the witness session on node 3 received of them.
 #[test]
 fn two_sites_meet_on_a_nats_jetstream_cluster_and_survive_a_node_kill() {
     let Some(mut nats) = NatsCluster::start() else {
@@ -279,6 +340,7 @@ fn two_sites_meet_on_a_nats_jetstream_cluster_and_survive_a_node_kill() {
     )));
     wait_connected(&a, "site-a");
     wait_connected(&b, "site-b");
+    let witnessed = witness(&nats, 2, "site-a/sensors/+");
     let da = a.create_device("sensor-a");
     let db = b.create_device("dashboard-b");
     let mut bsub = b.mqtt("b-sub", &db.token);
@@ -289,45 +351,91 @@ fn two_sites_meet_on_a_nats_jetstream_cluster_and_survive_a_node_kill() {
     dev.publish_acked("sensors/warm", QoS::AtLeastOnce, false, "warm");
     bsub.recv_until_topic("site-a/sensors/warm", LINK);
 
-    // A stream of readings from A; one NATS node (A's) is killed mid-way.
+    // A stream of readings from A; one NATS node (A's) is killed once B's
+    // subscriber has a quarter of them.
     const N: usize = 2000;
     let publisher = thread::spawn(move || {
         publish_many(&mut dev, "sensors/t", 0..N);
         dev
     });
     let mut got = Vec::new();
-    let mut killed = false;
-    let mut missing: HashSet<usize> = (0..N).collect();
-    while !missing.is_empty() {
+    // Every PUBLISH b-sub gets after the first message, also a repeated one.
+    let mut arrivals = 0;
+    let receive = |bsub: &mut Mqtt, got: &mut Vec<usize>, arrivals: &mut usize| {
         let p = bsub.recv(LINK);
-        if p.topic == "site-a/sensors/warm" {
-            continue;
+        *arrivals += 1;
+        if p.topic != "site-a/sensors/warm" {
+            assert_eq!(p.topic, "site-a/sensors/t");
+            got.push(text(&p).parse::<usize>().expect("a number"));
         }
-        assert_eq!(p.topic, "site-a/sensors/t");
-        let n: usize = text(&p).parse().expect("a number");
-        missing.remove(&n);
-        got.push(n);
-        if !killed && got.len() == N / 4 {
-            nats.kill9(0);
-            killed = true;
-        }
+    };
+    while got.len() < N / 4 {
+        receive(&mut bsub, &mut got, &mut arrivals);
     }
+    nats.kill9(0);
+
+    // Brook A acknowledged every reading to the device, having stored it...
     let _dev = publisher
         .join()
         .expect("every reading acknowledged by brook A");
-    assert!(killed);
-    let after = wait_connected(&a, "site-a");
+    // ...and sent each one until NATS acknowledged it: a row of bridge_queue
+    // is deleted only on the remote's PUBACK.
+    let a_end = wait_bridge_within(
+        &a,
+        "site-a",
+        "A's queue drained into another node",
+        CLUSTER_SETTLES,
+        |b| b["connected"] == true && b["queued"] == 0,
+    );
     assert_ne!(
-        after["remote"],
+        a_end["remote"],
         Value::String(nats.url(0)),
         "A moved to another node"
     );
-    let dups = duplicates(&got);
+    assert_eq!(a_end["sent"], N + 1, "each acknowledged once: {a_end}");
+    assert_eq!(a_end["dropped"], 0, "{a_end}");
+
+    // NATS has delivered to B's session all it is going to, and B's bridge
+    // acknowledged all of it (which it does once brook took a message).
+    let deadline = Instant::now() + CLUSTER_SETTLES;
+    let stream = loop {
+        let stream = nats.mqtt_stream();
+        if stream.delivered_all(&B_FILTERS) {
+            break stream;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "NATS did not finish delivering to B's session within {CLUSTER_SETTLES:?}: {stream:#?}\nB: {}",
+            bridge(&b, "site-b")
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    // Brook B handed its subscriber every message its bridge took.
+    let b_end = bridge(&b, "site-b");
+    assert_eq!(b_end["dropped"], 0, "{b_end}");
+    let taken = b_end["received"].as_u64().expect("a count") as usize;
+    while arrivals + 1 < taken {
+        receive(&mut bsub, &mut got, &mut arrivals);
+    }
+    assert_eq!(arrivals + 1, taken, "b-sub got what B's bridge took");
+
+    // What NATS acknowledged to A but never delivered to B's session.
+    let arrived: HashSet<usize> = got.iter().copied().collect();
+    let missing: Vec<usize> = (0..N).filter(|n| !arrived.contains(n)).collect();
+    let delivered: u64 = stream.consumers_of(&B_FILTERS).map(|c| c.delivered).sum();
+    let witnessed = witnessed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let seen_by_witness: Vec<usize> = missing
+        .iter()
+        .copied()
+        .filter(|n| witnessed.contains(n))
+        .collect();
     eprintln!(
-        "through NATS: {} messages for {N}, {dups} duplicates",
-        got.len()
+        "through NATS: {} messages for {N}, {} duplicates; NATS counts {delivered} deliveries \
+         to B's session, B's bridge took {taken}; acknowledged to A but never delivered to B: \
+         {missing:?} (the witness on node 3 got {seen_by_witness:?} of them)",
+        got.len(),
+        duplicates(&got),
     );
-    wait_bridge(&a, "site-a", "A's queue drained", |b| b["queued"] == 0);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! temporary directory: Debian's `mosquitto` and a three-node `nats-server`
 //! JetStream cluster with MQTT on every node. Each is killed and reaped on
 //! drop. Readiness is waited for (a port that accepts, an MQTT CONNACK),
-//! never slept for.
+//! never slept for. The NATS nodes serve their monitoring endpoint, so that a
+//! test can ask the cluster what it holds and has delivered ([`MqttStream`]).
 
 use std::fs;
 use std::net::TcpStream;
@@ -12,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rumqttc::MqttOptions;
+use serde_json::Value;
 use tempfile::TempDir;
 
 use super::{free_port, Mqtt};
@@ -232,6 +234,8 @@ struct NatsNode {
     log: PathBuf,
     child: Option<Child>,
     mqtt_port: u16,
+    /// The monitoring endpoint (`/jsz`).
+    http_port: u16,
 }
 
 /// Three `nats-server`s forming a JetStream cluster, MQTT on each (MQTT
@@ -254,6 +258,7 @@ impl NatsCluster {
         let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mqtt_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let http_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let routes = route_ports
             .iter()
             .map(|p| format!("nats-route://127.0.0.1:{p}"))
@@ -269,10 +274,12 @@ impl NatsCluster {
                 format!(
                     "server_name: {name}\n\
                      listen: 127.0.0.1:{}\n\
+                     http: 127.0.0.1:{}\n\
                      jetstream {{ store_dir: {:?} }}\n\
                      cluster {{ name: brook-test, listen: 127.0.0.1:{}, routes: [{routes}] }}\n\
                      mqtt {{ listen: 127.0.0.1:{}, stream_replicas: 3, consumer_replicas: 3 }}\n",
                     client_ports[i],
+                    http_ports[i],
                     store.display().to_string(),
                     route_ports[i],
                     mqtt_ports[i]
@@ -285,6 +292,7 @@ impl NatsCluster {
                 conf,
                 child: None,
                 mqtt_port: mqtt_ports[i],
+                http_port: http_ports[i],
             });
         }
         let mut cluster = NatsCluster { dir, bin, nodes };
@@ -359,6 +367,60 @@ impl NatsCluster {
         }
     }
 
+    /// What the nodes still running say about the stream that holds MQTT
+    /// QoS 1 messages (`$MQTT_msgs`) and its consumers (one or two per
+    /// subscription of each MQTT session), each as its leader sees it.
+    pub(crate) fn mqtt_stream(&self) -> MqttStream {
+        let mut view = MqttStream::default();
+        let mut leaderless: Vec<(String, String)> = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let Some(stream) = jsz_stream(node.http_port, "$MQTT_msgs") else {
+                continue;
+            };
+            let leads = |v: &Value| v["cluster"]["leader"].as_str() == Some(node.name.as_str());
+            let last_seq = stream["state"]["last_seq"].as_u64().unwrap_or(0);
+            if leads(&stream) {
+                view.leader = Some(node.name.clone());
+                view.last_seq = last_seq;
+            }
+            for c in stream["consumer_detail"].as_array().into_iter().flatten() {
+                let name = c["name"].as_str().unwrap_or_default().to_string();
+                let filter = c["config"]["filter_subject"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if leads(c) {
+                    let n = |v: &Value| v.as_u64().unwrap_or(0);
+                    view.consumers.push(MqttConsumer {
+                        name,
+                        filter,
+                        leader: Some(node.name.clone()),
+                        leader_last_seq: last_seq,
+                        pending: n(&c["num_pending"]),
+                        ack_pending: n(&c["num_ack_pending"]),
+                        delivered: n(&c["delivered"]["consumer_seq"]),
+                    });
+                } else {
+                    leaderless.push((name, filter));
+                }
+            }
+        }
+        for (name, filter) in leaderless {
+            if !view.consumers.iter().any(|c| c.name == name) {
+                view.consumers.push(MqttConsumer {
+                    name,
+                    filter,
+                    leader: None,
+                    leader_last_seq: 0,
+                    pending: 0,
+                    ack_pending: 0,
+                    delivered: 0,
+                });
+            }
+        }
+        view
+    }
+
     pub(crate) fn logs(&self) -> String {
         self.nodes
             .iter()
@@ -385,6 +447,84 @@ impl Drop for NatsCluster {
             eprintln!("{}", self.logs());
         }
     }
+}
+
+/// The `stream_detail` entry of `stream` in a node's `/jsz`, with its
+/// consumers and their configs; None when the node does not answer.
+fn jsz_stream(http_port: u16, stream: &str) -> Option<Value> {
+    let url = format!("http://127.0.0.1:{http_port}/jsz?streams=true&consumers=true&config=true");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let body = agent
+        .get(&url)
+        .call()
+        .ok()?
+        .into_body()
+        .read_to_string()
+        .ok()?;
+    let jsz: Value = serde_json::from_str(&body).ok()?;
+    jsz["account_details"]
+        .as_array()?
+        .iter()
+        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+        .find(|s| s["name"] == stream)
+        .cloned()
+}
+
+/// The MQTT messages stream of a [`NatsCluster`] (`NatsCluster::mqtt_stream`).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct MqttStream {
+    /// The node leading the stream, and the last sequence it holds (every
+    /// QoS 1 message NATS stored, removed ones included).
+    pub leader: Option<String>,
+    pub last_seq: u64,
+    pub consumers: Vec<MqttConsumer>,
+}
+
+impl MqttStream {
+    /// The consumers whose filter subject is one of `filters`.
+    pub(crate) fn consumers_of<'a>(
+        &'a self,
+        filters: &'a [&str],
+    ) -> impl Iterator<Item = &'a MqttConsumer> + 'a {
+        self.consumers
+            .iter()
+            .filter(move |c| filters.contains(&c.filter.as_str()))
+    }
+
+    /// Whether the consumers with these filters exist, have a leader whose
+    /// copy of the stream is as long as the stream leader's, and have
+    /// nothing left to deliver and nothing delivered but unacknowledged:
+    /// the cluster has delivered all it is going to deliver to them.
+    pub(crate) fn delivered_all(&self, filters: &[&str]) -> bool {
+        self.leader.is_some()
+            && self.consumers_of(filters).count() > 0
+            && self.consumers_of(filters).all(|c| {
+                c.leader.is_some()
+                    && c.leader_last_seq == self.last_seq
+                    && c.pending == 0
+                    && c.ack_pending == 0
+            })
+    }
+}
+
+/// One JetStream consumer of `$MQTT_msgs`, as its leader sees it (zero
+/// counts while it has none).
+#[derive(Debug, Clone)]
+pub(crate) struct MqttConsumer {
+    pub name: String,
+    /// `$MQTT.msgs.` and the subscription's filter in NATS syntax.
+    pub filter: String,
+    pub leader: Option<String>,
+    /// The last sequence of the leader's own copy of the stream.
+    pub leader_last_seq: u64,
+    /// Messages not yet delivered, and delivered but not acknowledged.
+    pub pending: u64,
+    pub ack_pending: u64,
+    /// Deliveries so far, redeliveries included.
+    pub delivered: u64,
 }
 
 /// The certificate directory for a TLS remote: (dir, cert, key, DER).
