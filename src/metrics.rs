@@ -68,6 +68,10 @@ pub(crate) struct Metrics {
     pub dropped_acl: Counter,
     /// Client publishes to `$` topics, which are the broker's.
     pub dropped_reserved: Counter,
+    /// MQTT 5: messages whose message expiry interval ended before they could be sent.
+    pub dropped_expired: Counter,
+    /// MQTT 5: messages larger than the receiving client's Maximum Packet Size.
+    pub dropped_too_large: Counter,
     /// Retained messages in force, and their payload bytes (`$SYS` aside).
     pub retained_messages: Gauge,
     pub retained_bytes: Gauge,
@@ -99,6 +103,12 @@ pub(crate) struct Metrics {
     /// Jobs committed (group commit: many per transaction).
     pub store_jobs: Counter,
     pub connections_refused: Counter,
+    /// Sessions opened (CONNACK 0), by protocol: MQTT 3.1, 3.1.1 and 5.
+    pub connects_v31: Counter,
+    pub connects_v311: Counter,
+    pub connects_v5: Counter,
+    /// PUBLISH packets received from MQTT 5 clients (of `messages_received`).
+    pub messages_received_v5: Counter,
     /// Data items written to device buckets (by actions, `tago/data/post`,
     /// `POST /data`), counted inside their transaction.
     pub data_stored: Counter,
@@ -123,6 +133,8 @@ impl Metrics {
             + self.dropped_slow.get()
             + self.dropped_acl.get()
             + self.dropped_reserved.get()
+            + self.dropped_expired.get()
+            + self.dropped_too_large.get()
     }
 }
 
@@ -312,6 +324,30 @@ impl Metrics {
             }
         };
         family(
+            "connects_total",
+            "sessions opened (CONNACK accepted), by protocol version",
+            "protocol",
+            &[
+                ("3.1", m.connects_v31.get()),
+                ("3.1.1", m.connects_v311.get()),
+                ("5", m.connects_v5.get()),
+            ],
+        );
+        family(
+            "messages_received_by_protocol_total",
+            "PUBLISH packets received from clients, by protocol version (3.1 counts as 3.1.1)",
+            "protocol",
+            &[
+                (
+                    "3.1.1",
+                    m.messages_received
+                        .get()
+                        .saturating_sub(m.messages_received_v5.get()),
+                ),
+                ("5", m.messages_received_v5.get()),
+            ],
+        );
+        family(
             "messages_dropped_total",
             "messages dropped, by reason",
             "reason",
@@ -323,6 +359,8 @@ impl Metrics {
                 ("slow_consumer", m.dropped_slow.get()),
                 ("acl", m.dropped_acl.get()),
                 ("reserved_topic", m.dropped_reserved.get()),
+                ("expired", m.dropped_expired.get()),
+                ("packet_too_large", m.dropped_too_large.get()),
             ],
         );
         family(

@@ -38,7 +38,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open_with(&config.server.data_dir, options)?;
     let auth = Auth::load(&store)?;
     let saved = store.read_blocking(sessions::all_sessions)?;
-    let retained = store.read_blocking(retained::all)?;
+    let retained = store.read_blocking(|c| retained::all(c, crate::store::now_ms()))?;
     SEQ.store(
         store.read_blocking(sessions::max_queue_id)?,
         std::sync::atomic::Ordering::Relaxed,
@@ -97,6 +97,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             max_topics: config.mqtt.max_topics,
             max_subscriptions_per_client: config.mqtt.max_subscriptions_per_client,
             max_sessions_per_device: config.mqtt.max_sessions_per_device,
+            max_session_expiry: config.mqtt.max_session_expiry.map(|d| d.as_secs() as u32),
             retained: Arc::new(RetainedBudget::new(
                 config.mqtt.max_retained_messages,
                 config.mqtt.max_retained_bytes,
@@ -172,6 +173,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let http_handle = http.handle();
         actix::spawn(http);
         crate::sys::start(broker.clone());
+        sweep_expired(broker.store.clone());
 
         wait_for_shutdown(&broker).await;
         // Shutdown as a protocol: no new connections; every session stops
@@ -238,4 +240,26 @@ async fn wait_for_shutdown(broker: &Broker) {
             }
         }
     }
+}
+
+/// How often messages whose MQTT 5 message expiry has passed are deleted
+/// from SQLite (sessions and topics already skip them when they load rows).
+const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes expired queued and retained messages every [`EXPIRY_SWEEP`].
+fn sweep_expired(store: crate::store::Store) {
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            store.write_detached("delete expired messages", |c| {
+                let n = crate::store::sessions::delete_expired(c, crate::store::now_ms())?;
+                if n > 0 {
+                    tracing::debug!(n, "expired messages deleted");
+                }
+                Ok(())
+            });
+        }
+    });
 }

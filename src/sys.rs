@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::broker::Broker;
 use crate::metrics::METRICS;
-use crate::router::publish;
+use crate::router::{publish, Publication};
 
 pub(crate) fn start(broker: Arc<Broker>) {
     let every = broker.config.mqtt.sys_interval;
@@ -52,7 +52,8 @@ pub(crate) fn start(broker: Arc<Broker>) {
                 ),
             ];
             for (topic, value) in values {
-                publish(&broker.router, topic.into(), Bytes::from(value), 0, true).await;
+                let m = Publication::new(topic.into(), Bytes::from(value), 0, true);
+                publish(&broker.router, m).await;
             }
         }
     });

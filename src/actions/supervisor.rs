@@ -552,14 +552,13 @@ impl Run {
                     match spec.render(&vars) {
                         Err(e) => self.record(started, RunOutcome::Error, &e),
                         Ok((topic, payload)) => {
-                            let sent = crate::router::publish(
-                                &cfg.router,
+                            let m = crate::router::Publication::new(
                                 topic.as_str().into(),
                                 Bytes::from(payload),
                                 spec.qos,
                                 spec.retain,
-                            )
-                            .await;
+                            );
+                            let sent = crate::router::publish(&cfg.router, m).await;
                             if sent {
                                 self.record(
                                     started,

@@ -167,7 +167,7 @@ pub(crate) async fn start(
         let mut filters = Vec::new();
         for (filter, qos) in routes.local_subscriptions() {
             if acl.can_subscribe(&filter) {
-                filters.push((filter, qos));
+                filters.push((filter, crate::router::grant::Sub::qos(qos)));
             } else {
                 let msg = format!(
                     "the ACL denies bridge:{} the local subscription {filter}",

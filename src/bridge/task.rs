@@ -853,6 +853,7 @@ impl Bridge {
             retain: p.retain,
             bytes: p.payload.len(),
             payload: preview(&p.payload),
+            properties: None,
         });
         if !self.acl.can_publish(&local) {
             METRICS.dropped_acl.inc();
@@ -899,6 +900,8 @@ impl Bridge {
                 payload: m.payload,
                 qos: m.qos,
                 retain: m.retain,
+                properties: None,
+                expires_at: None,
                 done: Some(done),
                 origin: Some(self.client_id.clone()),
             });
@@ -1100,6 +1103,7 @@ impl Bridge {
             retain,
             bytes: payload.len(),
             payload: preview(payload),
+            properties: None,
         });
         true
     }

@@ -138,6 +138,22 @@ pub struct MqttConfig {
     /// Persistent sessions (clean session 0) one device may hold (anonymous
     /// clients count as one device); past it CONNECT gets code 2.
     pub max_sessions_per_device: usize,
+    /// The longest a session may outlive its connection (MQTT 5's session
+    /// expiry interval is capped to it, and a 3.1.1 persistent session
+    /// ends after it); None = no cap.
+    pub max_session_expiry: Option<Duration>,
+    /// The longest message expiry interval a publish may ask for (MQTT 5);
+    /// None = no cap.
+    pub max_message_expiry: Option<Duration>,
+    /// MQTT 5 Receive Maximum: unacknowledged QoS 1/2 publishes a client
+    /// may have at the broker; one more is a protocol error (0x93). For
+    /// every client, how many are read before the broker stops reading.
+    pub receive_maximum: u16,
+    /// MQTT 5 Topic Alias Maximum the broker accepts from a client (0 = none).
+    pub topic_alias_maximum: u16,
+    /// The longest keep alive an MQTT 5 client may have, in seconds; a
+    /// longer (or 0) one is answered with this as Server Keep Alive.
+    pub max_keep_alive: u16,
 }
 
 impl MqttConfig {
@@ -348,6 +364,11 @@ impl Default for Config {
                 max_topics: 200_000,
                 max_connections: 100_000,
                 max_sessions_per_device: 1_000,
+                max_session_expiry: None,
+                max_message_expiry: None,
+                receive_maximum: 256,
+                topic_alias_maximum: 10,
+                max_keep_alive: 65_535,
             },
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),

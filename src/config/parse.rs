@@ -198,6 +198,26 @@ impl Parser<'_> {
                 defaults.mqtt.max_sessions_per_device,
                 1..=10_000_000,
             )?,
+            max_session_expiry: self.cap(m.max_session_expiry, "mqtt.max_session_expiry")?,
+            max_message_expiry: self.cap(m.max_message_expiry, "mqtt.max_message_expiry")?,
+            receive_maximum: self.count(
+                m.receive_maximum,
+                "mqtt.receive_maximum",
+                usize::from(defaults.mqtt.receive_maximum),
+                1..=65_535,
+            )? as u16,
+            topic_alias_maximum: self.count(
+                m.topic_alias_maximum,
+                "mqtt.topic_alias_maximum",
+                usize::from(defaults.mqtt.topic_alias_maximum),
+                0..=65_535,
+            )? as u16,
+            max_keep_alive: self.count(
+                m.max_keep_alive,
+                "mqtt.max_keep_alive",
+                usize::from(defaults.mqtt.max_keep_alive),
+                1..=65_535,
+            )? as u16,
         };
 
         if let Some(value) = &raw.http.request_timeout {
@@ -405,6 +425,24 @@ impl Parser<'_> {
                 parse_duration(value.get_ref()).map_err(|message| self.at(&value, key, message))
             }
         }
+    }
+
+    /// An optional cap in whole seconds (MQTT's intervals are 32-bit
+    /// seconds): absent or `""` = none.
+    pub(super) fn cap(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let Some(value) = value.filter(|v| !v.get_ref().trim().is_empty()) else {
+            return Ok(None);
+        };
+        let d = parse_duration(value.get_ref()).map_err(|message| self.at(&value, key, message))?;
+        if d.as_secs() == 0 || d.as_secs() > u64::from(u32::MAX) {
+            let message = "must be between 1s and 4294967295s (about 136 years)".to_string();
+            return Err(self.at(&value, key, message));
+        }
+        Ok(Some(Duration::from_secs(d.as_secs())))
     }
 
     /// An error about a spanned value.

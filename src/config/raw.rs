@@ -80,6 +80,16 @@ pub(super) struct RawMqtt {
     pub(super) max_connections: Option<Spanned<i64>>,
     /// See [`MqttConfig::max_sessions_per_device`].
     pub(super) max_sessions_per_device: Option<Spanned<i64>>,
+    /// See [`MqttConfig::max_session_expiry`].
+    pub(super) max_session_expiry: Option<Spanned<String>>,
+    /// See [`MqttConfig::max_message_expiry`].
+    pub(super) max_message_expiry: Option<Spanned<String>>,
+    /// See [`MqttConfig::receive_maximum`].
+    pub(super) receive_maximum: Option<Spanned<i64>>,
+    /// See [`MqttConfig::topic_alias_maximum`].
+    pub(super) topic_alias_maximum: Option<Spanned<i64>>,
+    /// See [`MqttConfig::max_keep_alive`].
+    pub(super) max_keep_alive: Option<Spanned<i64>>,
 }
 
 /// `[http]` as written.

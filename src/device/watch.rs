@@ -31,6 +31,8 @@ pub(crate) enum Event<'a> {
         keep_alive: u64,
         will_topic: Option<&'a str>,
         resumed: bool,
+        /// `3.1`, `3.1.1` or `5`.
+        protocol: &'static str,
     },
     /// A bridge's link to its remote came up.
     #[serde(rename = "connect")]
@@ -56,6 +58,9 @@ pub(crate) enum Event<'a> {
         bytes: usize,
         /// The first [`PREVIEW_BYTES`] as text.
         payload: String,
+        /// MQTT 5 properties, as stored (see `store::props::to_json`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        properties: Option<serde_json::Value>,
     },
     /// A SUBSCRIBE and what each of its filters was given.
     Subscribe {
@@ -308,6 +313,7 @@ mod event_tests {
             keep_alive: 60,
             will_topic: None,
             resumed: false,
+            protocol: "5",
         })
         .unwrap();
         assert_eq!(
@@ -315,5 +321,6 @@ mod event_tests {
             serde_json::Value::Null,
             "present, as null: {v}"
         );
+        assert_eq!(v["protocol"], "5");
     }
 }

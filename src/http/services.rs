@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::{ok, ApiError, ApiResult, Shared};
 use crate::protocol::validate::check_topic_name;
 use crate::router::acl::ClientAcl;
+use crate::router::Publication;
 use crate::store::devices::same_secret;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -182,7 +183,12 @@ async fn mqtt_publish(
         serde_json::Value::Null => Bytes::new(),
         other => Bytes::from(other.to_string()),
     };
-    if !crate::router::publish(&broker.router, body.topic.into(), payload, qos, retain).await {
+    if !crate::router::publish(
+        &broker.router,
+        Publication::new(body.topic.into(), payload, qos, retain),
+    )
+    .await
+    {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the message could not be published",

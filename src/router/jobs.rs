@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::Router;
+use super::grant::Sub;
+use super::{shared_filter, Router};
 use crate::metrics::METRICS;
 use crate::store::{sessions, StoreError};
 
@@ -55,8 +56,19 @@ type Commit = futures::future::BoxFuture<'static, Result<(), StoreError>>;
 /// commit of a persistent session's subscriptions.
 pub(super) type Subscribed = oneshot::Sender<(Vec<bool>, Option<Commit>)>;
 
-/// What an UNSUBSCRIBE is answered: the commit of a persistent session's change.
-pub(super) type Unsubscribed = oneshot::Sender<Option<Commit>>;
+/// What an UNSUBSCRIBE is answered: per filter whether the client had it,
+/// and the commit of a persistent session's change.
+pub(super) type Unsubscribed = oneshot::Sender<(Vec<bool>, Option<Commit>)>;
+
+/// What a topic is told about a client after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Touch {
+    /// What the client now gets there; with the QoS to send the retained
+    /// message at, if it is to be sent.
+    Client(Option<u8>),
+    /// Who the members of this shared subscription are there now.
+    Group(Arc<str>),
+}
 
 impl Router {
     /// Queues `job` on behalf of `client`.
@@ -101,10 +113,15 @@ impl Router {
     fn announce_step(
         &mut self,
         client: &Arc<str>,
-        names: &mut std::vec::IntoIter<(Arc<str>, Option<u8>)>,
+        names: &mut std::vec::IntoIter<(Arc<str>, Touch)>,
     ) -> bool {
         let step: Vec<_> = names.by_ref().take(STEP).collect();
-        self.update_topics(client, step.iter().map(|(n, q)| (n, *q)));
+        for (name, touch) in &step {
+            match touch {
+                Touch::Client(q) => self.update_topics(client, std::iter::once((name, *q))),
+                Touch::Group(key) => self.update_group(key, std::iter::once(name)),
+            }
+        }
         step.len() < STEP
     }
 
@@ -127,7 +144,7 @@ impl Router {
 
     /// Tells each topic in `names` what `client` now gets there (after a
     /// change of its ACL), a step at a time.
-    pub(super) fn announce(&mut self, client: Arc<str>, names: Vec<(Arc<str>, Option<u8>)>) {
+    pub(super) fn announce(&mut self, client: Arc<str>, names: Vec<(Arc<str>, Touch)>) {
         let mut names = names.into_iter();
         let who = client.clone();
         self.enqueue(
@@ -147,7 +164,7 @@ impl Router {
             who,
             Box::new(move |r: &mut Router| {
                 for f in filters.by_ref().take(STEP * 4) {
-                    r.trie.remove(&f, &client);
+                    r.unindex(&client, &f);
                 }
                 filters.len() == 0
             }),
@@ -160,50 +177,78 @@ impl Router {
     pub(super) fn subscribe_job(
         &mut self,
         client: Arc<str>,
-        filters: Vec<(String, u8)>,
+        filters: Vec<(String, Sub)>,
         reply: Subscribed,
     ) {
         let total = filters.len();
         let mut filters = filters.into_iter();
         let mut in_force: Vec<bool> = Vec::with_capacity(total);
-        let mut added: Vec<(String, u8)> = Vec::new();
-        // The retained message of each matching topic is sent once, at the
-        // highest QoS among the request's filters that match it.
-        let mut retained: HashMap<Arc<str>, u8> = HashMap::new();
-        let mut announcing: Option<std::vec::IntoIter<(Arc<str>, Option<u8>)>> = None;
+        let mut added: Vec<(String, Sub)> = Vec::new();
+        // What each matching topic is told: the retained message is sent
+        // once, at the highest QoS among the request's filters that match
+        // it and ask for it (retain handling 0, or 1 for a new subscription;
+        // never for a shared subscription).
+        let mut touched: HashMap<Arc<str>, Option<u8>> = HashMap::new();
+        let mut groups: HashSet<(Arc<str>, Arc<str>)> = HashSet::new();
+        let mut announcing: Option<std::vec::IntoIter<(Arc<str>, Touch)>> = None;
         let mut reply = Some(reply);
         let who = client.clone();
         self.enqueue(
             who,
             Box::new(move |r: &mut Router| {
-                let Some(entry) = r.clients.get_mut(&client) else {
+                if !r.clients.contains_key(&client) {
                     // Gone meanwhile: nothing is in force.
                     if let Some(reply) = reply.take() {
                         let _ = reply.send((vec![false; total], None));
                     }
                     return true;
-                };
+                }
                 if announcing.is_none() {
                     let max = r.limits.max_subscriptions_per_client;
-                    for (f, q) in filters.by_ref().take(STEP) {
-                        if !entry.filters.contains_key(&f) && entry.filters.len() >= max {
+                    for (f, sub) in filters.by_ref().take(STEP) {
+                        let Some(entry) = r.clients.get_mut(&client) else {
+                            break;
+                        };
+                        let existed = entry.filters.contains_key(&f);
+                        if !existed && entry.filters.len() >= max {
                             METRICS.subscriptions_refused_limit.inc();
                             in_force.push(false);
                             continue;
                         }
                         in_force.push(true);
-                        r.trie.insert(&f, &client, q);
-                        entry.filters.insert(f.clone(), q);
-                        r.names.for_each_match(&f, |name| {
-                            let e = retained.entry(name.clone()).or_insert(q);
-                            *e = (*e).max(q);
-                        });
-                        added.push((f, q));
+                        entry.filters.insert(f.clone(), sub);
+                        r.index(&client, &f, sub);
+                        match shared_filter(&f) {
+                            Some(inner) => {
+                                if let Some((key, _)) = r.groups.get_key_value(f.as_str()) {
+                                    let key = key.clone();
+                                    r.names.for_each_match(inner, |name| {
+                                        groups.insert((name.clone(), key.clone()));
+                                    });
+                                }
+                            }
+                            None => {
+                                let rh = sub.options.retain_handling;
+                                let send = rh == 0 || (rh == 1 && !existed);
+                                let q = sub.options.qos;
+                                r.names.for_each_match(&f, |name| {
+                                    let e = touched.entry(name.clone()).or_insert(None);
+                                    if send {
+                                        *e = Some(e.map_or(q, |had| had.max(q)));
+                                    }
+                                });
+                            }
+                        }
+                        added.push((f, sub));
                     }
                     if filters.len() > 0 {
                         return false;
                     }
-                    let names: Vec<_> = retained.drain().map(|(n, q)| (n, Some(q))).collect();
+                    let names: Vec<_> = touched
+                        .drain()
+                        .map(|(n, q)| (n, Touch::Client(q)))
+                        .chain(groups.drain().map(|(n, k)| (n, Touch::Group(k))))
+                        .collect();
                     announcing = Some(names.into_iter());
                     return false;
                 }
@@ -216,9 +261,9 @@ impl Router {
                 let commit = (!added.is_empty())
                     .then(|| {
                         r.commit_session(&client, move |c, who| {
-                            added
-                                .iter()
-                                .try_for_each(|(f, q)| sessions::add_subscription(c, who, f, *q))
+                            added.iter().try_for_each(|(f, s)| {
+                                sessions::add_subscription(c, who, f, s.options_byte(), s.id)
+                            })
                         })
                     })
                     .flatten();
@@ -239,34 +284,52 @@ impl Router {
         filters: Vec<String>,
         reply: Unsubscribed,
     ) {
+        let total = filters.len();
         let mut all = Some(filters.clone());
         let mut filters = filters.into_iter();
-        let mut affected: HashSet<Arc<str>> = HashSet::new();
-        let mut announcing: Option<std::vec::IntoIter<(Arc<str>, Option<u8>)>> = None;
+        let mut had: Vec<bool> = Vec::with_capacity(total);
+        let mut affected: HashSet<(Arc<str>, Touch)> = HashSet::new();
+        let mut announcing: Option<std::vec::IntoIter<(Arc<str>, Touch)>> = None;
         let mut reply = Some(reply);
         let who = client.clone();
         self.enqueue(
             who,
             Box::new(move |r: &mut Router| {
-                let Some(entry) = r.clients.get_mut(&client) else {
+                if !r.clients.contains_key(&client) {
                     if let Some(reply) = reply.take() {
-                        let _ = reply.send(None);
+                        let _ = reply.send((vec![false; total], None));
                     }
                     return true;
-                };
+                }
                 if announcing.is_none() {
                     for f in filters.by_ref().take(STEP) {
-                        if entry.filters.remove(&f).is_some() {
-                            r.trie.remove(&f, &client);
-                            r.names.for_each_match(&f, |name| {
-                                affected.insert(name.clone());
-                            });
+                        let removed = r
+                            .clients
+                            .get_mut(&client)
+                            .is_some_and(|e| e.filters.remove(&f).is_some());
+                        had.push(removed);
+                        if !removed {
+                            continue;
+                        }
+                        // The key outlives the group it names, for the topics to be told.
+                        let key: Arc<str> = match r.groups.get_key_value(f.as_str()) {
+                            Some((k, _)) => k.clone(),
+                            None => f.as_str().into(),
+                        };
+                        r.unindex(&client, &f);
+                        match shared_filter(&f) {
+                            Some(inner) => r.names.for_each_match(inner, |name| {
+                                affected.insert((name.clone(), Touch::Group(key.clone())));
+                            }),
+                            None => r.names.for_each_match(&f, |name| {
+                                affected.insert((name.clone(), Touch::Client(None)));
+                            }),
                         }
                     }
                     if filters.len() > 0 {
                         return false;
                     }
-                    let names: Vec<_> = affected.drain().map(|n| (n, None)).collect();
+                    let names: Vec<_> = affected.drain().collect();
                     announcing = Some(names.into_iter());
                     return false;
                 }
@@ -281,7 +344,7 @@ impl Router {
                         .try_for_each(|f| sessions::remove_subscription(c, who, f))
                 });
                 if let Some(reply) = reply.take() {
-                    let _ = reply.send(commit);
+                    let _ = reply.send((std::mem::take(&mut had), commit));
                 }
                 true
             }),

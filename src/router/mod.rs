@@ -18,12 +18,13 @@
 
 pub(crate) mod acl;
 pub(crate) mod budget;
+pub(crate) mod grant;
 mod jobs;
 pub(crate) mod queue;
 pub(crate) mod topic;
 pub(crate) mod trie;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,11 +32,13 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::metrics::METRICS;
+use crate::protocol::PublishProperties;
 use crate::store::{sessions, Store, StoreError};
 use acl::ClientAcl;
 use budget::RetainedBudget;
+use grant::{Reach, Sub};
 use queue::Subscriber;
-use topic::{Retire, SetSubscriber, Topic};
+use topic::{Member, Retained, Retire, SetShared, SetSubscriber, Topic};
 use trie::{NameTrie, SubTrie};
 
 /// How often the router looks for entries whose connection ended without
@@ -62,12 +65,58 @@ pub(crate) struct Resolve(pub Arc<str>);
 #[rtype(result = "()")]
 pub(crate) struct Takeover;
 
+/// A message published from inside the broker or handed on by a session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Publication {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
+    /// MQTT 5 properties, forwarded unchanged.
+    pub properties: Option<Arc<PublishProperties>>,
+    /// Unix ms when its message expiry interval ends; None = never.
+    pub expires_at: Option<i64>,
+}
+
+impl Publication {
+    /// A message without MQTT 5 properties.
+    pub(crate) fn new(topic: Arc<str>, payload: Bytes, qos: u8, retain: bool) -> Publication {
+        Publication {
+            topic,
+            payload,
+            qos,
+            retain,
+            ..Publication::default()
+        }
+    }
+}
+
+/// The prefix of a shared subscription's filter (MQTT 5 §4.8.2).
+pub(crate) const SHARE_PREFIX: &str = "$share/";
+
+/// The filter a shared subscription `$share/GROUP/FILTER` matches topics
+/// with; None when `filter` is not a well-formed shared subscription (a
+/// group name that is empty or holds a wildcard, or no filter after it).
+pub(crate) fn shared_filter(filter: &str) -> Option<&str> {
+    let rest = filter.strip_prefix(SHARE_PREFIX)?;
+    let (group, inner) = rest.split_once('/')?;
+    if group.is_empty() || group.contains(['+', '#']) || inner.is_empty() {
+        return None;
+    }
+    Some(inner)
+}
+
 /// A client completed CONNECT (already authenticated).
 #[derive(Message)]
 #[rtype(result = "ConnectAnswer")]
 pub(crate) struct Connect {
     pub client_id: Arc<str>,
+    /// Clean session (3.1.1) or clean start (5): begin a new session.
     pub clean_session: bool,
+    /// How long the session outlives its connection, in seconds: 0 = not
+    /// at all (a clean 3.1.1 session), None = for ever (a 3.1.1 session
+    /// with clean session = 0).
+    pub expiry: Option<u32>,
     /// The device that logged in; None = anonymous. Sessions belong to it.
     pub device_id: Option<String>,
     /// The client's ACL, which every delivery to it is checked against.
@@ -109,22 +158,31 @@ where
 #[rtype(result = "Result<Vec<bool>, StoreError>")]
 pub(crate) struct Subscribe {
     pub client_id: Arc<str>,
-    pub filters: Vec<(String, u8)>,
+    pub filters: Vec<(String, Sub)>,
 }
 
+/// Filters to remove for a client; answers, per filter, whether it had
+/// that subscription, once the change is in force (and committed).
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<Vec<bool>, StoreError>")]
 pub(crate) struct Unsubscribe {
     pub client_id: Arc<str>,
     pub filters: Vec<String>,
 }
 
-/// A connection ended. A clean session's subscriptions go with it.
+/// A connection ended. A clean session's subscriptions go with it; a
+/// persistent one's stay for its expiry interval.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Disconnected {
     pub client_id: Arc<str>,
     pub conn_id: u64,
+    /// The session expiry interval as the client left it (MQTT 5's
+    /// DISCONNECT may change it); None = as it connected.
+    pub expiry: Option<u32>,
+    /// A will to publish once `delay` has passed, unless the client comes
+    /// back first or its session ends first (then it goes at once).
+    pub will: Option<(Publication, Duration)>,
 }
 
 /// A device was deleted: its persistent sessions go too.
@@ -168,9 +226,9 @@ struct TopicEntry {
 
 struct ClientEntry {
     subscriber: Arc<Subscriber>,
-    /// Its filters and granted QoS (what is persisted, and its count for
-    /// `max_subscriptions_per_client`).
-    filters: HashMap<String, u8>,
+    /// Its filters with their options (what is persisted, and its count
+    /// for `max_subscriptions_per_client`).
+    filters: HashMap<String, Sub>,
     /// The live connection, if any: its id and how to take it over.
     conn: Option<(u64, Recipient<Takeover>)>,
     /// The device the session belongs to (None = anonymous): only a
@@ -178,6 +236,28 @@ struct ClientEntry {
     owner: Option<String>,
     /// Decides each topic delivered to this client.
     acl: Arc<ClientAcl>,
+    /// Its session expiry interval (seconds; None = never).
+    expiry: Option<u32>,
+    /// Counts its connections' ends and starts, so that a timer set when
+    /// it left does nothing once it has come back.
+    away: u64,
+    /// Its will, waiting for its delay (MQTT 5) while it is away.
+    will: Option<Publication>,
+}
+
+impl ClientEntry {
+    fn new(subscriber: Arc<Subscriber>, owner: Option<String>, acl: Arc<ClientAcl>) -> ClientEntry {
+        ClientEntry {
+            subscriber,
+            filters: HashMap::new(),
+            conn: None,
+            owner,
+            acl,
+            expiry: None,
+            away: 0,
+            will: None,
+        }
+    }
 }
 
 /// What the broker needs to build subscriber queues.
@@ -199,6 +279,9 @@ pub(crate) struct RouterLimits {
     pub max_subscriptions_per_client: usize,
     /// Persistent sessions per owner (a device, or anonymous clients together).
     pub max_sessions_per_device: usize,
+    /// The longest a session may outlive its connection (seconds; None =
+    /// no cap): `[mqtt] max_session_expiry`.
+    pub max_session_expiry: Option<u32>,
     pub retained: Arc<RetainedBudget>,
 }
 
@@ -211,7 +294,11 @@ pub(crate) struct SavedSession {
 
 pub(crate) struct Router {
     /// Who subscribes to what: topic name to clients.
-    trie: SubTrie,
+    trie: SubTrie<Sub>,
+    /// The shared subscriptions: topic name to their keys
+    /// (`$share/GROUP/FILTER`), and each key's members.
+    shared: SubTrie<()>,
+    groups: HashMap<Arc<str>, HashMap<Arc<str>, Sub>>,
     /// The active topics by name, and the same names as a tree, so that a
     /// filter finds the topics it matches without a scan of all of them.
     topics: HashMap<Arc<str>, TopicEntry>,
@@ -243,6 +330,8 @@ impl Router {
     pub(crate) fn new(store: Store, arbiters: Vec<ArbiterHandle>, limits: RouterLimits) -> Router {
         Router {
             trie: SubTrie::default(),
+            shared: SubTrie::default(),
+            groups: HashMap::new(),
             topics: HashMap::new(),
             names: NameTrie::default(),
             sys_topics: 0,
@@ -271,16 +360,33 @@ impl Router {
         retained: Vec<crate::store::retained::RetainedRow>,
         max_topic_levels: usize,
     ) {
+        let now = crate::store::now_ms();
         for SavedSession { row, acl } in saved {
             let client: Arc<str> = row.client_id.into();
+            let expiry = self.cap_expiry(row.expiry);
+            // Away since it left, or since now if the broker stopped while it
+            // was connected.
+            let away_ms = row.disconnected_at.map_or(0, |at| (now - at).max(0));
+            if expiry.is_some_and(|e| away_ms >= i64::from(e) * 1000) {
+                tracing::info!(client_id = %client, "stored session expired while the broker was down");
+                let c = client.clone();
+                self.store
+                    .write_detached("delete an expired session", move |conn| {
+                        sessions::delete_session(conn, &c)
+                    });
+                continue;
+            }
             let sub = self.new_subscriber(client.clone(), true);
-            let mut filters = HashMap::new();
-            for (f, q) in row.subscriptions {
-                let why = if crate::protocol::validate::check_topic_filter(&f).is_err() {
+            let mut entry = ClientEntry::new(sub, row.device_id, acl);
+            for (f, options, id) in row.subscriptions {
+                let matching = shared_filter(&f).unwrap_or(&f);
+                let why = if crate::protocol::validate::check_topic_filter(matching).is_err()
+                    || (f.starts_with(SHARE_PREFIX) && shared_filter(&f).is_none())
+                {
                     Some("not a valid filter")
-                } else if f.split('/').count() > max_topic_levels {
+                } else if matching.split('/').count() > max_topic_levels {
                     Some("deeper than mqtt.max_topic_levels")
-                } else if filters.len() >= self.limits.max_subscriptions_per_client {
+                } else if entry.filters.len() >= self.limits.max_subscriptions_per_client {
                     Some("past mqtt.max_subscriptions_per_client")
                 } else {
                     None
@@ -294,20 +400,17 @@ impl Router {
                         });
                     continue;
                 }
-                self.trie.insert(&f, &client, q);
-                filters.insert(f, q);
+                let s = Sub::from_stored(options, id);
+                self.index(&client, &f, s);
+                entry.filters.insert(f, s);
             }
-            *self.sessions_of.entry(row.device_id.clone()).or_default() += 1;
-            self.clients.insert(
-                client,
-                ClientEntry {
-                    subscriber: sub,
-                    filters,
-                    conn: None,
-                    owner: row.device_id,
-                    acl,
-                },
-            );
+            entry.expiry = expiry;
+            *self.sessions_of.entry(entry.owner.clone()).or_default() += 1;
+            self.clients.insert(client.clone(), entry);
+            if let Some(e) = expiry {
+                let left = Duration::from_millis((i64::from(e) * 1000 - away_ms).max(0) as u64);
+                self.end_after(ctx, &client, left);
+            }
         }
         let mut skipped = 0usize;
         for r in retained {
@@ -316,7 +419,13 @@ impl Router {
                 continue;
             }
             let name: Arc<str> = r.topic.into();
-            self.create_topic(ctx, name, Some((r.payload, r.qos)));
+            let retained = Retained {
+                payload: r.payload,
+                qos: r.qos,
+                properties: r.properties,
+                expires_at: r.expires_at,
+            };
+            self.create_topic(ctx, name, Some(retained));
         }
         if skipped > 0 {
             tracing::warn!(
@@ -324,6 +433,79 @@ impl Router {
                 "retained messages past mqtt.max_retained_messages or max_retained_bytes were not loaded (they stay in the database)"
             );
         }
+    }
+
+    /// A session expiry interval within `[mqtt] max_session_expiry`.
+    fn cap_expiry(&self, expiry: Option<u32>) -> Option<u32> {
+        match (expiry, self.limits.max_session_expiry) {
+            (Some(e), Some(max)) => Some(e.min(max)),
+            (None, max) => max,
+            (e, None) => e,
+        }
+    }
+
+    /// Puts a client's subscription into the index: a shared one into its
+    /// group (and the group's key into the shared index), any other into
+    /// the subscription tree.
+    fn index(&mut self, client: &Arc<str>, filter: &str, sub: Sub) {
+        match shared_filter(filter) {
+            Some(inner) => {
+                let key = match self.groups.get_key_value(filter) {
+                    Some((k, _)) => k.clone(),
+                    None => {
+                        let key: Arc<str> = filter.into();
+                        self.shared.insert(inner, &key, ());
+                        self.groups.insert(key.clone(), HashMap::new());
+                        key
+                    }
+                };
+                if let Some(g) = self.groups.get_mut(&key) {
+                    g.insert(client.clone(), sub);
+                }
+            }
+            None => self.trie.insert(filter, client, sub),
+        }
+    }
+
+    /// Takes a client's subscription out of the index; true when it was there.
+    fn unindex(&mut self, client: &Arc<str>, filter: &str) -> bool {
+        let Some(inner) = shared_filter(filter) else {
+            return self.trie.remove(filter, client);
+        };
+        let Some(g) = self.groups.get_mut(filter) else {
+            return false;
+        };
+        let had = g.remove(client).is_some();
+        if g.is_empty() {
+            self.groups.remove(filter);
+            self.shared.remove(inner, filter);
+        }
+        had
+    }
+
+    /// The members of shared subscription `key` that may receive `topic`.
+    fn members_for(&self, key: &str, topic: &str) -> Vec<Member> {
+        let Some(g) = self.groups.get(key) else {
+            return Vec::new();
+        };
+        let mut members: Vec<Member> = g
+            .iter()
+            .filter_map(|(client, s)| {
+                let e = self.clients.get(client)?;
+                e.acl.can_receive(topic).then(|| Member {
+                    client: client.clone(),
+                    reach: Reach {
+                        qos: s.options.qos,
+                        retain_as_published: s.options.retain_as_published,
+                        ids: s.id.map(|i| Arc::from([i])),
+                    },
+                    subscriber: e.subscriber.clone(),
+                })
+            })
+            .collect();
+        // A stable order, so that round robin goes round.
+        members.sort_by(|a, b| a.client.cmp(&b.client));
+        members
     }
 
     fn new_subscriber(&self, client: Arc<str>, persistent: bool) -> Arc<Subscriber> {
@@ -340,24 +522,34 @@ impl Router {
         &mut self,
         ctx: &mut Context<Self>,
         name: Arc<str>,
-        retained: Option<(Bytes, u8)>,
+        retained: Option<Retained>,
     ) -> Addr<Topic> {
-        let subscribers = self
-            .trie
-            .matches(&name)
+        let subscribers = grant::matches(&self.trie, &name)
             .into_iter()
-            .filter_map(|(client, qos)| {
+            .filter_map(|(client, grant)| {
                 let entry = self.clients.get(&client)?;
                 entry
                     .acl
                     .can_receive(&name)
-                    .then(|| (client, (qos, entry.subscriber.clone())))
+                    .then(|| (client, (grant, entry.subscriber.clone())))
             })
+            .collect();
+        let mut keys: Vec<Arc<str>> = Vec::new();
+        self.shared
+            .each_match(&name, |key, ()| keys.push(key.clone()));
+        let shared = keys
+            .into_iter()
+            .map(|key| {
+                let members = self.members_for(&key, &name);
+                (key, members)
+            })
+            .filter(|(_, members)| !members.is_empty())
             .collect();
         let topic = Topic::new(
             name.clone(),
             retained,
             subscribers,
+            shared,
             self.store.clone(),
             ctx.address(),
             self.limits.queue.slow_timeout,
@@ -405,15 +597,32 @@ impl Router {
                 continue;
             };
             let grant = if entry.acl.can_receive(name) {
-                self.trie.grant_of(name, client)
+                grant::grant_of(&self.trie, name, client)
             } else {
                 None
             };
             self.sent += 1;
             t.addr.do_send(SetSubscriber {
                 client: client.clone(),
-                retained_qos: grant.and(retained_qos),
-                grant: grant.map(|q| (q, entry.subscriber.clone())),
+                retained_qos: grant.as_ref().and(retained_qos),
+                grant: grant.map(|g| (g, entry.subscriber.clone())),
+            });
+        }
+    }
+
+    /// Tells each topic in `names` who the members of shared subscription
+    /// `key` are there now.
+    fn update_group<'a>(&mut self, key: &Arc<str>, names: impl Iterator<Item = &'a Arc<str>>) {
+        for name in names {
+            let Some(t) = self.topics.get(name) else {
+                continue;
+            };
+            let addr = t.addr.clone();
+            let members = self.members_for(key, name);
+            self.sent += 1;
+            addr.do_send(SetShared {
+                key: key.clone(),
+                members,
             });
         }
     }
@@ -440,7 +649,7 @@ impl Router {
         }
     }
 
-    fn connect_now(&mut self, msg: Connect) -> ConnectAnswer {
+    fn connect_now(&mut self, msg: Connect, ctx: &mut Context<Self>) -> ConnectAnswer {
         let client = msg.client_id.clone();
         // What this client id asked for before is in force before it connects again.
         self.settle(&client);
@@ -452,6 +661,8 @@ impl Router {
                 };
             }
         }
+        let expiry = self.cap_expiry(msg.expiry);
+        let persistent = expiry != Some(0);
         let resumable = self
             .clients
             .get(&client)
@@ -463,10 +674,12 @@ impl Router {
                 .is_some_and(|e| e.subscriber.persistent);
             let held = self.sessions_of.get(&msg.device_id).copied().unwrap_or(0);
             let max = self.limits.max_sessions_per_device;
-            if !msg.clean_session && !was_persistent && held >= max {
+            if persistent && !was_persistent && held >= max {
                 tracing::warn!(client_id = %client, device = msg.device_id.as_deref(), max, "mqtt.max_sessions_per_device reached");
                 return ConnectAnswer::TooManySessions { max };
             }
+            // A clean start: a will still waiting goes now (MQTT 5 §3.1.3.2.2).
+            self.send_will(ctx, &client);
             self.forget(&client);
             if was_persistent {
                 let c = client.clone();
@@ -474,53 +687,57 @@ impl Router {
                     sessions::delete_session(conn, &c)
                 });
             }
-            let sub = self.new_subscriber(client.clone(), !msg.clean_session);
-            if !msg.clean_session {
+            let sub = self.new_subscriber(client.clone(), persistent);
+            if persistent {
                 *self.sessions_of.entry(msg.device_id.clone()).or_default() += 1;
             }
-            self.clients.insert(
-                client.clone(),
-                ClientEntry {
-                    subscriber: sub,
-                    filters: HashMap::new(),
-                    conn: None,
-                    owner: msg.device_id.clone(),
-                    acl: msg.acl.clone(),
-                },
-            );
-            if !msg.clean_session {
-                let c = client.clone();
-                let device = msg.device_id.clone();
-                let at = crate::store::now_ms();
-                self.store.write_detached("save session", move |conn| {
-                    sessions::upsert_session(conn, &c, device.as_deref(), at)
-                });
-            }
+            let entry = ClientEntry::new(sub, msg.device_id.clone(), msg.acl.clone());
+            self.clients.insert(client.clone(), entry);
         }
         // `clients` holds the entry: it was either resumable or inserted above.
         let Some(entry) = self.clients.get_mut(&client) else {
             unreachable!("client entry inserted above")
         };
+        // Back in time: its session does not end, its will is not sent.
+        entry.away += 1;
+        entry.will = None;
+        entry.expiry = expiry;
+        if entry.subscriber.persistent {
+            let c = client.clone();
+            let device = msg.device_id.clone();
+            let at = crate::store::now_ms();
+            self.store.write_detached("save session", move |conn| {
+                sessions::upsert_session(conn, &c, device.as_deref(), expiry, at)
+            });
+        }
         let alive = msg.session.connected();
         entry.conn = Some((msg.conn_id, msg.session));
         let subscriber = entry.subscriber.clone();
         // The same device may have other tags now: what it is given follows.
         if entry.acl != msg.acl {
             entry.acl = msg.acl;
-            let mut names: HashSet<Arc<str>> = HashSet::new();
+            let mut touched: Vec<(Arc<str>, jobs::Touch)> = Vec::new();
             for f in entry.filters.keys() {
-                self.names.for_each_match(f, |n| {
-                    names.insert(n.clone());
-                });
+                match shared_filter(f) {
+                    Some(inner) => {
+                        if let Some((key, _)) = self.groups.get_key_value(f.as_str()) {
+                            self.names.for_each_match(inner, |n| {
+                                touched.push((n.clone(), jobs::Touch::Group(key.clone())));
+                            });
+                        }
+                    }
+                    None => self.names.for_each_match(f, |n| {
+                        touched.push((n.clone(), jobs::Touch::Client(None)));
+                    }),
+                }
             }
-            self.announce(
-                client.clone(),
-                names.into_iter().map(|n| (n, None)).collect(),
-            );
+            touched.sort_by(|a, b| a.0.cmp(&b.0));
+            touched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+            self.announce(client.clone(), touched);
         }
         if !alive {
             // The connection ended while its CONNECT was on its way here.
-            self.disconnected(&client, msg.conn_id);
+            self.disconnected(ctx, &client, msg.conn_id, None, None);
         }
         ConnectAnswer::Connected {
             subscriber,
@@ -528,8 +745,17 @@ impl Router {
         }
     }
 
-    /// A connection ended: its entry forgets it, and a clean session goes.
-    fn disconnected(&mut self, client: &Arc<str>, conn_id: u64) {
+    /// A connection ended: its entry forgets it, and a session that ends
+    /// with it goes; a persistent one stays for its expiry interval.
+    fn disconnected(
+        &mut self,
+        ctx: &mut Context<Self>,
+        client: &Arc<str>,
+        conn_id: u64,
+        expiry: Option<u32>,
+        will: Option<(Publication, Duration)>,
+    ) {
+        let capped = expiry.and_then(|e| self.cap_expiry(Some(e)));
         let Some(entry) = self.clients.get_mut(client) else {
             return;
         };
@@ -537,9 +763,86 @@ impl Router {
             return; // a newer connection has taken over
         }
         entry.conn = None;
-        if !entry.subscriber.persistent {
-            self.forget(client);
+        entry.away += 1;
+        if expiry.is_some() {
+            entry.expiry = capped;
         }
+        let ends_now = !entry.subscriber.persistent || entry.expiry == Some(0);
+        let delay = match will {
+            Some((will, delay)) => {
+                entry.will = Some(will);
+                delay
+            }
+            None => Duration::ZERO,
+        };
+        if ends_now {
+            self.end_session(ctx, client);
+            return;
+        }
+        let expiry = entry.expiry;
+        let away = entry.away;
+        let c = client.clone();
+        let at = crate::store::now_ms();
+        self.store.write_detached("session left", move |conn| {
+            sessions::set_disconnected(conn, &c, expiry, Some(at))
+        });
+        if let Some(e) = expiry {
+            self.end_after(ctx, client, Duration::from_secs(u64::from(e)));
+        }
+        if self.clients.get(client).is_some_and(|e| e.will.is_some()) {
+            let c = client.clone();
+            ctx.run_later(delay, move |act, ctx| {
+                if act.clients.get(&c).is_some_and(|e| e.away == away) {
+                    act.send_will(ctx, &c);
+                }
+            });
+        }
+    }
+
+    /// Ends `client`'s session after `after`, unless it connects again first.
+    fn end_after(&mut self, ctx: &mut Context<Self>, client: &Arc<str>, after: Duration) {
+        let Some(away) = self.clients.get(client).map(|e| e.away) else {
+            return;
+        };
+        let c = client.clone();
+        ctx.run_later(after, move |act, ctx| {
+            if act
+                .clients
+                .get(&c)
+                .is_some_and(|e| e.away == away && e.conn.is_none())
+            {
+                tracing::info!(client_id = %c, "session expired");
+                act.end_session(ctx, &c);
+            }
+        });
+    }
+
+    /// A session ends: its will (if still waiting) goes, then the session
+    /// with its subscriptions and stored queue.
+    fn end_session(&mut self, ctx: &mut Context<Self>, client: &Arc<str>) {
+        self.send_will(ctx, client);
+        let persistent = self
+            .clients
+            .get(client)
+            .is_some_and(|e| e.subscriber.persistent);
+        self.forget(client);
+        if persistent {
+            let c = client.clone();
+            self.store.write_detached("delete session", move |conn| {
+                sessions::delete_session(conn, &c)
+            });
+        }
+    }
+
+    /// Publishes `client`'s waiting will, if it has one.
+    fn send_will(&mut self, ctx: &mut Context<Self>, client: &Arc<str>) {
+        let Some(will) = self.clients.get_mut(client).and_then(|e| e.will.take()) else {
+            return;
+        };
+        let router = ctx.address();
+        actix::spawn(async move {
+            publish(&router, will).await;
+        });
     }
 }
 
@@ -553,7 +856,7 @@ impl Actor for Router {
             self.ticking = true;
             ctx.notify(jobs::Tick);
         }
-        ctx.run_interval(SWEEP_EVERY, |act, _ctx| {
+        ctx.run_interval(SWEEP_EVERY, |act, ctx| {
             let gone: Vec<(Arc<str>, u64)> = act
                 .clients
                 .iter()
@@ -564,7 +867,7 @@ impl Actor for Router {
                 .collect();
             for (client, conn_id) in gone {
                 tracing::debug!(client_id = %client, "connection ended unannounced");
-                act.disconnected(&client, conn_id);
+                act.disconnected(ctx, &client, conn_id, None, None);
             }
         });
     }
@@ -608,7 +911,7 @@ impl Handler<Connect> for Router {
                 }
             }
             .into_actor(self)
-            .map(move |_, act, _ctx| act.connect_now(msg)),
+            .map(move |_, act, ctx| act.connect_now(msg, ctx)),
         )
     }
 }
@@ -633,16 +936,20 @@ impl Handler<Subscribe> for Router {
 }
 
 impl Handler<Unsubscribe> for Router {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseFuture<Result<Vec<bool>, StoreError>>;
 
     fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let n = msg.filters.len();
         self.unsubscribe_job(msg.client_id, msg.filters, tx);
         Box::pin(async move {
-            match rx.await {
-                Ok(Some(commit)) => commit.await,
-                _ => Ok(()),
+            let Ok((had, commit)) = rx.await else {
+                return Ok(vec![false; n]);
+            };
+            if let Some(commit) = commit {
+                commit.await?;
             }
+            Ok(had)
         })
     }
 }
@@ -650,8 +957,8 @@ impl Handler<Unsubscribe> for Router {
 impl Handler<Disconnected> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: Disconnected, _ctx: &mut Self::Context) {
-        self.disconnected(&msg.client_id, msg.conn_id);
+    fn handle(&mut self, msg: Disconnected, ctx: &mut Self::Context) {
+        self.disconnected(ctx, &msg.client_id, msg.conn_id, msg.expiry, msg.will);
     }
 }
 
@@ -704,18 +1011,10 @@ impl Handler<AddBridge> for Router {
 
     fn handle(&mut self, msg: AddBridge, _ctx: &mut Self::Context) {
         self.forget(&msg.client_id);
-        self.clients.insert(
-            msg.client_id,
-            ClientEntry {
-                subscriber: msg.subscriber,
-                filters: HashMap::new(),
-                conn: None,
-                // No device owns it; no connection can claim it either
-                // (session::connect refuses `bridge:` client ids).
-                owner: None,
-                acl: msg.acl,
-            },
-        );
+        // No device owns it; no connection can claim it either
+        // (session::connect refuses `bridge:` client ids).
+        let entry = ClientEntry::new(msg.subscriber, None, msg.acl);
+        self.clients.insert(msg.client_id, entry);
     }
 }
 
@@ -729,21 +1028,17 @@ impl Handler<Stats> for Router {
 
 /// Publishes a message from inside the broker (a will, `$SYS`, an action);
 /// resolves to whether it was queued and stored as required.
-pub(crate) async fn publish(
-    router: &Addr<Router>,
-    topic: Arc<str>,
-    payload: Bytes,
-    qos: u8,
-    retain: bool,
-) -> bool {
-    let Ok(Some(addr)) = router.send(Resolve(topic)).await else {
+pub(crate) async fn publish(router: &Addr<Router>, m: Publication) -> bool {
+    let Ok(Some(addr)) = router.send(Resolve(m.topic)).await else {
         return false;
     };
     let (done, answer) = tokio::sync::oneshot::channel();
     addr.do_send(topic::Publish {
-        payload,
-        qos,
-        retain,
+        payload: m.payload,
+        qos: m.qos,
+        retain: m.retain,
+        properties: m.properties,
+        expires_at: m.expires_at,
         done: Some(done),
         origin: None,
     });

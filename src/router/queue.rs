@@ -32,6 +32,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::metrics::METRICS;
+use crate::protocol::PublishProperties;
 use crate::store::{bridge, sessions, Store, StoreError};
 
 /// One message on its way to one client.
@@ -49,6 +50,30 @@ pub(crate) struct Delivery {
     pub seq: i64,
     /// Set when it may have been sent before (redelivery after a reconnect).
     pub dup: bool,
+    /// MQTT 5 properties that travel with the message unchanged.
+    pub properties: Option<Arc<PublishProperties>>,
+    /// Unix ms when its message expiry interval ends: not sent after that.
+    pub expires_at: Option<i64>,
+    /// The identifiers of the receiver's subscriptions that matched (MQTT 5).
+    pub sub_ids: Option<Arc<[u32]>>,
+}
+
+impl Delivery {
+    /// Whether its message expiry interval has passed by `now` (unix ms).
+    pub(crate) fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// Whether a subscriber can take a message now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// Connected, with room in its queue.
+    Free,
+    /// Connected, and its queue is full.
+    Full,
+    /// Not connected (or being closed as slow).
+    Away,
 }
 
 /// The broker-wide message sequence, above every id in `session_queue`, so
@@ -272,10 +297,29 @@ impl Subscriber {
             payload: d.payload.clone(),
             qos: d.qos,
             retain: d.retain,
+            properties: d.properties.clone(),
+            expires_at: d.expires_at,
+            sub_ids: d.sub_ids.clone(),
         };
         self.store
             .write(move |c| sessions::enqueue(c, &client, &row))
             .boxed()
+    }
+
+    /// Whether it can take a message now (for a shared subscription's choice
+    /// of member).
+    pub(crate) fn room(&self) -> Room {
+        if self.is_gone() {
+            return Room::Away;
+        }
+        let g = self.inner.lock();
+        if !g.online || g.slow {
+            Room::Away
+        } else if g.queue.len() >= self.capacity {
+            Room::Full
+        } else {
+            Room::Free
+        }
     }
 
     /// Takes up to `max` messages for the session to send.

@@ -13,6 +13,14 @@
 //! queue like any other message (waiting for room the same way). Retained
 //! messages count against the broker-wide [`RetainedBudget`].
 //!
+//! Each client gets one copy of a message however many of its subscriptions
+//! match, as its [`Grant`] says (the highest QoS, every subscription
+//! identifier; none of its own publishes through No Local subscriptions).
+//! Each shared subscription (`$share/GROUP/FILTER`) matching the topic gets
+//! one copy too, for one of its members, chosen round robin: the next
+//! member with room, else the next one connected, else the next whose
+//! session is persistent (its queue in SQLite keeps it).
+//!
 //! A topic with no retained message and no traffic for a while asks the router
 //! to retire it; the router agrees only once no session can still hold its
 //! address (see `router::TOPIC_LEASE`).
@@ -27,10 +35,12 @@ use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use super::budget::RetainedBudget;
+use super::grant::{Grant, Reach};
 use super::{Router, TopicIdle};
 use crate::metrics::METRICS;
-use crate::router::queue::{next_seq, Delivery, Push, Subscriber};
-use crate::store::{retained, Store, StoreError};
+use crate::protocol::PublishProperties;
+use crate::router::queue::{next_seq, Delivery, Push, Room, Subscriber};
+use crate::store::{now_ms, retained, Store, StoreError};
 
 /// How long a topic without a retained message may see no traffic before it
 /// asks to be retired.
@@ -44,11 +54,25 @@ pub(crate) struct Publish {
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
+    /// MQTT 5 properties, forwarded unchanged.
+    pub properties: Option<Arc<PublishProperties>>,
+    /// Unix ms when its message expiry interval ends; None = never.
+    pub expires_at: Option<i64>,
     pub done: Option<oneshot::Sender<Published>>,
-    /// The subscriber (by client id) that published it, which gets no copy:
-    /// a bridge's incoming message must not go back out over that bridge.
-    /// None for every client session (they receive their own publishes).
+    /// The client (or bridge) that published it: it gets a copy only
+    /// through subscriptions without No Local, and a bridge never gets its
+    /// own incoming messages back. None for the broker's own publishes.
     pub origin: Option<Arc<str>>,
+}
+
+/// A retained message as a topic holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Retained {
+    pub payload: Bytes,
+    pub qos: u8,
+    pub properties: Option<Arc<PublishProperties>>,
+    /// Unix ms when it expires (it is then no longer sent); None = never.
+    pub expires_at: Option<i64>,
 }
 
 /// What came of a [`Publish`].
@@ -56,21 +80,66 @@ pub(crate) struct Publish {
 pub(crate) enum Published {
     /// Queued for every subscriber, and committed where it must be.
     Done,
+    /// Nobody subscribes to it (MQTT 5's PUBACK 0x10).
+    NoSubscribers,
     /// Delivered, but not retained: a retained limit was reached.
     RetainRefused,
     /// A database write failed: the publisher gets no acknowledgement.
     Failed,
 }
 
-/// Sets (or with `grant: None` removes) a client's subscription QoS for this
-/// topic; with `retained_qos` set, the retained message (if any) is sent to it
-/// at the lower of that QoS and the message's.
+/// Sets (or with `grant: None` removes) what a client gets of this topic;
+/// with `retained_qos` set, the retained message (if any) is sent to it at
+/// the lower of that QoS and the message's.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct SetSubscriber {
     pub client: Arc<str>,
-    pub grant: Option<(u8, Arc<Subscriber>)>,
+    pub grant: Option<(Grant, Arc<Subscriber>)>,
     pub retained_qos: Option<u8>,
+}
+
+/// One member of a shared subscription, as a topic sees it.
+#[derive(Clone)]
+pub(crate) struct Member {
+    pub client: Arc<str>,
+    pub reach: Reach,
+    pub subscriber: Arc<Subscriber>,
+}
+
+/// Sets the members of shared subscription `key` (`$share/GROUP/FILTER`)
+/// that may receive this topic; none removes it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SetShared {
+    pub key: Arc<str>,
+    pub members: Vec<Member>,
+}
+
+/// A shared subscription's members here, and whose turn is next.
+struct Group {
+    members: Vec<Member>,
+    next: usize,
+}
+
+impl Group {
+    /// The member this message goes to (see the module's description).
+    fn pick(&mut self) -> Option<&Member> {
+        let n = self.members.len();
+        let order = |next: usize| (0..n).map(move |k| (next + k) % n);
+        let rooms: Vec<Room> = self.members.iter().map(|m| m.subscriber.room()).collect();
+        let chosen = order(self.next)
+            .find(|&i| rooms[i] == Room::Free)
+            .or_else(|| order(self.next).find(|&i| rooms[i] == Room::Full))
+            .or_else(|| {
+                order(self.next).find(|&i| {
+                    let s = &self.members[i].subscriber;
+                    s.persistent && !s.is_gone()
+                })
+            })?;
+        self.next = (chosen + 1) % n;
+        self.members.get(chosen)
+    }
 }
 
 /// The router agrees that this topic may stop.
@@ -80,13 +149,15 @@ pub(crate) struct Retire;
 
 pub(crate) struct Topic {
     name: Arc<str>,
-    /// The retained message and its QoS; none when cleared.
-    retained: Option<(Bytes, u8)>,
+    /// The retained message; none when cleared.
+    retained: Option<Retained>,
     /// Whether retained messages here count against the budget (all but `$SYS`).
     counted: bool,
     budget: Arc<RetainedBudget>,
-    /// Who gets a copy, at which granted QoS.
-    subscribers: HashMap<Arc<str>, (u8, Arc<Subscriber>)>,
+    /// Who gets a copy, and how.
+    subscribers: HashMap<Arc<str>, (Grant, Arc<Subscriber>)>,
+    /// The shared subscriptions matching this topic, by key.
+    shared: HashMap<Arc<str>, Group>,
     /// When the last publish or subscription change came; for retiring.
     last_activity: Instant,
     store: Store,
@@ -97,10 +168,12 @@ pub(crate) struct Topic {
 impl Topic {
     /// `retained` must already be counted in `budget` (the router loads
     /// retained messages within the budget).
+    #[allow(clippy::too_many_arguments)] // its parts, named once, by the router
     pub(crate) fn new(
         name: Arc<str>,
-        retained: Option<(Bytes, u8)>,
-        subscribers: HashMap<Arc<str>, (u8, Arc<Subscriber>)>,
+        retained: Option<Retained>,
+        subscribers: HashMap<Arc<str>, (Grant, Arc<Subscriber>)>,
+        shared: Vec<(Arc<str>, Vec<Member>)>,
         store: Store,
         router: Addr<Router>,
         slow_timeout: Duration,
@@ -112,6 +185,10 @@ impl Topic {
             name,
             retained,
             subscribers,
+            shared: shared
+                .into_iter()
+                .map(|(key, members)| (key, Group { members, next: 0 }))
+                .collect(),
             last_activity: Instant::now(),
             store,
             router,
@@ -119,10 +196,18 @@ impl Topic {
         }
     }
 
-    fn delivery(&self, payload: &Bytes, qos: u8, retain: bool, sub: &Subscriber) -> Delivery {
+    /// The copy of a message for one subscriber.
+    fn delivery(
+        &self,
+        m: Body<'_>,
+        qos: u8,
+        retain: bool,
+        reach: &Reach,
+        sub: &Subscriber,
+    ) -> Delivery {
         Delivery {
             topic: self.name.clone(),
-            payload: payload.clone(),
+            payload: m.payload.clone(),
             qos,
             retain,
             seq: if sub.persistent && qos > 0 {
@@ -131,6 +216,9 @@ impl Topic {
                 0
             },
             dup: false,
+            properties: m.properties.clone(),
+            expires_at: m.expires_at,
+            sub_ids: reach.ids.clone(),
         }
     }
 }
@@ -152,6 +240,14 @@ impl Actor for Topic {
             }
         });
     }
+}
+
+/// What every copy of a message shares.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    payload: &'a Bytes,
+    properties: &'a Option<Arc<PublishProperties>>,
+    expires_at: Option<i64>,
 }
 
 type Commit = BoxFuture<'static, Result<(), StoreError>>;
@@ -219,8 +315,9 @@ async fn push_when_room(
 impl Topic {
     /// Applies a retained publish; false when the budget refused it (the
     /// message is still delivered).
-    fn retain(&mut self, payload: &Bytes, qos: u8, commits: &mut Vec<Commit>) -> bool {
-        let old = self.retained.as_ref().map(|(p, _)| p.len());
+    fn retain(&mut self, msg: &Publish, commits: &mut Vec<Commit>) -> bool {
+        let payload = &msg.payload;
+        let old = self.retained.as_ref().map(|r| r.payload.len());
         if payload.is_empty() {
             if let (Some(bytes), true) = (old, self.counted) {
                 self.budget.release(bytes);
@@ -232,15 +329,24 @@ impl Topic {
                 tracing::info!(topic = %self.name, bytes = payload.len(), "retained limit reached: not retained");
                 return false;
             }
-            self.retained = Some((payload.clone(), qos));
+            self.retained = Some(Retained {
+                payload: payload.clone(),
+                qos: msg.qos,
+                properties: msg.properties.clone(),
+                expires_at: msg.expires_at,
+            });
         }
         if self.counted {
-            let name = self.name.clone();
-            let payload = payload.clone();
-            let at = crate::store::now_ms();
+            let row = retained::RetainedRow {
+                topic: self.name.to_string(),
+                payload: payload.clone(),
+                qos: msg.qos,
+                properties: msg.properties.clone(),
+                expires_at: msg.expires_at,
+            };
+            let at = now_ms();
             commits.push(Box::pin(
-                self.store
-                    .write(move |c| retained::set(c, &name, &payload, qos, at)),
+                self.store.write(move |c| retained::set(c, &row, at)),
             ));
         }
         true
@@ -254,32 +360,70 @@ impl Handler<Publish> for Topic {
         self.last_activity = Instant::now();
         let mut commits: Vec<Commit> = Vec::new();
         let mut outcome = Published::Done;
-        if msg.retain && !self.retain(&msg.payload, msg.qos, &mut commits) {
+        if msg.retain && !self.retain(&msg, &mut commits) {
             outcome = Published::RetainRefused;
         }
+        if msg.expires_at.is_some_and(|at| at <= now_ms()) {
+            // Expired on its way here: retained (so that it is cleared as
+            // usual) but sent to nobody.
+            answer(msg.done, outcome, commits);
+            return;
+        }
+        let m = Body {
+            payload: &msg.payload,
+            properties: &msg.properties,
+            expires_at: msg.expires_at,
+        };
         let mut waiting: Vec<(Arc<Subscriber>, Delivery)> = Vec::new();
         let mut ended = false;
+        let mut matched = false;
+        let mut push =
+            |sub: &Arc<Subscriber>, d: Delivery, commits: &mut Vec<Commit>| match sub.push(d) {
+                Push::Queued(Some(c)) => commits.push(c),
+                Push::Queued(None) | Push::Dropped => {}
+                Push::Full(_, d) => waiting.push((sub.clone(), d)),
+            };
         for (client, (grant, sub)) in &self.subscribers {
             if sub.is_gone() {
                 ended = true;
                 continue;
             }
-            if msg.origin.as_ref() == Some(client) {
+            let own = msg.origin.as_ref() == Some(client);
+            if own && sub.bridge.is_some() {
                 continue;
             }
-            // A bridge forwards the retain flag as published (so a
-            // remote's retained message follows the local one); clients get
-            // it only for retained messages sent on subscribe.
-            let retain = msg.retain && sub.bridge.is_some();
-            let d = self.delivery(&msg.payload, msg.qos.min(*grant), retain, sub);
-            match sub.push(d) {
-                Push::Queued(Some(c)) => commits.push(c),
-                Push::Queued(None) | Push::Dropped => {}
-                Push::Full(_, d) => waiting.push((sub.clone(), d)),
-            }
+            let Some(reach) = grant.reach(own) else {
+                continue;
+            };
+            // A bridge forwards the retain flag as published (so a remote's
+            // retained message follows the local one), and so does a
+            // subscription with Retain As Published; other clients get it
+            // only for retained messages sent on subscribe.
+            let retain = msg.retain && (sub.bridge.is_some() || reach.retain_as_published);
+            let d = self.delivery(m, msg.qos.min(reach.qos), retain, reach, sub);
+            matched = true;
+            push(sub, d, &mut commits);
         }
         if ended {
             self.subscribers.retain(|_, (_, s)| !s.is_gone());
+        }
+        let mut shared = std::mem::take(&mut self.shared);
+        for group in shared.values_mut() {
+            group.members.retain(|m| !m.subscriber.is_gone());
+            let Some(member) = group.pick() else {
+                METRICS.dropped_disconnected.inc();
+                continue;
+            };
+            let reach = &member.reach;
+            let retain = msg.retain && reach.retain_as_published;
+            let d = self.delivery(m, msg.qos.min(reach.qos), retain, reach, &member.subscriber);
+            matched = true;
+            push(&member.subscriber, d, &mut commits);
+        }
+        shared.retain(|_, g| !g.members.is_empty());
+        self.shared = shared;
+        if !matched && outcome == Published::Done {
+            outcome = Published::NoSubscribers;
         }
         if waiting.is_empty() {
             answer(msg.done, outcome, commits);
@@ -307,8 +451,13 @@ impl Handler<SetSubscriber> for Topic {
         match msg.grant {
             Some((grant, sub)) => {
                 let retained = match (msg.retained_qos, &self.retained) {
-                    (Some(want), Some((payload, rqos))) => {
-                        Some(self.delivery(payload, want.min(*rqos), true, &sub))
+                    (Some(want), Some(r)) if r.expires_at.is_none_or(|at| at > now_ms()) => {
+                        let m = Body {
+                            payload: &r.payload,
+                            properties: &r.properties,
+                            expires_at: r.expires_at,
+                        };
+                        Some(self.delivery(m, want.min(r.qos), true, &grant.all, &sub))
                     }
                     _ => None,
                 };
@@ -334,6 +483,31 @@ impl Handler<SetSubscriber> for Topic {
             }
             None => {
                 self.subscribers.remove(&msg.client);
+            }
+        }
+    }
+}
+
+impl Handler<SetShared> for Topic {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetShared, _ctx: &mut Self::Context) {
+        self.last_activity = Instant::now();
+        if msg.members.is_empty() {
+            self.shared.remove(&msg.key);
+            return;
+        }
+        match self.shared.get_mut(&msg.key) {
+            Some(g) => {
+                g.members = msg.members;
+                g.next %= g.members.len();
+            }
+            None => {
+                let group = Group {
+                    members: msg.members,
+                    next: 0,
+                };
+                self.shared.insert(msg.key, group);
             }
         }
     }

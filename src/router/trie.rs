@@ -249,16 +249,25 @@ fn level_at(text: &str, at: usize) -> (&str, Option<usize>) {
     }
 }
 
-/// The subscription index: every (client, filter) with its granted QoS.
-#[derive(Default)]
-pub(crate) struct SubTrie {
+/// The subscription index: every (client, filter) with its value (the
+/// granted QoS, or for the router the subscription's options).
+pub(crate) struct SubTrie<V = u8> {
     /// At each node, the clients whose filter ends there.
-    tree: Tree<HashMap<Arc<str>, u8>>,
+    tree: Tree<HashMap<Arc<str>, V>>,
     /// How many (client, filter) pairs are indexed; for metrics.
     len: usize,
 }
 
-impl SubTrie {
+impl<V> Default for SubTrie<V> {
+    fn default() -> Self {
+        SubTrie {
+            tree: Tree::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<V: Copy> SubTrie<V> {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -268,13 +277,13 @@ impl SubTrie {
     }
 
     /// Adds or updates `client`'s subscription to `filter` (a valid filter).
-    pub(crate) fn insert(&mut self, filter: &str, client: &Arc<str>, qos: u8) {
+    pub(crate) fn insert(&mut self, filter: &str, client: &Arc<str>, value: V) {
         let id = self.tree.find_or_insert(filter.split('/'));
         if self
             .tree
             .node_mut(id)
             .value
-            .insert(client.clone(), qos)
+            .insert(client.clone(), value)
             .is_none()
         {
             self.len += 1;
@@ -296,7 +305,7 @@ impl SubTrie {
 
     /// Calls `f` with the clients of every node whose filter matches `topic`
     /// until `f` returns false.
-    fn walk(&self, topic: &str, mut f: impl FnMut(&HashMap<Arc<str>, u8>) -> bool) {
+    fn walk(&self, topic: &str, mut f: impl FnMut(&HashMap<Arc<str>, V>) -> bool) {
         let dollar = topic.starts_with('$');
         let mut stack: Stack<(NodeId, Option<usize>)> = Stack::new();
         stack.push((ROOT, Some(0)));
@@ -340,30 +349,45 @@ impl SubTrie {
         found
     }
 
+    /// Calls `f` with every (client, value) whose filter matches `topic`;
+    /// a client with several matching filters comes once per filter.
+    pub(crate) fn each_match(&self, topic: &str, mut f: impl FnMut(&Arc<str>, V)) {
+        self.walk(topic, |clients| {
+            for (client, &v) in clients {
+                f(client, v);
+            }
+            true
+        });
+    }
+
+    /// Calls `f` with the value of each of `client`'s filters matching
+    /// `topic`; costs the matching nodes, not the client's filters.
+    pub(crate) fn each_of(&self, topic: &str, client: &str, mut f: impl FnMut(V)) {
+        self.walk(topic, |clients| {
+            if let Some(&v) = clients.get(client) {
+                f(v);
+            }
+            true
+        });
+    }
+}
+
+impl SubTrie<u8> {
     /// Every client subscribed to `topic`, with the highest QoS among its
     /// matching filters (one copy per message, at the highest QoS).
     pub(crate) fn matches(&self, topic: &str) -> HashMap<Arc<str>, u8> {
         let mut out: HashMap<Arc<str>, u8> = HashMap::new();
-        self.walk(topic, |clients| {
-            for (client, &qos) in clients {
-                let e = out.entry(client.clone()).or_insert(qos);
-                *e = (*e).max(qos);
-            }
-            true
+        self.each_match(topic, |client, qos| {
+            let e = out.entry(client.clone()).or_insert(qos);
+            *e = (*e).max(qos);
         });
         out
     }
 
-    /// The highest QoS `client` holds among its filters matching `topic`;
-    /// costs the matching nodes, not the client's filters.
+    /// The highest QoS `client` holds among its filters matching `topic`.
     pub(crate) fn grant_of(&self, topic: &str, client: &str) -> Option<u8> {
         let mut best: Option<u8> = None;
-        self.walk(topic, |clients| {
-            if let Some(&q) = clients.get(client) {
-                best = Some(best.map_or(q, |b| b.max(q)));
-            }
-            true
-        });
+        self.each_of(topic, client, |q| best = Some(best.map_or(q, |b| b.max(q))));
         best
     }
 }

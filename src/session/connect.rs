@@ -12,12 +12,14 @@ use actix::prelude::*;
 
 use super::incoming::Incoming;
 use super::inflight::Inflight;
-use super::{Conn, Lookup, Phase, Resumed, Session, PUBLISH_WINDOW};
+use super::peer::Peer;
+use super::V5Shim;
+use super::{Conn, Lookup, Phase, Resumed, Session, PUBLISH_SLACK};
 use crate::device::limits::Kind;
 use crate::device::watch::{Event, Refusal};
 use crate::device::{Attach, AuthError};
 use crate::metrics::METRICS;
-use crate::protocol::{Ack, ConnAck, Connect, Packet};
+use crate::protocol::{reason, Ack, ConnAck, ConnAckProperties, Connect, Packet};
 use crate::router::acl::ClientAcl;
 use crate::router::queue::{Delivery, Resume};
 use crate::router::ConnectAnswer;
@@ -29,10 +31,42 @@ use crate::store::{now_ms, sessions};
 const RESUME_PAGE_ROWS: usize = 64;
 const RESUME_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// CONNACK return codes (MQTT 3.1.1 section 3.2.2.3).
-const IDENTIFIER_REJECTED: u8 = 2;
-const SERVER_UNAVAILABLE: u8 = 3;
-const NOT_AUTHORIZED: u8 = 5;
+/// Why a CONNECT is refused.
+#[derive(Debug, Clone, Copy)]
+enum Refuse {
+    /// The client id cannot be used.
+    Identifier,
+    /// The token is unknown or has expired.
+    BadToken,
+    /// No token where one is needed, or one that may not log in over MQTT.
+    NotAuthorized,
+    /// The device's `connect_per_minute` is used up.
+    RateLimited,
+    /// The device holds `max_sessions_per_device` persistent sessions.
+    Quota,
+    /// MQTT 5 enhanced authentication, which brook does not do.
+    AuthMethod,
+}
+
+impl Refuse {
+    /// The CONNACK code: 3.1.1's return code (§3.2.2.3) or MQTT 5's
+    /// reason code (§3.2.2.2).
+    fn code(self, level: u8) -> u8 {
+        let (v3, v5) = match self {
+            Refuse::Identifier => (2, reason::CLIENT_IDENTIFIER_NOT_VALID),
+            Refuse::BadToken => (5, reason::BAD_USER_NAME_OR_PASSWORD),
+            Refuse::NotAuthorized => (5, reason::NOT_AUTHORIZED),
+            Refuse::RateLimited => (3, reason::CONNECTION_RATE_EXCEEDED),
+            Refuse::Quota => (2, reason::QUOTA_EXCEEDED),
+            Refuse::AuthMethod => (5, reason::BAD_AUTHENTICATION_METHOD),
+        };
+        if level >= 5 {
+            v5
+        } else {
+            v3
+        }
+    }
+}
 
 /// The longest single timer for a token's expiry; a later expiry is
 /// checked again after this (timers that far out are not exact anyway).
@@ -51,12 +85,18 @@ fn close_at_expiry(at: i64, ctx: &mut Context<Session>) {
 }
 
 impl Session {
-    fn refuse(&mut self, code: u8, reason: &'static str, ctx: &mut Context<Self>) {
+    fn refuse(&mut self, why: Refuse, reason: &'static str, ctx: &mut Context<Self>) {
         METRICS.connections_refused.inc();
+        let code = why.code(self.level);
         tracing::info!(peer = %self.peer, code, reason, "CONNECT refused");
+        let properties = ConnAckProperties {
+            reason_string: (self.level >= 5).then(|| reason.to_string()),
+            ..ConnAckProperties::default()
+        };
         self.send(
             Packet::ConnAck(ConnAck {
                 code,
+                properties,
                 ..ConnAck::default()
             }),
             ctx,
@@ -65,10 +105,23 @@ impl Session {
     }
 
     pub(super) fn on_connect(&mut self, c: Connect, ctx: &mut Context<Self>) {
-        let client_id = if c.client_id.is_empty() {
-            if !c.clean_session {
+        self.level = c.level;
+        self.codec.set_version(c.level);
+        let v5 = c.level >= 5;
+        if v5 && c.properties.authentication_method.is_some() {
+            return self.refuse(
+                Refuse::AuthMethod,
+                "enhanced authentication is not supported",
+                ctx,
+            );
+        }
+        let assigned = c.client_id.is_empty();
+        let client_id = if assigned {
+            // MQTT 5 assigns an id whatever Clean Start says (§3.1.3.1);
+            // 3.1.1 only to a clean session (§3.1.3.1, MQTT-3.1.3-7).
+            if !c.clean_session && !v5 {
                 return self.refuse(
-                    IDENTIFIER_REJECTED,
+                    Refuse::Identifier,
                     "empty client id without clean session",
                     ctx,
                 );
@@ -79,7 +132,7 @@ impl Session {
         };
         if client_id.starts_with(crate::router::BRIDGE_CLIENT_PREFIX) {
             return self.refuse(
-                IDENTIFIER_REJECTED,
+                Refuse::Identifier,
                 "client ids starting with \"bridge:\" are the bridges'",
                 ctx,
             );
@@ -88,14 +141,14 @@ impl Session {
             Some(secret) => match self.handles.auth.authenticate(secret) {
                 Ok(identity) if identity.run => {
                     return self.refuse(
-                        NOT_AUTHORIZED,
+                        Refuse::NotAuthorized,
                         "an analysis token is for the HTTP API",
                         ctx,
                     )
                 }
                 Ok(identity) => Some(identity),
                 Err(AuthError::Unknown) => {
-                    return self.refuse(NOT_AUTHORIZED, "unknown token", ctx)
+                    return self.refuse(Refuse::BadToken, "unknown token", ctx)
                 }
                 Err(AuthError::Expired { device_id }) => {
                     if let Some(d) = self.handles.auth.device(&device_id) {
@@ -109,11 +162,11 @@ impl Session {
                             })
                         });
                     }
-                    return self.refuse(NOT_AUTHORIZED, "expired token", ctx);
+                    return self.refuse(Refuse::BadToken, "expired token", ctx);
                 }
             },
             None if self.handles.mqtt.allow_anonymous => None,
-            None => return self.refuse(NOT_AUTHORIZED, "no token", ctx),
+            None => return self.refuse(Refuse::NotAuthorized, "no token", ctx),
         };
         if let Some(id) = &identity {
             if let Err(wait) = self.handles.limits.check(&id.device_id, Kind::Connect) {
@@ -126,7 +179,7 @@ impl Session {
                         ..Refusal::default()
                     })
                 });
-                return self.refuse(SERVER_UNAVAILABLE, "connect limit reached", ctx);
+                return self.refuse(Refuse::RateLimited, "connect limit reached", ctx);
             }
         }
         let acl = Arc::new(ClientAcl::for_client(
@@ -163,7 +216,59 @@ impl Session {
                 will = None;
             }
         }
-        self.keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(c.keep_alive as u64));
+        // An MQTT 5 client's keep alive is capped by `max_keep_alive` (and
+        // told so); a 3.1.1 client cannot be told, so it keeps its own.
+        let max_keep_alive = self.handles.mqtt.max_keep_alive;
+        let server_keep_alive = (v5
+            && max_keep_alive < u16::MAX
+            && (c.keep_alive == 0 || c.keep_alive > max_keep_alive))
+            .then_some(max_keep_alive);
+        let keep_alive = server_keep_alive.unwrap_or(c.keep_alive);
+        self.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
+        // How long the session outlives the connection: 3.1.1's clean
+        // session is 0, a persistent one for ever; MQTT 5 says (absent = 0,
+        // 0xFFFFFFFF = for ever).
+        let expiry = if v5 {
+            match c.properties.session_expiry.unwrap_or(0) {
+                u32::MAX => None,
+                e => Some(e),
+            }
+        } else if c.clean_session {
+            Some(0)
+        } else {
+            None
+        };
+        let max_expiry = self
+            .handles
+            .mqtt
+            .max_session_expiry
+            .map(|d| d.as_secs() as u32);
+        let granted_expiry = match (expiry, max_expiry) {
+            (Some(e), Some(max)) => Some(e.min(max)),
+            (None, Some(max)) => Some(max),
+            (e, None) => e,
+        };
+        let peer = if v5 {
+            Peer::v5(&c.properties, self.handles.mqtt.topic_alias_maximum)
+        } else {
+            Peer::v3(c.level)
+        };
+        let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
+        let connack = ConnAckProperties {
+            session_expiry: (v5 && granted_expiry != expiry)
+                .then(|| granted_expiry.unwrap_or(u32::MAX)),
+            receive_maximum: v5.then_some(self.handles.mqtt.receive_maximum),
+            retain_available: v5.then_some(true),
+            maximum_packet_size: v5.then(|| self.handles.mqtt.max_packet_size as u32),
+            assigned_client_id: (v5 && assigned).then(|| client_id.clone()),
+            topic_alias_maximum: (v5 && self.handles.mqtt.topic_alias_maximum > 0)
+                .then_some(self.handles.mqtt.topic_alias_maximum),
+            wildcard_subscription_available: v5.then_some(true),
+            subscription_identifiers_available: v5.then_some(true),
+            shared_subscription_available: v5.then_some(true),
+            server_keep_alive,
+            ..ConnAckProperties::default()
+        };
         let client_id: Arc<str> = client_id.into();
         self.phase = Phase::Connecting {
             client_id: client_id.clone(),
@@ -172,6 +277,7 @@ impl Session {
         let request = crate::router::Connect {
             client_id: client_id.clone(),
             clean_session: c.clean_session,
+            expiry,
             device_id: identity.as_ref().map(|i| i.device_id.clone()),
             acl: acl.clone(),
             conn_id: self.conn_id,
@@ -187,7 +293,7 @@ impl Session {
                     Ok(ConnectAnswer::NotOwner { owner }) => {
                         act.not_owner(&client_id, identity.as_ref(), owner);
                         return act.refuse(
-                            IDENTIFIER_REJECTED,
+                            Refuse::Identifier,
                             "client id belongs to another device's session",
                             ctx,
                         );
@@ -204,7 +310,7 @@ impl Session {
                             });
                         }
                         return act.refuse(
-                            IDENTIFIER_REJECTED,
+                            Refuse::Quota,
                             "too many persistent sessions for this device",
                             ctx,
                         );
@@ -213,7 +319,8 @@ impl Session {
                 };
                 let (generation, resume) = subscriber.attach();
                 let resumed = subscriber.persistent && session_present;
-                let mut inflight = Inflight::new(act.handles.mqtt.max_inflight);
+                let window = act.handles.mqtt.max_inflight.min(usize::from(client_receive_max));
+                let mut inflight = Inflight::new(window);
                 for pkid in &resume.pubrel {
                     inflight.resume_released(*pkid);
                 }
@@ -223,13 +330,18 @@ impl Session {
                     subscriber,
                     generation,
                     will,
+                    expiry: granted_expiry,
+                    peer,
                     acl,
                     reserved_logged: false,
                     topics: HashMap::new(),
                     pipeline: VecDeque::new(),
                     lookup: Lookup::Idle,
                     subscribing: 0,
-                    incoming: Incoming::new(PUBLISH_WINDOW, resume.incoming_qos2.clone()),
+                    incoming: Incoming::new(
+                        usize::from(act.handles.mqtt.receive_maximum) + PUBLISH_SLACK,
+                        resume.incoming_qos2.clone(),
+                    ),
                     resume: None,
                     resend: VecDeque::new(),
                     batch: VecDeque::new(),
@@ -247,7 +359,8 @@ impl Session {
                 act.send(
                     Packet::ConnAck(ConnAck {
                         session_present,
-                        ..ConnAck::default()
+                        code: 0,
+                        properties: connack,
                     }),
                     ctx,
                 );
@@ -300,6 +413,11 @@ impl Session {
             resumed,
             "connected"
         );
+        match c.peer.level {
+            3 => METRICS.connects_v31.inc(),
+            5 => METRICS.connects_v5.inc(),
+            _ => METRICS.connects_v311.inc(),
+        }
         if let Some(id) = &c.identity {
             id.watch.emit(|| Event::Connect {
                 client_id: &c.client_id,
@@ -309,6 +427,7 @@ impl Session {
                 keep_alive: self.keep_alive.map(|k| k.as_secs()).unwrap_or(0),
                 will_topic: c.will.as_ref().map(|w| w.topic.as_str()),
                 resumed,
+                protocol: protocol_name(c.peer.level),
             });
         }
         if let Some(id) = &c.identity {
@@ -395,6 +514,7 @@ impl Session {
                 last,
                 RESUME_PAGE_ROWS,
                 RESUME_PAGE_BYTES,
+                now_ms(),
             )?;
             // Counted once, for the `max_queued_messages` bound should the
             // client leave again before all of it is sent.
@@ -431,6 +551,9 @@ impl Session {
                     qos: row.qos,
                     retain: row.retain,
                     seq: row.id,
+                    properties: row.properties,
+                    expires_at: row.expires_at,
+                    sub_ids: row.sub_ids,
                 });
             }
             if done {
@@ -454,5 +577,14 @@ impl Session {
         self.last_seen = Instant::now();
         self.update_gate();
         self.drain(ctx);
+    }
+}
+
+/// How the Live Inspector and the metrics name a protocol level.
+pub(crate) fn protocol_name(level: u8) -> &'static str {
+    match level {
+        3 => "3.1",
+        5 => "5",
+        _ => "3.1.1",
     }
 }

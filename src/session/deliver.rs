@@ -7,13 +7,16 @@
 
 use actix::prelude::*;
 
+use std::sync::Arc;
+
 use super::inflight::PubRec;
 use super::outbound::Queued;
+use super::peer::AliasUse;
 use super::{Phase, Session};
 use crate::metrics::METRICS;
 use crate::protocol::{encode_publish, Ack, Packet, Publish};
 use crate::router::queue::Delivery;
-use crate::store::sessions;
+use crate::store::{sessions, Store};
 
 /// How many messages to take from the subscriber queue under one lock.
 const BATCH: usize = 64;
@@ -63,6 +66,13 @@ impl Session {
                 }
                 return;
             };
+            if !from_resend && d.expired(crate::store::now_ms()) {
+                // MQTT 5 §3.3.2.3.3: not yet on its way to this client, and
+                // its message expiry is over: gone from its queue.
+                METRICS.dropped_expired.inc();
+                dequeue(&self.handles.store, d.seq);
+                continue;
+            }
             if d.qos > 0 && !c.inflight.has_room() {
                 // The window is full: keep the order, wait for an ack.
                 if from_resend {
@@ -72,13 +82,33 @@ impl Session {
                 }
                 return;
             }
-            if d.qos > 0 {
+            let limit = c.peer.max_packet_size.map_or(usize::MAX, |m| m as usize);
+            let level = c.peer.level;
+            let topic = d.topic.clone();
+            let alias = c.peer.aliases_out.choose(&topic);
+            let pkid = if d.qos > 0 {
                 let (pkid, sent) = c.inflight.send(d);
-                encode_publish(&publish_of(sent, pkid), &mut self.buf);
+                encode_publish(&publish_of(sent, pkid, level, alias), &mut self.buf);
                 // Sent once: a resend after a reconnect carries DUP.
                 sent.dup = true;
+                pkid
             } else {
-                encode_publish(&publish_of(&d, 0), &mut self.buf);
+                encode_publish(&publish_of(&d, 0, level, alias), &mut self.buf);
+                0
+            };
+            if self.buf.len() > limit {
+                // MQTT 5 §3.1.2.11.4: never send a client a packet larger
+                // than its Maximum Packet Size; the message is dropped for it
+                // as if acknowledged.
+                self.buf.clear();
+                c.peer.aliases_out.undo(&topic, alias);
+                METRICS.dropped_too_large.inc();
+                if pkid != 0 {
+                    if let Some(d) = c.inflight.puback(pkid) {
+                        dequeue(&self.handles.store, d.seq);
+                    }
+                }
+                continue;
             }
             let bytes = self.buf.split().freeze();
             if self.out.delivery(bytes) == Queued::Closed {
@@ -90,11 +120,7 @@ impl Session {
     }
 
     fn acknowledged(&mut self, seq: i64) {
-        if seq > 0 {
-            self.handles
-                .store
-                .write_detached("dequeue", move |c| sessions::dequeue(c, seq));
-        }
+        dequeue(&self.handles.store, seq);
     }
 
     pub(super) fn on_puback(&mut self, pkid: u16, ctx: &mut Context<Self>) {
@@ -130,9 +156,18 @@ impl Session {
     }
 }
 
-/// The PUBLISH packet for a delivery.
-fn publish_of(d: &Delivery, pkid: u16) -> Publish {
-    Publish {
+/// Deletes a persistent session's queued row (`seq` 0: not stored).
+fn dequeue(store: &Store, seq: i64) {
+    if seq > 0 {
+        store.write_detached("dequeue", move |c| sessions::dequeue(c, seq));
+    }
+}
+
+/// The PUBLISH packet for a delivery to a client of protocol `level`, naming
+/// its topic as `alias` says. A 3.1.1 client gets none of the MQTT 5 fields
+/// (and the hot path allocates nothing for them).
+fn publish_of(d: &Delivery, pkid: u16, level: u8, alias: AliasUse) -> Publish {
+    let mut p = Publish {
         topic: d.topic.clone(),
         payload: d.payload.clone(),
         qos: d.qos,
@@ -140,5 +175,27 @@ fn publish_of(d: &Delivery, pkid: u16) -> Publish {
         dup: d.dup,
         pkid,
         ..Publish::default()
+    };
+    if level < 5 {
+        return p;
     }
+    p.properties = d.properties.clone();
+    if let Some(ids) = &d.sub_ids {
+        p.subscription_ids = ids.to_vec();
+    }
+    // What is left of the message expiry, rounded up: a message sent is
+    // never announced as already expired.
+    p.message_expiry_left = d.expires_at.map(|at| {
+        let left = (at - crate::store::now_ms()).max(1);
+        u32::try_from((left + 999) / 1000).unwrap_or(u32::MAX)
+    });
+    match alias {
+        AliasUse::Name => {}
+        AliasUse::Set(a) => p.topic_alias = Some(a),
+        AliasUse::Alias(a) => {
+            p.topic_alias = Some(a);
+            p.topic = Arc::from("");
+        }
+    }
+    p
 }

@@ -16,8 +16,9 @@ pub(crate) struct Ticket(u64);
 /// What a publish's answer turned out to be, in the order they were read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answer {
-    /// Send PUBACK (QoS 1) or PUBREC (QoS 2) for this packet id; nothing for QoS 0.
-    Ack { qos: u8, pkid: u16 },
+    /// Send PUBACK (QoS 1) or PUBREC (QoS 2) for this packet id, with this
+    /// MQTT 5 reason code (0 = success); nothing for QoS 0.
+    Ack { qos: u8, pkid: u16, reason: u8 },
     /// It could not be stored: no acknowledgement, the connection closes
     /// (the client sends it again).
     Failed,
@@ -39,8 +40,9 @@ pub(crate) enum Qos2 {
 struct Slot {
     qos: u8,
     pkid: u16,
-    /// Set when its topic answered: whether everything durable was committed.
-    done: Option<bool>,
+    /// Set when its topic answered: the reason code of its acknowledgement,
+    /// or `Err` when something durable was not committed.
+    done: Option<Result<u8, ()>>,
 }
 
 /// The incoming side of one connection.
@@ -50,6 +52,8 @@ pub(crate) struct Incoming {
     /// Outstanding publishes in read order; the first has ticket `first`.
     slots: VecDeque<Slot>,
     first: u64,
+    /// How many of `slots` are QoS 1.
+    qos1: usize,
     /// QoS 2 packet ids received and not yet released by PUBREL (kept with
     /// a persistent session across connections).
     qos2: HashSet<u16>,
@@ -61,6 +65,7 @@ impl Incoming {
             window: window.max(1),
             slots: VecDeque::new(),
             first: 0,
+            qos1: 0,
             qos2,
         }
     }
@@ -75,6 +80,12 @@ impl Incoming {
         self.slots.len()
     }
 
+    /// QoS 1 and 2 publishes not completed yet (no PUBACK, or no PUBCOMP):
+    /// what MQTT 5's Receive Maximum bounds (§4.9).
+    pub(crate) fn unacknowledged(&self) -> usize {
+        self.qos1 + self.qos2.len()
+    }
+
     /// Classifies a QoS 2 publish by its packet id (and remembers a new one).
     pub(crate) fn qos2(&mut self, pkid: u16) -> Qos2 {
         if self.qos2.insert(pkid) {
@@ -85,6 +96,11 @@ impl Incoming {
         } else {
             Qos2::Answered
         }
+    }
+
+    /// Whether a QoS 2 packet id is held (received, no PUBREL yet).
+    pub(crate) fn has_qos2(&self, pkid: u16) -> bool {
+        self.qos2.contains(&pkid)
     }
 
     /// Remembers a QoS 2 packet id that is answered at once (a dropped publish).
@@ -100,6 +116,9 @@ impl Incoming {
     /// A publish handed on to its topic; answered in this order.
     pub(crate) fn push(&mut self, qos: u8, pkid: u16) -> Ticket {
         let ticket = Ticket(self.first + self.slots.len() as u64);
+        if qos == 1 {
+            self.qos1 += 1;
+        }
         self.slots.push_back(Slot {
             qos,
             pkid,
@@ -108,8 +127,9 @@ impl Incoming {
         ticket
     }
 
-    /// The topic answered for `ticket`.
-    pub(crate) fn complete(&mut self, ticket: Ticket, ok: bool) {
+    /// The topic answered for `ticket`: `Ok(reason code)`, or `Err` when
+    /// it was not stored.
+    pub(crate) fn complete(&mut self, ticket: Ticket, ok: Result<u8, ()>) {
         let Some(i) = ticket.0.checked_sub(self.first) else {
             return;
         };
@@ -120,16 +140,19 @@ impl Incoming {
 
     /// The next answer that is due, in read order.
     pub(crate) fn next_ready(&mut self) -> Option<Answer> {
-        let ok = self.slots.front()?.done?;
+        let done = self.slots.front()?.done?;
         let slot = self.slots.pop_front()?;
         self.first += 1;
-        Some(if ok {
-            Answer::Ack {
+        if slot.qos == 1 {
+            self.qos1 -= 1;
+        }
+        Some(match done {
+            Ok(reason) => Answer::Ack {
                 qos: slot.qos,
                 pkid: slot.pkid,
-            }
-        } else {
-            Answer::Failed
+                reason,
+            },
+            Err(()) => Answer::Failed,
         })
     }
 
@@ -147,20 +170,43 @@ mod tests {
     fn answers_go_out_in_read_order_whatever_order_topics_answer_in() {
         let mut w = Incoming::new(8, HashSet::new());
         let a = w.push(1, 10);
+        assert_eq!(w.unacknowledged(), 1);
         let b = w.push(0, 0);
         let c = w.push(2, 12);
-        w.complete(c, true);
+        w.complete(c, Ok(0));
         assert_eq!(w.next_ready(), None, "the first is not answered yet");
-        w.complete(a, true);
-        assert_eq!(w.next_ready(), Some(Answer::Ack { qos: 1, pkid: 10 }));
+        w.complete(a, Ok(0));
+        assert_eq!(
+            w.next_ready(),
+            Some(Answer::Ack {
+                qos: 1,
+                pkid: 10,
+                reason: 0
+            })
+        );
         assert_eq!(w.next_ready(), None);
-        w.complete(b, true);
-        assert_eq!(w.next_ready(), Some(Answer::Ack { qos: 0, pkid: 0 }));
-        assert_eq!(w.next_ready(), Some(Answer::Ack { qos: 2, pkid: 12 }));
+        w.complete(b, Ok(0x10));
+        assert_eq!(
+            w.next_ready(),
+            Some(Answer::Ack {
+                qos: 0,
+                pkid: 0,
+                reason: 0x10
+            })
+        );
+        assert_eq!(
+            w.next_ready(),
+            Some(Answer::Ack {
+                qos: 2,
+                pkid: 12,
+                reason: 0
+            })
+        );
         assert_eq!(w.outstanding(), 0);
+        assert_eq!(w.unacknowledged(), 0);
         // Tickets keep counting after the window has turned over.
         let d = w.push(1, 13);
-        w.complete(d, false);
+        w.complete(d, Err(()));
         assert_eq!(w.next_ready(), Some(Answer::Failed));
     }
 
@@ -171,7 +217,7 @@ mod tests {
         assert!(!w.is_full());
         w.push(1, 2);
         assert!(w.is_full());
-        w.complete(a, true);
+        w.complete(a, Ok(0));
         assert!(w.next_ready().is_some());
         assert!(!w.is_full());
     }
@@ -187,8 +233,15 @@ mod tests {
         assert_eq!(w.qos2(8), Qos2::New);
         let t = w.push(2, 8);
         assert_eq!(w.qos2(8), Qos2::Pending);
-        w.complete(t, true);
-        assert_eq!(w.next_ready(), Some(Answer::Ack { qos: 2, pkid: 8 }));
+        w.complete(t, Ok(0));
+        assert_eq!(
+            w.next_ready(),
+            Some(Answer::Ack {
+                qos: 2,
+                pkid: 8,
+                reason: 0
+            })
+        );
         assert_eq!(w.qos2(8), Qos2::Answered);
         w.release(8);
         assert_eq!(w.qos2(8), Qos2::New);

@@ -113,6 +113,9 @@ mod tests {
             retain: false,
             seq,
             dup: false,
+            properties: None,
+            expires_at: None,
+            sub_ids: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub(crate) mod gate;
 mod incoming;
 mod inflight;
 mod outbound;
+mod peer;
 mod publish;
 mod subscribe;
 
@@ -48,11 +49,11 @@ use crate::config::{AclRule, MqttConfig};
 use crate::device::limits::RateLimits;
 use crate::device::{Auth, Close, Detach, Devices, Identity};
 use crate::metrics::METRICS;
-use crate::protocol::{ConnAck, DecodeError, MqttCodec, Packet, Publish, Will};
+use crate::protocol::{reason, ConnAck, DecodeError, Disconnect, MqttCodec, Packet, Publish, Will};
 use crate::router::acl::ClientAcl;
 use crate::router::queue::{Delivery, Resume, Subscriber};
 use crate::router::topic::Topic;
-use crate::router::{Disconnected, Router, Takeover};
+use crate::router::{Disconnected, Publication, Router, Takeover};
 use crate::store::Store;
 use gate::{Gate, Gated};
 use incoming::Incoming;
@@ -63,10 +64,12 @@ use outbound::{Outbound, Queued};
 /// delivering. Bounds what one connection holds beyond the kernel's buffer.
 const WRITER_QUEUE: usize = 256;
 
-/// Publishes read from one client and not yet acknowledged by their topics.
-/// Past this the session reads no further: a publisher cannot outrun the
-/// broker, and memory stays bounded.
-const PUBLISH_WINDOW: usize = 256;
+/// Publishes read from one client and not yet acknowledged by their topics,
+/// beyond `[mqtt] receive_maximum`: past both the session reads no further,
+/// so a publisher cannot outrun the broker and memory stays bounded. The
+/// slack lets QoS 0 publishes in flight share the window, and lets an MQTT
+/// 5 client that exceeds the Receive Maximum be seen doing so (0x93).
+const PUBLISH_SLACK: usize = 64;
 
 /// SUBSCRIBE and UNSUBSCRIBE requests of one client the router has not
 /// answered yet; past this the session reads no further.
@@ -247,6 +250,10 @@ struct Conn {
     /// Which attachment of the subscriber this connection is.
     generation: u64,
     will: Option<Will>,
+    /// The session expiry interval in force (seconds; None = for ever).
+    expiry: Option<u32>,
+    /// What the protocol version and the client's CONNECT make of it.
+    peer: peer::Peer,
     /// Shared with the router, which checks each delivery against it.
     acl: Arc<ClientAcl>,
     /// A publish to a `$` topic was logged already (once per connection).
@@ -256,8 +263,9 @@ struct Conn {
     /// Topic actors this client published to, with when their address was
     /// obtained (valid for `router::TOPIC_LEASE`).
     topics: HashMap<Arc<str>, (Addr<Topic>, Instant)>,
-    /// Publishes waiting for a topic address or a SUBACK, in order.
-    pipeline: VecDeque<Publish>,
+    /// Publishes waiting for a topic address or a SUBACK, in order, with
+    /// when their message expiry ends (unix ms).
+    pipeline: VecDeque<(Publish, Option<i64>)>,
     lookup: Lookup,
     /// SUBSCRIBE/UNSUBSCRIBE requests not yet answered: publishes wait, so
     /// that a client's own publish after its SUBSCRIBE sees the subscription.
@@ -300,13 +308,18 @@ pub(crate) struct Session {
     waiting_writer: bool,
     writer_task: Option<tokio::task::JoinHandle<()>>,
     gate: Gate,
+    /// The protocol level of the CONNECT (0 before it): how packets are
+    /// encoded and how a refusal or a close is told.
+    level: u8,
     codec: MqttCodec,
     /// Where packets are encoded; split off whole, so it holds nothing between.
     buf: BytesMut,
     last_seen: Instant,
     keep_alive: Option<Duration>,
-    /// The client said DISCONNECT: no will.
+    /// The client said DISCONNECT (other than 0x04, "with will"): no will.
     clean_disconnect: bool,
+    /// The client's DISCONNECT set a new session expiry interval.
+    expiry_changed: bool,
     close_reason: &'static str,
 }
 
@@ -354,11 +367,13 @@ impl Session {
                 waiting_writer: false,
                 writer_task: Some(writer_task),
                 gate,
+                level: 0,
                 codec: MqttCodec::new(max),
                 buf: BytesMut::new(),
                 last_seen: Instant::now(),
                 keep_alive: None,
                 clean_disconnect: false,
+                expiry_changed: false,
                 close_reason: "connection closed",
             }
         })
@@ -393,7 +408,29 @@ impl Session {
         self.gate.set(held);
     }
 
+    /// Closes the connection; an MQTT 5 client is first sent a DISCONNECT
+    /// with the reason code for `reason` (see [`server_disconnect`]).
     fn close(&mut self, ctx: &mut Context<Self>, reason: &'static str) {
+        match server_disconnect(reason) {
+            Some(code) => self.close_with(ctx, code, reason),
+            None => {
+                self.close_reason = reason;
+                ctx.stop();
+            }
+        }
+    }
+
+    /// Closes the connection, telling an MQTT 5 client why with `code`.
+    fn close_with(&mut self, ctx: &mut Context<Self>, code: u8, reason: &'static str) {
+        if self.level >= 5 && self.close_reason != CLOSING && !ctx.state().stopping() {
+            self.close_reason = CLOSING;
+            let d = Disconnect {
+                reason: code,
+                reason_string: Some(reason.to_string()),
+                ..Disconnect::default()
+            };
+            self.send(Packet::Disconnect(d), ctx);
+        }
         self.close_reason = reason;
         ctx.stop();
     }
@@ -486,15 +523,18 @@ impl Session {
             Packet::PubRec(a) => self.on_pubrec(a.pkid, ctx),
             Packet::PubRel(a) => self.on_pubrel(a.pkid, ctx),
             Packet::PubComp(a) => self.on_pubcomp(a.pkid, ctx),
-            Packet::Subscribe(s) => {
-                let filters = s.filters.into_iter().map(|(f, o)| (f, o.qos)).collect();
-                self.on_subscribe(s.pkid, filters, ctx)
-            }
+            Packet::Subscribe(s) => self.on_subscribe(s, ctx),
             Packet::Unsubscribe(u) => self.on_unsubscribe(u.pkid, u.filters, ctx),
             Packet::PingReq => self.send(Packet::PingResp, ctx),
-            Packet::Disconnect(_) => {
-                self.clean_disconnect = true;
-                self.drain_and_close(ctx, "client disconnected");
+            Packet::Disconnect(d) => self.on_disconnect(d, ctx),
+            Packet::Auth(_) => {
+                // Only an enhanced authentication asked for in CONNECT
+                // allows AUTH (§4.12), and such a CONNECT is refused.
+                tracing::info!(
+                    client_id = self.client_id(),
+                    "AUTH without an authentication method: closing"
+                );
+                self.close(ctx, "protocol error");
             }
             Packet::Connect(_) => {
                 tracing::info!(client_id = self.client_id(), "second CONNECT: closing");
@@ -505,6 +545,22 @@ impl Session {
                 self.close(ctx, "protocol error");
             }
         }
+    }
+
+    /// The client's DISCONNECT: with reason 0x04 its will is still sent;
+    /// an MQTT 5 client may give a new session expiry interval, but not
+    /// one from 0 (§3.14.2.2.2).
+    fn on_disconnect(&mut self, d: Disconnect, ctx: &mut Context<Self>) {
+        if let (Some(c), Some(e)) = (self.phase.conn_mut(), d.session_expiry) {
+            if c.expiry == Some(0) && e != 0 {
+                tracing::info!(client_id = %c.client_id, "DISCONNECT sets a session expiry on a session that had none: protocol error");
+                return self.close(ctx, "protocol error");
+            }
+            c.expiry = (e != u32::MAX).then_some(e);
+            self.expiry_changed = true;
+        }
+        self.clean_disconnect = d.reason != reason::DISCONNECT_WITH_WILL;
+        self.drain_and_close(ctx, "client disconnected");
     }
 
     /// Hands the subscriber back (for the next connection of a persistent
@@ -551,6 +607,8 @@ impl Actor for Session {
             self.handles.router.do_send(Disconnected {
                 client_id: client_id.clone(),
                 conn_id: self.conn_id,
+                expiry: None,
+                will: None,
             });
             return;
         }
@@ -569,27 +627,40 @@ impl Actor for Session {
                 reason: self.close_reason,
             });
         }
+        // The will goes now, or (MQTT 5's will delay, for a session that
+        // outlives the connection) from the router once the delay is over,
+        // unless the client is back by then.
+        let will = match c.will {
+            Some(w) if !self.clean_disconnect => Some(w),
+            _ => None,
+        };
+        let mut delayed = None;
+        if let Some(will) = will {
+            let delay = Duration::from_secs(u64::from(will.delay));
+            let m = will_message(will, delay);
+            if delay.is_zero() || c.expiry == Some(0) {
+                let router = self.handles.router.clone();
+                actix::spawn(async move {
+                    crate::router::publish(&router, m).await;
+                });
+            } else {
+                delayed = Some((m, delay));
+            }
+        }
         self.handles.router.do_send(Disconnected {
             client_id: c.client_id.clone(),
             conn_id: self.conn_id,
+            expiry: if self.expiry_changed {
+                Some(c.expiry.unwrap_or(u32::MAX))
+            } else {
+                None
+            },
+            will: delayed,
         });
         if let Some(id) = &c.identity {
             self.handles.devices.do_send(Detach {
                 device_id: id.device_id.clone(),
                 conn_id: self.conn_id,
-            });
-        }
-        if let (false, Some(will)) = (self.clean_disconnect, c.will) {
-            let router = self.handles.router.clone();
-            actix::spawn(async move {
-                crate::router::publish(
-                    &router,
-                    will.topic.into(),
-                    will.payload,
-                    will.qos,
-                    will.retain,
-                )
-                .await;
             });
         }
     }
@@ -619,7 +690,9 @@ impl StreamHandler<Result<Packet, DecodeError>> for Session {
                     }
                 }
                 tracing::info!(client_id = self.client_id(), peer = %self.peer, error = %e, "bad packet: closing the connection");
-                self.close(ctx, "bad packet");
+                self.level = self.codec.version();
+                let code = e.reason_code();
+                self.close_with(ctx, code, "bad packet");
             }
         }
     }
@@ -644,6 +717,74 @@ impl Handler<Close> for Session {
     fn handle(&mut self, msg: Close, ctx: &mut Self::Context) {
         tracing::info!(client_id = self.client_id(), reason = msg.0, "closing");
         self.close(ctx, msg.0);
+    }
+}
+
+// TEMP(v5codec): stand-ins until the MQTT 5 codec lands.
+trait V5Shim {
+    fn set_version(&mut self, _level: u8) {}
+    fn version(&self) -> u8 {
+        4
+    }
+}
+impl V5Shim for MqttCodec {}
+trait ReasonShim {
+    fn reason_code(&self) -> u8;
+}
+impl ReasonShim for DecodeError {
+    fn reason_code(&self) -> u8 {
+        match self {
+            DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
+            _ => reason::MALFORMED_PACKET,
+        }
+    }
+}
+
+/// What `close_reason` holds while the DISCONNECT before a close is sent.
+const CLOSING: &str = "closing";
+
+/// The MQTT 5 reason code of the DISCONNECT the broker sends before it
+/// closes a connection for `reason` (§3.14.2.1); None: it closes without
+/// one (the socket is gone, or the client said DISCONNECT).
+fn server_disconnect(reason: &str) -> Option<u8> {
+    Some(match reason {
+        "keep-alive expired" => reason::KEEP_ALIVE_TIMEOUT,
+        "session taken over by a new connection" => reason::SESSION_TAKEN_OVER,
+        "token expired" | "token revoked" | "device deleted" => reason::ADMINISTRATIVE_ACTION,
+        "server shutting down" => reason::SERVER_SHUTTING_DOWN,
+        "slow consumer" | "too many topics" => reason::QUOTA_EXCEEDED,
+        "publish limit reached" => reason::MESSAGE_RATE_TOO_HIGH,
+        "topic too deep" => reason::TOPIC_NAME_INVALID,
+        "protocol error" => reason::PROTOCOL_ERROR,
+        "receive maximum exceeded" => reason::RECEIVE_MAXIMUM_EXCEEDED,
+        "topic alias invalid" => reason::TOPIC_ALIAS_INVALID,
+        "payload format invalid" => reason::PAYLOAD_FORMAT_INVALID,
+        "a message could not be stored" | "store error" => reason::IMPLEMENTATION_SPECIFIC_ERROR,
+        "router unavailable" => reason::SERVER_UNAVAILABLE,
+        _ => return None,
+    })
+}
+
+/// The message a will becomes; its expiry counts from when it is sent,
+/// after `delay`.
+fn will_message(will: Will, delay: Duration) -> Publication {
+    let expires_at = will
+        .properties
+        .as_ref()
+        .and_then(|p| p.message_expiry)
+        .map(|e| crate::store::now_ms() + delay.as_millis() as i64 + i64::from(e) * 1000);
+    let properties = will.properties.map(|p| {
+        let mut p = (*p).clone();
+        p.message_expiry = None;
+        Arc::new(p)
+    });
+    Publication {
+        topic: will.topic.into(),
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+        properties: properties.filter(|p| !p.is_empty()),
+        expires_at,
     }
 }
 

@@ -10,6 +10,14 @@
 //! dropped), a topic the ACL denies (acknowledged and dropped), a publish
 //! past the device's rate limit or one that would need a topic past
 //! `max_topics` (the connection closes, nothing is acknowledged).
+//!
+//! MQTT 5 adds: topic aliases are resolved first (an unknown or out of
+//! range one closes the connection, 0x82 / 0x94); a client past our Receive
+//! Maximum is disconnected (0x93); a payload that says it is UTF-8 and is
+//! not is refused (0x99); the message expiry interval is capped by
+//! `max_message_expiry` and becomes an instant; the acknowledgement of a
+//! dropped publish carries its reason (0x87 not authorized), and that of a
+//! publish nobody subscribes to 0x10.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,12 +26,13 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::incoming::{Answer, Qos2};
+use super::peer::AliasError;
 use super::{Lookup, Session};
 use crate::actions::supervisor::Triggered;
 use crate::device::limits::Kind;
 use crate::device::watch::{preview, Event, Refusal};
 use crate::metrics::METRICS;
-use crate::protocol::{Ack, Packet, Publish};
+use crate::protocol::{reason, Ack, Packet, Publish};
 use crate::router::topic;
 use crate::router::{Resolve, TOPIC_LEASE};
 use crate::store::devices::Permission;
@@ -33,11 +42,37 @@ use crate::store::now_ms;
 const TOPIC_CACHE: usize = 4096;
 
 impl Session {
-    pub(super) fn on_publish(&mut self, p: Publish, ctx: &mut Context<Self>) {
+    pub(super) fn on_publish(&mut self, mut p: Publish, ctx: &mut Context<Self>) {
         METRICS.messages_received.inc();
+        if self.level >= 5 {
+            METRICS.messages_received_v5.inc();
+        }
+        let receive_maximum = usize::from(self.handles.mqtt.receive_maximum);
+        let max_expiry = self.handles.mqtt.max_message_expiry;
         let Some(c) = self.phase.live_mut() else {
             return;
         };
+        if c.peer.v5_or_later() {
+            if !p.subscription_ids.is_empty() {
+                tracing::info!(client_id = %c.client_id, "PUBLISH with a subscription identifier from a client: protocol error");
+                return self.close(ctx, "protocol error");
+            }
+            match c.peer.aliases_in.resolve(p.topic.clone(), p.topic_alias) {
+                Ok(topic) => p.topic = topic,
+                Err(AliasError::Invalid) => return self.close(ctx, "topic alias invalid"),
+                Err(AliasError::Unknown) => {
+                    tracing::info!(client_id = %c.client_id, "PUBLISH by an alias never set: protocol error");
+                    return self.close(ctx, "protocol error");
+                }
+            }
+            p.topic_alias = None;
+            let unacked = c.incoming.unacknowledged();
+            let resent_qos2 = p.qos == 2 && c.incoming.has_qos2(p.pkid);
+            if p.qos > 0 && !resent_qos2 && unacked >= receive_maximum {
+                tracing::info!(client_id = %c.client_id, unacked, receive_maximum, "more unacknowledged publishes than the Receive Maximum: closing");
+                return self.close(ctx, "receive maximum exceeded");
+            }
+        }
         let read_only = c
             .identity
             .as_ref()
@@ -57,6 +92,10 @@ impl Session {
                 retain: p.retain,
                 bytes: p.payload.len(),
                 payload: preview(&p.payload),
+                properties: p
+                    .properties
+                    .as_deref()
+                    .and_then(crate::store::props::to_json),
             });
         }
         if p.topic.split('/').count() > self.handles.mqtt.max_topic_levels {
@@ -75,6 +114,31 @@ impl Session {
             tracing::info!(client_id = %c.client_id, levels = p.topic.split('/').count(), "publish topic too deep: closing");
             return self.close(ctx, "topic too deep");
         }
+        if let Some(props) = p.properties.as_ref() {
+            if props.payload_format == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+                tracing::info!(client_id = %c.client_id, topic = %p.topic, "payload format says UTF-8 and the payload is not: refused");
+                if let Some(w) = &watch {
+                    w.emit(|| {
+                        Event::Refused(Refusal {
+                            kind: "publish",
+                            reason: Some(
+                                "payload format indicator 1 on a payload that is not UTF-8".into(),
+                            ),
+                            client_id: Some(&c.client_id),
+                            topic: Some(&p.topic),
+                            ..Refusal::default()
+                        })
+                    });
+                }
+                return self.ack_dropped(
+                    p.qos,
+                    p.pkid,
+                    reason::PAYLOAD_FORMAT_INVALID,
+                    "payload format invalid",
+                    ctx,
+                );
+            }
+        }
         if p.topic.starts_with('$') {
             METRICS.dropped_reserved.inc();
             if !c.reserved_logged {
@@ -92,7 +156,13 @@ impl Session {
                     })
                 });
             }
-            return self.ack_dropped(p.qos, p.pkid, ctx);
+            return self.ack_dropped(
+                p.qos,
+                p.pkid,
+                reason::NOT_AUTHORIZED,
+                "$ topics are the broker's",
+                ctx,
+            );
         }
         if read_only || !c.acl.can_publish(&p.topic) {
             METRICS.dropped_acl.inc();
@@ -109,7 +179,12 @@ impl Session {
                     })
                 });
             }
-            return self.ack_dropped(p.qos, p.pkid, ctx);
+            let why = if read_only {
+                "read-only token"
+            } else {
+                "denied by the ACL"
+            };
+            return self.ack_dropped(p.qos, p.pkid, reason::NOT_AUTHORIZED, why, ctx);
         }
         if let Some(id) = &c.identity {
             if self
@@ -144,20 +219,53 @@ impl Session {
                 Qos2::Pending => return,
             }
         }
-        c.pipeline.push_back(p);
+        // The expiry becomes an instant; what is left of it is sent on.
+        let mut expires_at = None;
+        if let Some(props) = p.properties.as_mut() {
+            if let Some(e) = props.message_expiry {
+                let e = max_expiry.map_or(u64::from(e), |max| u64::from(e).min(max.as_secs()));
+                expires_at = Some(now_ms() + (e as i64) * 1000);
+                let stripped = std::sync::Arc::make_mut(props);
+                stripped.message_expiry = None;
+            }
+        }
+        if p.properties.as_ref().is_some_and(|props| props.is_empty()) {
+            p.properties = None;
+        }
+        c.pipeline.push_back((p, expires_at));
         self.pump(ctx);
     }
 
+    /// An acknowledgement with an MQTT 5 reason code (and reason string if
+    /// the client wants them); 3.1.1 has neither.
+    fn ack(&self, pkid: u16, code: u8, why: &str) -> Ack {
+        let Some(c) = self.phase.conn() else {
+            return Ack::ok(pkid);
+        };
+        if !c.peer.v5_or_later() {
+            return Ack::ok(pkid);
+        }
+        Ack {
+            reason_string: if code == 0 { None } else { c.peer.reason(why) },
+            ..Ack::with_reason(pkid, code)
+        }
+    }
+
     /// Acknowledges a publish that is dropped, so that the client does not
-    /// resend it forever (as Mosquitto does).
-    fn ack_dropped(&mut self, qos: u8, pkid: u16, ctx: &mut Context<Self>) {
+    /// resend it forever (as Mosquitto does); an MQTT 5 client is told why.
+    fn ack_dropped(&mut self, qos: u8, pkid: u16, code: u8, why: &str, ctx: &mut Context<Self>) {
+        let ack = self.ack(pkid, code, why);
         match qos {
-            1 => self.send(Packet::PubAck(Ack::ok(pkid)), ctx),
+            1 => self.send(Packet::PubAck(ack), ctx),
             2 => {
                 if let Some(c) = self.phase.conn_mut() {
-                    c.incoming.answered_qos2(pkid);
+                    // A QoS 2 publish refused with a failure code is done:
+                    // no PUBREL follows (§4.3.3).
+                    if ack.reason < 0x80 {
+                        c.incoming.answered_qos2(pkid);
+                    }
                 }
-                self.send(Packet::PubRec(Ack::ok(pkid)), ctx);
+                self.send(Packet::PubRec(ack), ctx);
             }
             _ => {}
         }
@@ -179,11 +287,11 @@ impl Session {
             if c.incoming.is_full() {
                 break;
             }
-            let addr = match c.topics.get(&front.topic) {
+            let addr = match c.topics.get(&front.0.topic) {
                 Some((addr, at)) if at.elapsed() < TOPIC_LEASE && addr.connected() => addr.clone(),
                 _ => {
                     c.lookup = Lookup::Resolving;
-                    let name = front.topic.clone();
+                    let name = front.0.topic.clone();
                     let lookup = self.handles.router.send(Resolve(name.clone()));
                     ctx.spawn(lookup.into_actor(self).map(move |addr, act, ctx| {
                         let addr = match addr {
@@ -204,7 +312,7 @@ impl Session {
                     return;
                 }
             };
-            let Some(p) = c.pipeline.pop_front() else {
+            let Some((p, expires_at)) = c.pipeline.pop_front() else {
                 break;
             };
             // A publish that triggers actions is acknowledged only once they
@@ -227,12 +335,15 @@ impl Session {
             }
             let (done, answer) = oneshot::channel();
             let topic_name = p.topic.clone();
+            let triggered = stored.is_some();
             addr.do_send(topic::Publish {
                 payload: p.payload,
                 qos: p.qos,
                 retain: p.retain,
+                properties: p.properties,
+                expires_at,
                 done: Some(done),
-                origin: None,
+                origin: Some(c.client_id.clone()),
             });
             let ticket = c.incoming.push(p.qos, p.pkid);
             ctx.spawn(
@@ -250,8 +361,16 @@ impl Session {
                         act.retain_refused(&topic_name);
                     }
                     if let Some(c) = act.phase.live_mut() {
-                        c.incoming
-                            .complete(ticket, published != topic::Published::Failed && stored);
+                        let answer = match published {
+                            topic::Published::Failed => Err(()),
+                            _ if !stored => Err(()),
+                            // Nobody subscribes, and no action took it either.
+                            topic::Published::NoSubscribers if !triggered => {
+                                Ok(reason::NO_MATCHING_SUBSCRIBERS)
+                            }
+                            _ => Ok(reason::SUCCESS),
+                        };
+                        c.incoming.complete(ticket, answer);
                     }
                     act.flush_acks(ctx);
                 }),
@@ -309,8 +428,22 @@ impl Session {
             match answer {
                 // Not stored: no acknowledgement, so the client sends it again.
                 Answer::Failed => return self.close(ctx, "a message could not be stored"),
-                Answer::Ack { qos: 1, pkid } => self.send(Packet::PubAck(Ack::ok(pkid)), ctx),
-                Answer::Ack { qos: 2, pkid } => self.send(Packet::PubRec(Ack::ok(pkid)), ctx),
+                Answer::Ack {
+                    qos: 1,
+                    pkid,
+                    reason,
+                } => {
+                    let ack = self.ack(pkid, reason, "no matching subscribers");
+                    self.send(Packet::PubAck(ack), ctx)
+                }
+                Answer::Ack {
+                    qos: 2,
+                    pkid,
+                    reason,
+                } => {
+                    let ack = self.ack(pkid, reason, "no matching subscribers");
+                    self.send(Packet::PubRec(ack), ctx)
+                }
                 Answer::Ack { .. } => {}
             }
         }

@@ -1,29 +1,43 @@
-//! SUBSCRIBE and UNSUBSCRIBE: each filter is refused (0x80) when it is
-//! deeper than `max_topic_levels`, when the ACL denies every topic it could
-//! match, or when the client holds `max_subscriptions_per_client` already;
-//! the router puts the rest in force, then SUBACK / UNSUBACK.
-//! Publishes from this client wait meanwhile, so that its own publish after
-//! a SUBSCRIBE is matched against the new subscription.
+//! SUBSCRIBE and UNSUBSCRIBE: each filter is refused when it is deeper than
+//! `max_topic_levels`, when the ACL denies every topic it could match, when
+//! it is a malformed shared subscription, or when the client holds
+//! `max_subscriptions_per_client` already (3.1.1: 0x80; MQTT 5: 0x97, 0x87,
+//! 0x8F, 0x97); the router puts the rest in force, then SUBACK / UNSUBACK
+//! (MQTT 5: 0x11 for a filter the client did not have). Publishes from this
+//! client wait meanwhile, so that its own publish after a SUBSCRIBE is
+//! matched against the new subscription.
 
 use actix::prelude::*;
 
 use super::Session;
 use crate::device::watch::{Event, Filter, Refusal};
 use crate::metrics::METRICS;
-use crate::protocol::{Packet, SubAck, UnsubAck};
-use crate::router::{Subscribe, Unsubscribe};
+use crate::protocol::{reason, Packet, SubAck, UnsubAck};
+use crate::router::grant::Sub;
+use crate::router::{shared_filter, Subscribe, Unsubscribe, SHARE_PREFIX};
 use crate::store::devices::Permission;
 
-/// SUBACK return code for a refused filter.
+/// SUBACK return code for a refused filter (3.1.1), and MQTT 5's unspecified error.
 const FAILURE: u8 = 0x80;
 
 impl Session {
-    pub(super) fn on_subscribe(
-        &mut self,
-        pkid: u16,
-        filters: Vec<(String, u8)>,
-        ctx: &mut Context<Self>,
-    ) {
+    /// The SUBACK code for a refused filter: 0x80 for 3.1.1, `v5` for MQTT 5.
+    fn refused(&self, v5: u8) -> u8 {
+        if self.level >= 5 {
+            v5
+        } else {
+            FAILURE
+        }
+    }
+
+    pub(super) fn on_subscribe(&mut self, s: crate::protocol::Subscribe, ctx: &mut Context<Self>) {
+        let (pkid, id) = (s.pkid, s.id);
+        let max_levels = self.handles.mqtt.max_topic_levels;
+        let (quota, denied, invalid) = (
+            self.refused(reason::QUOTA_EXCEEDED),
+            self.refused(reason::NOT_AUTHORIZED),
+            self.refused(reason::TOPIC_FILTER_INVALID),
+        );
         let Some(c) = self.phase.live_mut() else {
             return;
         };
@@ -31,45 +45,60 @@ impl Session {
             .identity
             .as_ref()
             .is_some_and(|i| i.permission == Permission::Write);
-        let max_levels = self.handles.mqtt.max_topic_levels;
-        let mut codes = Vec::with_capacity(filters.len());
-        let mut granted = Vec::with_capacity(filters.len());
-        let mut reasons: Vec<Option<&'static str>> = Vec::with_capacity(filters.len());
-        for (filter, qos) in &filters {
-            let refused = if filter.split('/').count() > max_levels {
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut granted = Vec::with_capacity(s.filters.len());
+        let mut reasons: Vec<Option<&'static str>> = Vec::with_capacity(s.filters.len());
+        for (filter, options) in &s.filters {
+            let shared = filter.starts_with(SHARE_PREFIX);
+            let matching = shared_filter(filter);
+            let refused = if shared && matching.is_none() {
+                Some((
+                    invalid,
+                    "not a valid shared subscription ($share/GROUP/FILTER)",
+                ))
+            } else if matching.unwrap_or(filter).split('/').count() > max_levels {
                 METRICS.subscriptions_refused_levels.inc();
-                Some("deeper than mqtt.max_topic_levels")
-            } else if write_only || !c.acl.can_subscribe(filter) {
+                Some((quota, "deeper than mqtt.max_topic_levels"))
+            } else if write_only || !c.acl.can_subscribe(matching.unwrap_or(filter)) {
                 METRICS.subscriptions_refused_acl.inc();
-                Some(if write_only {
-                    "write-only token"
-                } else {
-                    "ACL"
-                })
+                Some((
+                    denied,
+                    if write_only {
+                        "write-only token"
+                    } else {
+                        "ACL"
+                    },
+                ))
             } else {
                 None
             };
-            if let Some(why) = refused {
-                tracing::info!(client_id = %c.client_id, filter_bytes = filter.len(), why, "subscription refused");
-                codes.push(FAILURE);
-            } else {
-                codes.push((*qos).min(2));
-                granted.push((filter.clone(), (*qos).min(2)));
+            match refused {
+                Some((code, why)) => {
+                    tracing::info!(client_id = %c.client_id, filter_bytes = filter.len(), why, "subscription refused");
+                    codes.push(code);
+                    reasons.push(Some(why));
+                }
+                None => {
+                    let mut options = *options;
+                    options.qos = options.qos.min(2);
+                    codes.push(options.qos);
+                    granted.push((filter.clone(), Sub { options, id }));
+                    reasons.push(None);
+                }
             }
-            reasons.push(refused);
         }
-        let requested = filters;
         if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
             w.emit(|| Event::Subscribe {
                 client_id: &c.client_id,
-                filters: requested
+                filters: s
+                    .filters
                     .iter()
                     .zip(&codes)
                     .zip(&reasons)
-                    .map(|(((f, q), code), why)| Filter {
+                    .map(|(((f, o), code), why)| Filter {
                         filter: preview_filter(f),
-                        qos: *q,
-                        granted: *code != FAILURE,
+                        qos: o.qos,
+                        granted: *code < 0x80,
                         code: *code,
                         reason: *why,
                     })
@@ -77,14 +106,7 @@ impl Session {
             });
         }
         if granted.is_empty() {
-            return self.send(
-                Packet::SubAck(SubAck {
-                    pkid,
-                    codes,
-                    ..SubAck::default()
-                }),
-                ctx,
-            );
+            return self.send_suback(pkid, codes, ctx);
         }
         c.subscribing += 1;
         let request = Subscribe {
@@ -100,27 +122,46 @@ impl Session {
                     let mut in_force = in_force.into_iter();
                     let mut codes = codes;
                     let mut over = 0usize;
-                    for code in codes.iter_mut().filter(|c| **c != FAILURE) {
+                    for code in codes.iter_mut().filter(|c| **c < 0x80) {
                         if in_force.next() == Some(false) {
-                            *code = FAILURE;
+                            *code = quota;
                             over += 1;
                         }
                     }
                     if over > 0 {
                         act.subscriptions_over_limit(over);
                     }
-                    act.send(Packet::SubAck(SubAck { pkid, codes, ..SubAck::default() }), ctx)
+                    act.send_suback(pkid, codes, ctx)
                 }
                 Ok(Err(e)) => {
                     tracing::error!(client_id = act.client_id(), error = %e, "subscription not stored");
                     let codes = vec![FAILURE; codes.len()];
-                    act.send(Packet::SubAck(SubAck { pkid, codes, ..SubAck::default() }), ctx);
+                    act.send_suback(pkid, codes, ctx);
                 }
                 Err(_) => return act.close(ctx, "router unavailable"),
             }
             act.pump(ctx);
         }));
         self.update_gate();
+    }
+
+    fn send_suback(&mut self, pkid: u16, codes: Vec<u8>, ctx: &mut Context<Self>) {
+        let reason_string = codes
+            .iter()
+            .any(|&c| c >= 0x80)
+            .then(|| {
+                self.phase
+                    .conn()
+                    .and_then(|c| c.peer.reason("one or more filters refused"))
+            })
+            .flatten();
+        let suback = SubAck {
+            pkid,
+            codes,
+            reason_string,
+            ..SubAck::default()
+        };
+        self.send(Packet::SubAck(suback), ctx);
     }
 
     /// `n` filters were refused: the client holds `max_subscriptions_per_client`.
@@ -163,13 +204,23 @@ impl Session {
         ctx.spawn(self.handles.router.send(request).into_actor(self).map(move |answer, act, ctx| {
             let Some(c) = act.phase.live_mut() else { return };
             c.subscribing -= 1;
-            if let Ok(Err(e)) = &answer {
-                tracing::error!(client_id = act.client_id(), error = %e, "unsubscription not stored");
-            }
-            if answer.is_err() {
-                return act.close(ctx, "router unavailable");
-            }
-            act.send(Packet::UnsubAck(UnsubAck { pkid, ..UnsubAck::default() }), ctx);
+            let had = match answer {
+                Ok(Ok(had)) => had,
+                Ok(Err(e)) => {
+                    tracing::error!(client_id = act.client_id(), error = %e, "unsubscription not stored");
+                    Vec::new()
+                }
+                Err(_) => return act.close(ctx, "router unavailable"),
+            };
+            // MQTT 5 answers each filter: 0 or 0x11 "no subscription existed".
+            let codes = if act.level >= 5 {
+                had.iter()
+                    .map(|&h| if h { reason::SUCCESS } else { reason::NO_SUBSCRIPTION_EXISTED })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            act.send(Packet::UnsubAck(UnsubAck { pkid, codes, ..UnsubAck::default() }), ctx);
             act.pump(ctx);
         }));
         self.update_gate();

@@ -28,6 +28,7 @@ pub(crate) mod bridge;
 pub(crate) mod data;
 pub(crate) mod devices;
 pub(crate) mod item;
+pub(crate) mod props;
 pub(crate) mod retained;
 pub(crate) mod sessions;
 
@@ -54,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_data.sql"),
     include_str!("../../migrations/0003_actions.sql"),
     include_str!("../../migrations/0004_bridge.sql"),
+    include_str!("../../migrations/0005_mqtt5.sql"),
 ];
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -435,6 +437,16 @@ mod tests {
     use super::*;
     use std::future::Future;
 
+    fn row(payload: &'static [u8]) -> retained::RetainedRow {
+        retained::RetainedRow {
+            topic: "t".into(),
+            payload: bytes::Bytes::from_static(payload),
+            qos: 1,
+            properties: None,
+            expires_at: None,
+        }
+    }
+
     fn open(dir: &Path, max_write_queue: usize, busy: Duration) -> Store {
         let mut o = Options::new(Synchronous::Normal);
         o.max_write_queue = max_write_queue;
@@ -481,7 +493,7 @@ mod tests {
             other.execute_batch("COMMIT").unwrap();
         });
         let write = store.write(|c| {
-            retained::set(c, "t", b"payload", 1, 0)?;
+            retained::set(c, &row(b"payload"), 0)?;
             Ok(())
         });
         let result = futures::executor::block_on(write);
@@ -497,7 +509,42 @@ mod tests {
             "a job whose transaction failed to begin was committed"
         );
         // The next transaction works again.
-        futures::executor::block_on(store.write(|c| retained::set(c, "t", b"p", 1, 0))).unwrap();
+        futures::executor::block_on(store.write(|c| retained::set(c, &row(b"p"), 0))).unwrap();
+    }
+
+    #[test]
+    fn rows_written_before_mqtt_5_load_after_its_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let upto = |n: usize| Migrations::new(MIGRATIONS[..n].iter().map(|s| M::up(s)).collect());
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("MQTT 5"))
+            .expect("the MQTT 5 migration is listed");
+        upto(before).to_latest(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO retained VALUES ('r/t', x'6869', 1, 5);
+             INSERT INTO sessions VALUES ('c1', NULL, 5);
+             INSERT INTO subscriptions VALUES ('c1', 'a/#', 2);
+             INSERT INTO session_queue VALUES (7, 'c1', 'a/b', x'21', 1, 0);",
+        )
+        .unwrap();
+        upto(MIGRATIONS.len()).to_latest(&mut conn).unwrap();
+
+        let r = retained::all(&conn, now_ms()).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].topic.as_str(), &r[0].payload[..], r[0].qos),
+            ("r/t", &b"hi"[..], 1)
+        );
+        assert!(r[0].properties.is_none() && r[0].expires_at.is_none());
+        let s = sessions::all_sessions(&conn).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].subscriptions, vec![("a/#".to_string(), 2, None)]);
+        assert_eq!((s[0].expiry, s[0].disconnected_at), (None, None));
+        let q = sessions::queue_page(&conn, "c1", 0, i64::MAX, 10, 1 << 20, now_ms()).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!((q[0].id, q[0].topic.as_str(), q[0].qos), (7, "a/b", 1));
+        assert!(q[0].properties.is_none() && q[0].expires_at.is_none());
     }
 
     #[test]
