@@ -48,6 +48,8 @@ pub(crate) fn plain_message(message: &str) -> String {
         "struct RawHttp",
         "struct RawActions",
         "struct RawLimits",
+        "struct RawData",
+        "struct RawSmtp",
         "struct RawLog",
         "struct RawAcl",
         "struct RawBridge",

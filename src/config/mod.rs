@@ -49,6 +49,11 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[actions]`: where the action files are.
     pub actions: ActionsConfig,
+    /// `[data]`: how long stored data is kept.
+    pub data: DataConfig,
+    /// `[smtp]`: the mail server `email` actions send through; `None`
+    /// without the section.
+    pub smtp: Option<SmtpConfig>,
     /// `[limits]`: per-device rate limits.
     pub limits: LimitsConfig,
     /// `[log]`: the log filter when `RUST_LOG` is not set.
@@ -192,6 +197,46 @@ pub struct ActionsConfig {
     /// Parser runs waiting for a slot; past it a message is refused (not
     /// stored) and the refusal recorded as a run.
     pub max_parser_queue: usize,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataConfig {
+    /// How long a bucket keeps an item (by its `time`); zero keeps it for
+    /// ever. A device's own `retention` wins over it.
+    pub retention: Duration,
+    /// How often old data is pruned (in small batches, in the background).
+    pub prune_interval: Duration,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpConfig {
+    /// The mail server's host name.
+    pub host: String,
+    /// Its port: by default 587 with `starttls`, 465 with `tls`, 25 with `none`.
+    pub port: u16,
+    /// The login, when the server wants one.
+    pub username: Option<String>,
+    /// The environment variable holding the password, read at start.
+    pub password_env: Option<String>,
+    /// The sender, `brook@example.com` or `Brook <brook@example.com>`.
+    pub from: String,
+    /// How the connection is encrypted.
+    pub tls: SmtpTls,
+    /// The line of `[smtp]`, for messages.
+    pub line: usize,
+}
+
+/// `[smtp] tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `"starttls"`: plain connect, then STARTTLS, required.
+    StartTls,
+    /// `"tls"`: TLS from the first byte (SMTPS).
+    Tls,
+    /// `"none"`: no encryption (a relay on the same host or network).
+    None,
 }
 
 /// `[limits]`: per device, per minute; 0 means unlimited.
@@ -381,6 +426,11 @@ impl Default for Config {
                 max_parser_runs: 0,
                 max_parser_queue: 256,
             },
+            data: DataConfig {
+                retention: Duration::ZERO,
+                prune_interval: Duration::from_secs(60),
+            },
+            smtp: None,
             limits: LimitsConfig {
                 publish_per_minute: 0,
                 connect_per_minute: 0,

@@ -250,6 +250,33 @@ impl Parser<'_> {
                 0..=1_000_000,
             )?,
         };
+        let data = DataConfig {
+            retention: self.duration(
+                raw.data.retention,
+                "data.retention",
+                defaults.data.retention,
+            )?,
+            prune_interval: {
+                if let Some(value) = &raw.data.prune_interval {
+                    if parse_duration(value.get_ref()).is_ok_and(|d| d.is_zero()) {
+                        return Err(self.at(
+                            value,
+                            "data.prune_interval",
+                            "must be more than 0".into(),
+                        ));
+                    }
+                }
+                self.duration(
+                    raw.data.prune_interval,
+                    "data.prune_interval",
+                    defaults.data.prune_interval,
+                )?
+            },
+        };
+        let smtp = match raw.smtp {
+            None => None,
+            Some(smtp) => Some(self.smtp(smtp)?),
+        };
         let limits = LimitsConfig {
             publish_per_minute: raw.limits.publish_per_minute.unwrap_or(0),
             connect_per_minute: raw.limits.connect_per_minute.unwrap_or(0),
@@ -269,11 +296,81 @@ impl Parser<'_> {
             mqtt,
             http,
             actions,
+            data,
+            smtp,
             limits,
             log,
             acl,
             bridges,
             source: Some(self.file.to_path_buf()),
+        })
+    }
+
+    /// Checks `[smtp]`.
+    fn smtp(&self, smtp: Spanned<RawSmtp>) -> Result<SmtpConfig, ConfigError> {
+        let line = self.line_of(smtp.span().start);
+        let smtp = smtp.into_inner();
+        let host = smtp.host.get_ref().trim().to_string();
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(self.at(
+                &smtp.host,
+                "smtp.host",
+                format!(
+                    "expected a host name like \"smtp.example.com\", got {:?}",
+                    smtp.host.get_ref()
+                ),
+            ));
+        }
+        let tls = match &smtp.tls {
+            None => SmtpTls::StartTls,
+            Some(value) => match value.get_ref().as_str() {
+                "starttls" => SmtpTls::StartTls,
+                "tls" => SmtpTls::Tls,
+                "none" => SmtpTls::None,
+                other => {
+                    return Err(self.at(
+                        value,
+                        "smtp.tls",
+                        format!("expected \"starttls\", \"tls\" or \"none\", got {other:?}"),
+                    ))
+                }
+            },
+        };
+        let default_port = match tls {
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        };
+        let port = self.count(smtp.port, "smtp.port", default_port, 1..=65_535)? as u16;
+        if let Err(e) = smtp.from.get_ref().parse::<lettre::message::Mailbox>() {
+            return Err(self.at(
+                &smtp.from,
+                "smtp.from",
+                format!(
+                    "{:?} is not an address like \"brook@example.com\": {e}",
+                    smtp.from.get_ref()
+                ),
+            ));
+        }
+        let password_env = match smtp.password_env {
+            None => None,
+            Some(var) if var.get_ref().trim().is_empty() || var.get_ref().contains(['=', '\0']) => {
+                return Err(self.at(
+                    &var,
+                    "smtp.password_env",
+                    format!("{:?} is not an environment variable name", var.get_ref()),
+                ))
+            }
+            Some(var) => Some(var.into_inner()),
+        };
+        Ok(SmtpConfig {
+            host,
+            port,
+            username: smtp.username.filter(|u| !u.is_empty()),
+            password_env,
+            from: smtp.from.into_inner(),
+            tls,
+            line,
         })
     }
 

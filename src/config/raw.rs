@@ -20,6 +20,10 @@ pub(super) struct RawConfig {
     pub(super) http: RawHttp,
     /// `[actions]`.
     pub(super) actions: RawActions,
+    /// `[data]`.
+    pub(super) data: RawData,
+    /// `[smtp]`, spanned for its line.
+    pub(super) smtp: Option<Spanned<RawSmtp>>,
     /// `[limits]`.
     pub(super) limits: RawLimits,
     /// `[log]`.
@@ -116,6 +120,34 @@ pub(super) struct RawActions {
     pub(super) max_parser_runs: Option<Spanned<i64>>,
     /// See [`ActionsConfig::max_parser_queue`].
     pub(super) max_parser_queue: Option<Spanned<i64>>,
+}
+
+/// `[data]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawData {
+    /// See [`DataConfig::retention`].
+    pub(super) retention: Option<Spanned<String>>,
+    /// See [`DataConfig::prune_interval`].
+    pub(super) prune_interval: Option<Spanned<String>>,
+}
+
+/// `[smtp]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSmtp {
+    /// See [`SmtpConfig::host`].
+    pub(super) host: Spanned<String>,
+    /// See [`SmtpConfig::port`].
+    pub(super) port: Option<Spanned<i64>>,
+    /// See [`SmtpConfig::username`].
+    pub(super) username: Option<String>,
+    /// See [`SmtpConfig::password_env`].
+    pub(super) password_env: Option<Spanned<String>>,
+    /// See [`SmtpConfig::from`].
+    pub(super) from: Spanned<String>,
+    /// See [`SmtpConfig::tls`].
+    pub(super) tls: Option<Spanned<String>>,
 }
 
 /// `[limits]` as written.

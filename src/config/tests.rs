@@ -548,3 +548,60 @@ fn repository_example_is_valid() {
     assert_eq!(config.actions, defaults.actions);
     assert_eq!(config.limits, defaults.limits);
 }
+
+#[test]
+fn data_retention_and_smtp() {
+    let config = parse(
+        "[data]\nretention = \"365d\"\nprune_interval = \"10s\"\n\n[smtp]\nhost = \"smtp.example.com\"\nusername = \"brook\"\npassword_env = \"BROOK_SMTP_PASSWORD\"\nfrom = \"Brook <brook@example.com>\"\n",
+    );
+    assert_eq!(config.data.retention, Duration::from_secs(365 * 86_400));
+    assert_eq!(config.data.prune_interval, Duration::from_secs(10));
+    let smtp = config.smtp.expect("[smtp]");
+    assert_eq!(
+        (smtp.host.as_str(), smtp.port, smtp.tls, smtp.line),
+        ("smtp.example.com", 587, SmtpTls::StartTls, 5)
+    );
+    assert_eq!(smtp.username.as_deref(), Some("brook"));
+    assert_eq!(smtp.password_env.as_deref(), Some("BROOK_SMTP_PASSWORD"));
+    let tls = parse("[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\ntls = \"tls\"\n")
+        .smtp
+        .expect("[smtp]");
+    assert_eq!((tls.port, tls.tls), (465, SmtpTls::Tls));
+    let none = parse("[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\ntls = \"none\"\nport = 2525\n")
+        .smtp
+        .expect("[smtp]");
+    assert_eq!((none.port, none.tls), (2525, SmtpTls::None));
+    assert_eq!(
+        parse("").data.retention,
+        Duration::ZERO,
+        "forever by default"
+    );
+    assert!(parse("").smtp.is_none());
+}
+
+#[test]
+fn bad_data_and_smtp_name_line_and_key() {
+    assert_eq!(
+        error("[data]\nretention = \"a year\"\n"),
+        "config.toml:2: data.retention: invalid duration \"a year\": expected a number and a unit, like \"500ms\", \"10s\", \"5m\", \"2h\" or \"1d\""
+    );
+    assert_eq!(
+        error("[data]\nprune_interval = \"0s\"\n"),
+        "config.toml:2: data.prune_interval: must be more than 0"
+    );
+    assert_eq!(
+        error("[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\ntls = \"ssl\"\n"),
+        "config.toml:4: smtp.tls: expected \"starttls\", \"tls\" or \"none\", got \"ssl\""
+    );
+    assert!(error("[smtp]\nhost = \"h\"\nfrom = \"nobody\"\n")
+        .starts_with("config.toml:3: smtp.from: \"nobody\" is not an address"),);
+    assert!(error("[smtp]\nfrom = \"a@b.c\"\n").contains("missing key `host`"));
+    assert_eq!(
+        error("[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\nport = 70000\n"),
+        "config.toml:4: smtp.port: must be between 1 and 65535, got 70000"
+    );
+    assert!(
+        error("[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\npassword = \"x\"\n")
+            .starts_with("config.toml:4: smtp.password: unknown key")
+    );
+}
