@@ -114,6 +114,14 @@ pub(crate) struct Metrics {
     pub data_stored: Counter,
     /// Messages waiting in connected subscribers' in-memory queues.
     pub queued_messages: Gauge,
+    /// Data items deleted by retention (`[data] retention`, a device's
+    /// `retention` and `max_rows`).
+    pub data_pruned: Counter,
+    /// Delivery attempts (http_post, email), by how they went.
+    pub delivery_attempts_ok: Counter,
+    pub delivery_attempts_failed: Counter,
+    /// Deliveries dropped from a full queue (an action's `max_pending`).
+    pub deliveries_dropped: Counter,
     /// Action runs by outcome.
     pub runs_ok: Counter,
     pub runs_error: Counter,
@@ -314,6 +322,18 @@ impl Metrics {
             "writes that waited for room in the write queue",
             m.store_queue_full.get().to_string(),
         );
+        metric(
+            "data_pruned_total",
+            "counter",
+            "data items deleted by retention (data.retention, a device's retention and max_rows)",
+            m.data_pruned.get().to_string(),
+        );
+        metric(
+            "deliveries_dropped_total",
+            "counter",
+            "http_post and email deliveries dropped, oldest first, from an action's full queue (max_pending)",
+            m.deliveries_dropped.get().to_string(),
+        );
         let mut family = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| {
             let _ = writeln!(
                 out,
@@ -382,6 +402,15 @@ impl Metrics {
                 ("error", m.runs_error.get()),
                 ("timeout", m.runs_timeout.get()),
                 ("skipped", m.runs_skipped.get()),
+            ],
+        );
+        family(
+            "delivery_attempts_total",
+            "http_post and email delivery attempts, by result",
+            "result",
+            &[
+                ("ok", m.delivery_attempts_ok.get()),
+                ("failed", m.delivery_attempts_failed.get()),
             ],
         );
         out

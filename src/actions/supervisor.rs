@@ -476,6 +476,7 @@ fn count_run(outcome: RunOutcome) {
         RunOutcome::Error => m.runs_error.inc(),
         RunOutcome::Timeout => m.runs_timeout.inc(),
         RunOutcome::Skipped => m.runs_skipped.inc(),
+        RunOutcome::Pending => {}
     }
 }
 
@@ -501,6 +502,7 @@ fn record(
         exit_code: None,
         stdout: String::new(),
         stderr: String::new(),
+        attempts: Vec::new(),
     }
 }
 

@@ -270,6 +270,8 @@ async fn pseudo_device(broker: &Broker, name: &Arc<str>) -> Option<Arc<DeviceInf
                 created_at: now_ms(),
                 last_input: None,
                 last_output: None,
+                retention_ms: None,
+                max_rows: None,
             };
             devices::insert_device(c, &d)?;
             Ok(d)

@@ -192,6 +192,8 @@ async fn create_device(_admin: Admin, broker: Shared, body: web::Json<NewDevice>
         created_at: now_ms(),
         last_input: None,
         last_output: None,
+        retention_ms: None,
+        max_rows: None,
     };
     let (token, secret) = new_token(&device.id, "default", Permission::Full, None);
     let (d, t) = (device.clone(), token.clone());

@@ -19,8 +19,11 @@ pub(crate) enum RunOutcome {
     Error,
     Timeout,
     /// Not run: the queue of waiting runs was full, or the action was
-    /// disabled or reloaded away before its turn.
+    /// disabled or reloaded away before its turn (or, for a delivery, its
+    /// action's queue was full and it was the oldest).
     Skipped,
+    /// A delivery (http_post, email) still being tried.
+    Pending,
 }
 
 impl RunOutcome {
@@ -30,6 +33,7 @@ impl RunOutcome {
             RunOutcome::Error => "error",
             RunOutcome::Timeout => "timeout",
             RunOutcome::Skipped => "skipped",
+            RunOutcome::Pending => "pending",
         }
     }
 
@@ -39,6 +43,7 @@ impl RunOutcome {
             "error" => RunOutcome::Error,
             "timeout" => RunOutcome::Timeout,
             "skipped" => RunOutcome::Skipped,
+            "pending" => RunOutcome::Pending,
             _ => return None,
         })
     }
@@ -50,8 +55,8 @@ pub(crate) struct Run {
     pub id: i64,
     /// The action's name.
     pub action: String,
-    /// What triggered it: `mqtt_topic`, `schedule`, `device_event` (the
-    /// trigger's key in the action file).
+    /// What triggered it: `mqtt_topic`, `variable`, `schedule`, `every`,
+    /// `device_event` (the trigger's key in the action file).
     pub trigger_kind: String,
     /// The topic, the scheduled time, or the event (`connect`).
     pub trigger_detail: String,
@@ -70,6 +75,9 @@ pub(crate) struct Run {
     /// The first kilobytes of an analysis's output.
     pub stdout: String,
     pub stderr: String,
+    /// A delivery's attempts, one JSON object each (see
+    /// `actions::deliver`); empty for the other types.
+    pub attempts: Vec<Value>,
 }
 
 /// A loaded action as recorded, with its last run.
@@ -166,8 +174,8 @@ pub(crate) fn sync(
 pub(crate) fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO action_runs (action, trigger_kind, trigger_detail, device_id, started_at,
-            ended_at, outcome, detail, exit_code, stdout, stderr)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            ended_at, outcome, detail, exit_code, stdout, stderr, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         run.action,
@@ -180,13 +188,54 @@ pub(crate) fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> 
         run.detail,
         run.exit_code,
         run.stdout,
-        run.stderr
+        run.stderr,
+        Value::Array(run.attempts.clone()).to_string()
     ])?;
     Ok(conn.last_insert_rowid())
 }
 
+/// Appends one attempt to a run's record and sets how it stands now (a
+/// delivery's run: `Pending` until its last attempt, with `ended_at` set
+/// then). A run pruned meanwhile is not an error.
+pub(crate) fn record_attempt(
+    conn: &Connection,
+    id: i64,
+    attempt: &Value,
+    outcome: RunOutcome,
+    ended_at: Option<i64>,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE action_runs SET attempts = json_insert(attempts, '$[#]', json(?2)),
+            outcome = ?3, ended_at = ?4, detail = ?5 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        attempt.to_string(),
+        outcome.as_str(),
+        ended_at,
+        detail
+    ])?;
+    Ok(())
+}
+
+/// Ends a run that never got to run (a delivery dropped from a full queue).
+pub(crate) fn end_run(
+    conn: &Connection,
+    id: i64,
+    outcome: RunOutcome,
+    at: i64,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE action_runs SET outcome = ?2, ended_at = ?3, detail = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, outcome.as_str(), at, detail])?;
+    Ok(())
+}
+
 const RUN_COLUMNS: &str = "id, action, trigger_kind, trigger_detail, device_id, started_at, \
-                           ended_at, outcome, detail, exit_code, stdout, stderr";
+                           ended_at, outcome, detail, exit_code, stdout, stderr, attempts";
 
 fn run_from(r: &Row<'_>, first: usize) -> rusqlite::Result<Run> {
     let outcome: String = r.get(first + 7)?;
@@ -198,12 +247,16 @@ fn run_from(r: &Row<'_>, first: usize) -> rusqlite::Result<Run> {
         device_id: r.get(first + 4)?,
         started_at: r.get(first + 5)?,
         ended_at: r.get(first + 6)?,
-        // The table's CHECK admits only the four names.
+        // The table's CHECK admits only the five names.
         outcome: RunOutcome::parse(&outcome).unwrap_or(RunOutcome::Error),
         detail: r.get(first + 8)?,
         exit_code: r.get(first + 9)?,
         stdout: r.get(first + 10)?,
         stderr: r.get(first + 11)?,
+        attempts: match serde_json::from_str(&r.get::<_, String>(first + 12)?) {
+            Ok(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
     })
 }
 
@@ -227,8 +280,9 @@ pub(crate) fn runs_of(
 }
 
 /// Deletes old runs: beyond the newest `keep_per_action` of each action, and
-/// (when `max_age` is given) those started before `now - max_age`. Returns
-/// how many were deleted.
+/// (when `max_age` is given) those started before `now - max_age`. A run
+/// still pending (a delivery being tried) stays. Returns how many were
+/// deleted.
 pub(crate) fn prune(
     conn: &Connection,
     keep_per_action: usize,
@@ -239,16 +293,19 @@ pub(crate) fn prune(
         .prepare_cached(
             "DELETE FROM action_runs WHERE id IN (
                 SELECT id FROM (
-                    SELECT id, ROW_NUMBER() OVER (PARTITION BY action ORDER BY id DESC) AS n
+                    SELECT id, outcome,
+                        ROW_NUMBER() OVER (PARTITION BY action ORDER BY id DESC) AS n
                     FROM action_runs
-                ) WHERE n > ?1
+                ) WHERE n > ?1 AND outcome != 'pending'
             )",
         )?
         .execute(params![keep_per_action as i64])?;
     if let Some(age) = max_age {
         let cutoff = now.saturating_sub(age.as_millis().min(i64::MAX as u128) as i64);
         deleted += conn
-            .prepare_cached("DELETE FROM action_runs WHERE started_at < ?1")?
+            .prepare_cached(
+                "DELETE FROM action_runs WHERE started_at < ?1 AND outcome != 'pending'",
+            )?
             .execute(params![cutoff])?;
     }
     Ok(deleted)
@@ -303,6 +360,69 @@ pub(crate) fn known(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     Ok(found.is_some())
 }
 
+// ---------------------------------------------------------------------------
+// Lock state (TagoIO's Trigger Unlock): one row per action and device while
+// locked.
+
+/// Records an action's lock state for a device: locked since `at`, or
+/// unlocked (`None`).
+pub(crate) fn set_lock(
+    conn: &Connection,
+    action: &str,
+    device_id: &str,
+    at: Option<i64>,
+) -> rusqlite::Result<()> {
+    match at {
+        Some(at) => conn
+            .prepare_cached(
+                "INSERT INTO action_locks (action, device_id, locked_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(action, device_id) DO UPDATE SET locked_at = excluded.locked_at",
+            )?
+            .execute(params![action, device_id, at])?,
+        None => conn
+            .prepare_cached("DELETE FROM action_locks WHERE action = ?1 AND device_id = ?2")?
+            .execute(params![action, device_id])?,
+    };
+    Ok(())
+}
+
+/// One lock as recorded, with its device's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockRow {
+    pub action: String,
+    pub device_id: String,
+    pub device_name: String,
+    /// Unix ms.
+    pub locked_at: i64,
+}
+
+/// Every lock, by action then device name.
+pub(crate) fn all_locks(conn: &Connection) -> rusqlite::Result<Vec<LockRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.action, l.device_id, d.name, l.locked_at
+         FROM action_locks l JOIN devices d ON d.id = l.device_id
+         ORDER BY l.action, d.name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(LockRow {
+            action: r.get(0)?,
+            device_id: r.get(1)?,
+            device_name: r.get(2)?,
+            locked_at: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Forgets the locks of every action not in `keep` (those no longer loaded
+/// with an `unlock`); returns how many went.
+pub(crate) fn drop_locks_except(conn: &Connection, keep: &[String]) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM action_locks WHERE action NOT IN (SELECT value FROM json_each(?1))",
+    )?
+    .execute(params![Value::from(keep.to_vec()).to_string()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +472,7 @@ mod tests {
             exit_code: None,
             stdout: String::new(),
             stderr: String::new(),
+            attempts: Vec::new(),
         }
     }
 

@@ -34,6 +34,11 @@ pub(crate) struct Device {
     pub created_at: i64,
     pub last_input: Option<i64>,
     pub last_output: Option<i64>,
+    /// How long its bucket keeps data, ms: `None` for the server's
+    /// `[data] retention`, `Some(0)` for ever.
+    pub retention_ms: Option<i64>,
+    /// The most rows its bucket keeps (the newest); `None`: no cap.
+    pub max_rows: Option<i64>,
 }
 
 /// What a token may do over HTTP: `full` reads and writes, `write` only
@@ -120,6 +125,8 @@ fn device_from_row(row: &Row) -> rusqlite::Result<Device> {
         created_at: row.get("created_at")?,
         last_input: row.get("last_input")?,
         last_output: row.get("last_output")?,
+        retention_ms: row.get("retention_ms")?,
+        max_rows: row.get("max_rows")?,
     })
 }
 
@@ -140,7 +147,8 @@ fn token_from_row(row: &Row) -> rusqlite::Result<Token> {
 
 pub(crate) fn insert_device(conn: &Connection, d: &Device) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO devices (id, name, tags, params, parser, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO devices (id, name, tags, params, parser, created_at, retention_ms, max_rows)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         d.id,
@@ -148,21 +156,26 @@ pub(crate) fn insert_device(conn: &Connection, d: &Device) -> rusqlite::Result<(
         to_json(&d.tags),
         to_json(&d.params),
         d.parser,
-        d.created_at
+        d.created_at,
+        d.retention_ms,
+        d.max_rows
     ])?;
     Ok(())
 }
 
 pub(crate) fn update_device(conn: &Connection, d: &Device) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE devices SET name = ?2, tags = ?3, params = ?4, parser = ?5 WHERE id = ?1",
+        "UPDATE devices SET name = ?2, tags = ?3, params = ?4, parser = ?5,
+            retention_ms = ?6, max_rows = ?7 WHERE id = ?1",
     )?
     .execute(params![
         d.id,
         d.name,
         to_json(&d.tags),
         to_json(&d.params),
-        d.parser
+        d.parser,
+        d.retention_ms,
+        d.max_rows
     ])?;
     Ok(())
 }

@@ -26,10 +26,12 @@
 pub(crate) mod actions;
 pub(crate) mod bridge;
 pub(crate) mod data;
+pub(crate) mod deliveries;
 pub(crate) mod devices;
 pub(crate) mod item;
 pub(crate) mod props;
 pub(crate) mod retained;
+pub(crate) mod retention;
 pub(crate) mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_actions.sql"),
     include_str!("../../migrations/0004_bridge.sql"),
     include_str!("../../migrations/0005_mqtt5.sql"),
+    include_str!("../../migrations/0006_deliveries_locks_retention.sql"),
 ];
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -344,6 +347,12 @@ fn open_connection(path: &Path, options: &Options) -> anyhow::Result<Connection>
     let sync = options.sync;
     let conn = Connection::open(path)
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+    // A new database hands the pages that retention pruning frees back to
+    // the file system bit by bit (`PRAGMA incremental_vacuum`, see
+    // `retention`). It only takes before the first table and before WAL;
+    // on a database created earlier it changes nothing, and freed pages
+    // stay on SQLite's free list, where new rows reuse them.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", sync.as_pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
