@@ -33,6 +33,7 @@ const KEEP_RUNS_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 2
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let sync = config.server.synchronous;
     let bridge_secrets = crate::bridge::prepare(&config)?;
+    let smtp = crate::actions::deliver::SmtpSettings::from_config(&config)?;
     let mut options = crate::store::Options::new(sync);
     options.max_write_queue = config.server.max_write_queue;
     let store = Store::open_with(&config.server.data_dir, options)?;
@@ -128,8 +129,16 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             parsers: parsers.clone(),
             keep_runs: KEEP_RUNS,
             keep_runs_for: KEEP_RUNS_FOR,
+            smtp: smtp.clone(),
         })
         .start();
+        crate::store::retention::start(
+            store.clone(),
+            crate::store::retention::Policy {
+                default_ms: config.data.retention.as_millis().min(i64::MAX as u128) as i64,
+                every: config.data.prune_interval,
+            },
+        );
         let devices = Devices::new(auth.clone(), actions.clone().recipient()).start();
         auth.start_flusher(store.clone());
         let config_limits = config.limits.clone();

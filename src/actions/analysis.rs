@@ -77,6 +77,10 @@ pub(crate) struct AnalysisInput {
     /// Names of the server's environment variables the script may see
     /// beside [`BASE_ENV`] (`[actions] pass_env`).
     pub pass_env: Vec<String>,
+    /// Entries TagoIO adds to the environment list of an analysis an action
+    /// runs (`_action_id`, `_action_type`, `_action_state`, `_device_id`):
+    /// in `T_ANALYSIS_ENV` after the action's `env`, not set as variables.
+    pub action_env: Vec<(String, String)>,
 }
 
 /// The server's environment variables every analysis gets; nothing else of
@@ -134,6 +138,7 @@ pub(crate) async fn run(spec: &AnalysisSpec, input: AnalysisInput) -> RunResult 
     let env_list: Vec<Value> = spec
         .env
         .iter()
+        .chain(input.action_env.iter().map(|(k, v)| (k, v)))
         .map(|(key, value)| json!({"key": key, "value": value}))
         .collect();
     let stdin_text = json!({"context": input.context, "scope": input.scope}).to_string();
@@ -289,10 +294,15 @@ async fn collect(task: Option<tokio::task::JoinHandle<Captured>>) -> String {
     text
 }
 
-/// A duration as an action file would write it: `30s`, `1500ms`, `2m`.
+/// A duration as an action file would write it: `30s`, `1500ms`, `2m`,
+/// `3h`, `30d`.
 pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms.is_multiple_of(60_000) && ms >= 60_000 {
+    if ms.is_multiple_of(86_400_000) && ms >= 86_400_000 {
+        format!("{}d", ms / 86_400_000)
+    } else if ms.is_multiple_of(3_600_000) && ms >= 3_600_000 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) && ms >= 60_000 {
         format!("{}m", ms / 60_000)
     } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
@@ -324,6 +334,7 @@ mod tests {
             token: "run-token".into(),
             api_base: "http://127.0.0.1:8080".into(),
             pass_env: Vec::new(),
+            action_env: Vec::new(),
         }
     }
 
@@ -542,5 +553,7 @@ mod tests {
         assert_eq!(human(Duration::from_secs(30)), "30s");
         assert_eq!(human(Duration::from_secs(120)), "2m");
         assert_eq!(human(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(human(Duration::from_secs(7200)), "2h");
+        assert_eq!(human(Duration::from_secs(30 * 86_400)), "30d");
     }
 }

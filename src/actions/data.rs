@@ -226,6 +226,12 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
+/// A variable name as an action file gives it (`trigger = { variable = … }`),
+/// by the rules of a stored item's `variable`; lower-cased, as stored.
+pub(crate) fn check_variable_name(name: &str) -> Result<String, String> {
+    check_variable(Some(&Value::String(name.to_string())))
+}
+
 fn check_variable(v: Option<&Value>) -> Result<String, String> {
     let name = match v {
         None | Some(Value::Null) => return Err("is required".into()),

@@ -1,36 +1,46 @@
-//! The action supervisor: the actor that decides what a publish, a schedule
-//! or a device event turns into, and runs it.
+//! The action supervisor: the actor that decides what a publish, a stored
+//! batch, a schedule or a device event turns into, and runs it.
 //!
 //! Sessions consult the shared [`ActionIndex`] (a topic trie over every
 //! action's filters, so the cost per publish does not grow with the number of
-//! actions) and send the supervisor only the publishes that match something.
-//! A publish that stores data is answered only once its rows (and the run
-//! records) are committed, and the session holds the publisher's
-//! PUBACK/PUBREC until then. Analyses run as child processes, at most
-//! `MAX_CONCURRENT_ANALYSES` at once; a bounded number wait, the rest are
-//! recorded as skipped. Nothing here blocks message flow.
+//! actions) and send the supervisor only the publishes that match something;
+//! `POST /data` sends it every batch it stores ([`StoreItems`]). A publish
+//! that stores data or queues a delivery is answered only once those rows
+//! (and the run records) are committed, and the session holds the
+//! publisher's PUBACK/PUBREC until then; what a batch triggers is decided
+//! before that commit and written in it (`fire.rs`). Analyses run as child
+//! processes, at most `MAX_CONCURRENT_ANALYSES` at once; a bounded number
+//! wait, the rest are recorded as skipped. Deliveries (`http_post`,
+//! `email`) wait in SQLite for the delivery worker (`deliver`). Nothing here
+//! blocks message flow.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use parking_lot::RwLock;
-use serde_json::{json, Value};
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
 use tokio::sync::{oneshot, Semaphore};
 
-use super::analysis::{self, AnalysisInput, AnalysisSpec};
-use super::file::{self, ActionDef, ActionKind, DeviceEvent as EventKind, TemplateVars, Trigger};
+use super::deliver::{self, SmtpSettings};
+use super::file::{
+    self, all_hold, next_firing, ActionDef, ActionKind, DeviceEvent as EventKind, Trigger,
+};
+use super::fire::{commit, record, store_batch, Cause, Fired, Origin};
 use super::ingest;
+use super::locks::{LockKey, Locks};
+use super::run::Run;
 use crate::device::watch::Event;
 use crate::device::{Auth, DeviceInfo, Presence};
 use crate::router::trie::SubTrie;
 use crate::router::Router;
 use crate::store::actions::{self as records, RunOutcome};
-use crate::store::{data as bucket, now_ms, Store};
+use crate::store::item::DataItem;
+use crate::store::{now_ms, Store, StoreError};
 
 /// The legacy TagoIO topic whose publishes are stored in the publisher's
 /// bucket without any action.
@@ -41,27 +51,64 @@ pub(crate) const TAGO_DATA_POST: &str = "tago/data/post";
 const MAX_CONCURRENT_ANALYSES: usize = 4;
 
 /// Analyses waiting for a slot; past this a trigger is recorded as `skipped`.
-const MAX_WAITING_ANALYSES: usize = 100;
-
-/// Extra life of a run token past the analysis timeout, for the last request.
-const RUN_TOKEN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const MAX_WAITING_ANALYSES: usize = 100;
 
 /// How often old run records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-/// Which actions an MQTT topic triggers; swapped whole on reload.
+/// Which actions an MQTT topic triggers, and which a stored variable
+/// concerns; swapped whole on reload.
 #[derive(Default)]
 pub(crate) struct ActionIndex {
     trie: SubTrie,
+    /// The enabled `variable`-trigger actions by the variables they trigger
+    /// on or unlock with.
+    variables: HashMap<String, Vec<Arc<ActionDef>>>,
 }
 
 impl ActionIndex {
-    pub(crate) fn new(filters: impl IntoIterator<Item = (String, Arc<str>)>) -> ActionIndex {
+    pub(crate) fn new(
+        filters: impl IntoIterator<Item = (String, Arc<str>)>,
+        variable_actions: &[Arc<ActionDef>],
+    ) -> ActionIndex {
         let mut trie = SubTrie::default();
         for (filter, action) in filters {
             trie.insert(&filter, &action, 0);
         }
-        ActionIndex { trie }
+        let mut variables: HashMap<String, Vec<Arc<ActionDef>>> = HashMap::new();
+        for def in variable_actions {
+            let Trigger::Variable(names) = &def.trigger else {
+                continue;
+            };
+            let unlock = def.unlock.iter().map(|c| c.variable.to_ascii_lowercase());
+            for name in names.iter().cloned().chain(unlock) {
+                let list = variables.entry(name).or_default();
+                if !list.iter().any(|d| d.name == def.name) {
+                    list.push(def.clone());
+                }
+            }
+        }
+        ActionIndex { trie, variables }
+    }
+
+    /// The `variable`-trigger actions any of these variables concerns, each
+    /// once.
+    pub(crate) fn for_variables<'a>(
+        &self,
+        variables: impl Iterator<Item = &'a str>,
+    ) -> Vec<Arc<ActionDef>> {
+        if self.variables.is_empty() {
+            return Vec::new();
+        }
+        let mut found: Vec<Arc<ActionDef>> = Vec::new();
+        for v in variables {
+            for def in self.variables.get(v).into_iter().flatten() {
+                if !found.iter().any(|d| d.name == def.name) {
+                    found.push(def.clone());
+                }
+            }
+        }
+        found
     }
 
     /// The names of the actions whose `mqtt_topic` filters match `topic`.
@@ -99,6 +146,39 @@ pub(crate) struct Triggered {
 #[rtype(result = "Result<usize, Vec<String>>")]
 pub(crate) struct Reload;
 
+/// Store a device's validated items (`POST /data`) and set off what they
+/// trigger; `done` answers once they are committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StoreItems {
+    pub device: Arc<DeviceInfo>,
+    pub items: Vec<DataItem>,
+    /// Where they came from, for the run records: `POST /data`.
+    pub source: &'static str,
+    /// The analysis run token they came with, if any (the loop guard).
+    pub run_token: Option<String>,
+    pub done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Unlock an action for a device (`POST /actions/{name}/unlock?device=`).
+#[derive(Message)]
+#[rtype(result = "Result<bool, UnlockError>")]
+pub(crate) struct Unlock {
+    pub action: String,
+    /// The device's name.
+    pub device: String,
+}
+
+/// Why an unlock was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UnlockError {
+    NoAction,
+    NoDevice,
+    /// The action has no `unlock`, so it never locks.
+    NeverLocks,
+    Store(String),
+}
+
 /// What the supervisor needs from the rest of the broker.
 pub(crate) struct SupervisorConfig {
     pub store: Store,
@@ -116,32 +196,67 @@ pub(crate) struct SupervisorConfig {
     /// Run records kept per action, and for how long.
     pub keep_runs: usize,
     pub keep_runs_for: Duration,
+    /// `[smtp]`, for email actions; `None` without it.
+    pub smtp: Option<Arc<SmtpSettings>>,
+}
+
+/// What the supervisor, the runs it starts and the delivery worker share.
+pub(crate) struct Engine {
+    pub(crate) cfg: SupervisorConfig,
+    /// Analyses running at once.
+    pub(crate) slots: Semaphore,
+    /// Analyses waiting for a slot.
+    pub(crate) waiting: AtomicUsize,
+    /// Which actions are locked for which devices.
+    pub(crate) locks: Locks,
+    /// The delivery worker's wake-up and the actions it is busy with.
+    pub(crate) deliveries: deliver::Queue,
+    /// The action chain (the loop guard) of each analysis run token, while
+    /// its run lasts: at most as many as analyses run at once.
+    pub(crate) run_origins: Mutex<HashMap<String, Origin>>,
 }
 
 pub(crate) struct Supervisor {
-    cfg: Arc<SupervisorConfig>,
+    engine: Arc<Engine>,
     /// The loaded actions by name.
     actions: HashMap<Arc<str>, Arc<ActionDef>>,
-    /// Scheduled actions: the definition hash it was scheduled with, and the timer.
+    /// Timed actions: the definition hash it was scheduled with, and the timer.
     schedules: HashMap<Arc<str>, (String, SpawnHandle)>,
-    slots: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
 }
 
 impl Supervisor {
+    /// The supervisor, with the lock state read from the store (at start,
+    /// before any message flows).
     pub(crate) fn new(cfg: SupervisorConfig) -> Supervisor {
+        let locks = match cfg.store.read_blocking(records::all_locks) {
+            Ok(rows) => Locks::from_rows(rows),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the action locks; every action starts unlocked");
+                Locks::default()
+            }
+        };
         Supervisor {
-            cfg: Arc::new(cfg),
+            engine: Arc::new(Engine {
+                cfg,
+                slots: Semaphore::new(MAX_CONCURRENT_ANALYSES),
+                waiting: AtomicUsize::new(0),
+                locks,
+                deliveries: deliver::Queue::default(),
+                run_origins: Mutex::new(HashMap::new()),
+            }),
             actions: HashMap::new(),
             schedules: HashMap::new(),
-            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_ANALYSES)),
-            waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 
+    fn cfg(&self) -> &SupervisorConfig {
+        &self.engine.cfg
+    }
+
     fn reload(&mut self, ctx: &mut Context<Self>) -> Result<usize, Vec<String>> {
-        let defs = if self.cfg.dir.is_dir() {
-            file::load_dir(&self.cfg.dir)
+        let dir = self.cfg().dir.clone();
+        let defs = if dir.is_dir() {
+            file::load_dir(&dir)
                 .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?
         } else {
             Vec::new()
@@ -162,13 +277,28 @@ impl Supervisor {
                 }
                 _ => Vec::new(),
             });
-        *self.cfg.index.write() = Arc::new(ActionIndex::new(filters));
+        let variable_actions: Vec<Arc<ActionDef>> = defs
+            .iter()
+            .filter(|d| d.enabled && matches!(d.trigger, Trigger::Variable(_)))
+            .cloned()
+            .collect();
+        *self.cfg().index.write() = Arc::new(ActionIndex::new(filters, &variable_actions));
 
-        // Schedules whose definition did not change keep their timer, so a
-        // reload neither fires them twice nor skips a firing.
+        // Locks of actions no longer loaded with an `unlock` go.
+        let lockable: Vec<String> = defs
+            .iter()
+            .filter(|d| !d.unlock.is_empty())
+            .map(|d| d.name.clone())
+            .collect();
+        self.engine
+            .locks
+            .retain_actions(|a| lockable.iter().any(|l| l == a));
+
+        // Timers whose definition did not change keep going, so a reload
+        // neither fires them twice nor skips a firing.
         let mut keep = HashMap::new();
         for d in defs.iter().filter(|d| d.enabled) {
-            if let Trigger::Schedule { .. } = d.trigger {
+            if d.trigger.is_timed() {
                 let name: Arc<str> = d.name.as_str().into();
                 match self.schedules.remove(&name) {
                     Some((hash, handle)) if hash == d.hash => {
@@ -190,43 +320,47 @@ impl Supervisor {
             .map(|d| (Arc::from(d.name.as_str()), d.clone()))
             .collect();
         for d in &defs {
-            if d.enabled
-                && matches!(d.trigger, Trigger::Schedule { .. })
-                && !self.schedules.contains_key(d.name.as_str())
-            {
+            if d.enabled && d.trigger.is_timed() && !self.schedules.contains_key(d.name.as_str()) {
                 self.schedule_next(d.clone(), ctx);
             }
         }
+        for d in defs.iter().filter(|d| d.enabled) {
+            if matches!(d.kind, ActionKind::Email(_)) && self.cfg().smtp.is_none() {
+                tracing::warn!(action = %d.name, "an email action, but config.toml has no [smtp]: its runs will fail");
+            }
+        }
         let recorded: Vec<records::ActionRecord> = defs.iter().map(|d| d.record()).collect();
-        self.cfg.store.write_detached("record actions", move |c| {
-            records::sync(c, &recorded, now_ms()).map(|_| ())
+        self.cfg().store.write_detached("record actions", move |c| {
+            records::sync(c, &recorded, now_ms())?;
+            records::drop_locks_except(c, &lockable).map(|_| ())
         });
-        tracing::info!(actions = count, dir = %self.cfg.dir.display(), "actions loaded");
+        tracing::info!(actions = count, dir = %dir.display(), "actions loaded");
         Ok(count)
     }
 
     fn schedule_next(&mut self, def: Arc<ActionDef>, ctx: &mut Context<Self>) {
-        let Trigger::Schedule { schedule, .. } = &def.trigger else {
+        let Some(next) = next_firing(&def.trigger, chrono::Utc::now()) else {
             return;
         };
-        let Some(next) = schedule.upcoming(chrono::Local).next() else {
-            return;
-        };
-        let delay = (next - chrono::Local::now()).to_std().unwrap_or_default();
+        let delay = (next - chrono::Utc::now()).to_std().unwrap_or_default();
         let name: Arc<str> = def.name.as_str().into();
         let hash = def.hash.clone();
         let handle = ctx.run_later(delay, move |act, ctx| {
             act.schedules.remove(def.name.as_str());
             let at = next.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let run = Run {
-                def: def.clone(),
-                trigger: "schedule",
-                detail: at,
-                device: None,
-                topic: None,
-                items: Vec::new(),
-            };
-            run.spawn(act.cfg.clone(), act.slots.clone(), act.waiting.clone());
+            Run::new(
+                def.clone(),
+                Cause {
+                    trigger: def.trigger.kind(),
+                    detail: at,
+                    device: None,
+                    topic: None,
+                    items: Vec::new(),
+                    origin: Origin::default(),
+                    state: "unlocked",
+                },
+            )
+            .spawn(act.engine.clone());
             act.schedule_next(def, ctx);
         });
         self.schedules.insert(name, (hash, handle));
@@ -234,7 +368,7 @@ impl Supervisor {
 
     /// The enabled actions a publish on `topic` by `device` triggers.
     fn triggered_by(&self, topic: &str, device: &DeviceInfo) -> Vec<Arc<ActionDef>> {
-        let index = self.cfg.index.read().clone();
+        let index = self.cfg().index.read().clone();
         index
             .matching(topic)
             .iter()
@@ -257,15 +391,16 @@ impl Actor for Supervisor {
             tracing::error!("action files have problems: no actions loaded");
         }
         let (store, keep, age) = (
-            self.cfg.store.clone(),
-            self.cfg.keep_runs,
-            self.cfg.keep_runs_for,
+            self.cfg().store.clone(),
+            self.cfg().keep_runs,
+            self.cfg().keep_runs_for,
         );
         ctx.run_interval(PRUNE_EVERY, move |_, _| {
             store.write_detached("prune runs", move |c| {
                 records::prune(c, keep, Some(age), now_ms()).map(|_| ())
             });
         });
+        actix::spawn(deliver::run(self.engine.clone()));
     }
 }
 
@@ -299,19 +434,9 @@ impl Handler<Triggered> for Supervisor {
             }
             return;
         }
-        let (cfg, slots, waiting) = (self.cfg.clone(), self.slots.clone(), self.waiting.clone());
+        let engine = self.engine.clone();
         actix::spawn(async move {
-            let ok = on_publish(
-                cfg,
-                slots,
-                waiting,
-                defs,
-                legacy,
-                msg.device,
-                msg.topic,
-                msg.payload,
-            )
-            .await;
+            let ok = on_publish(&engine, defs, legacy, msg.device, msg.topic, msg.payload).await;
             if let Some(done) = msg.done {
                 let _ = done.send(ok);
             }
@@ -319,11 +444,64 @@ impl Handler<Triggered> for Supervisor {
     }
 }
 
+impl Handler<StoreItems> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StoreItems, _ctx: &mut Self::Context) {
+        let origin = msg
+            .run_token
+            .and_then(|t| self.engine.run_origins.lock().get(&t).cloned())
+            .unwrap_or_default();
+        let engine = self.engine.clone();
+        actix::spawn(async move {
+            let stored = store_batch(&engine, msg.device, msg.items, origin, msg.source).await;
+            let _ = msg.done.send(stored);
+        });
+    }
+}
+
+impl Handler<Unlock> for Supervisor {
+    type Result = ResponseFuture<Result<bool, UnlockError>>;
+
+    fn handle(&mut self, msg: Unlock, _ctx: &mut Self::Context) -> Self::Result {
+        let engine = self.engine.clone();
+        let def = self.actions.get(msg.action.as_str()).cloned();
+        Box::pin(async move {
+            let def = def.ok_or(UnlockError::NoAction)?;
+            let device = engine
+                .cfg
+                .auth
+                .device_by_name(&msg.device)
+                .ok_or(UnlockError::NoDevice)?;
+            if def.unlock.is_empty() {
+                return Err(UnlockError::NeverLocks);
+            }
+            let key: LockKey = (Arc::from(def.name.as_str()), device.id.clone());
+            let was = engine.locks.unlock(&key);
+            let shared = engine.clone();
+            engine
+                .cfg
+                .store
+                .write(move |c| records::set_lock(c, &key.0, &key.1, shared.locks.locked_at(&key)))
+                .await
+                .map_err(|e| UnlockError::Store(e.to_string()))?;
+            if was {
+                device.watch.emit(|| Event::Lock {
+                    action: &def.name,
+                    state: "unlocked",
+                    by: "the admin API",
+                });
+            }
+            Ok(was)
+        })
+    }
+}
+
 impl Handler<Presence> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Presence, _ctx: &mut Self::Context) {
-        let Some(device) = self.cfg.auth.device(&msg.device_id) else {
+        let Some(device) = self.cfg().auth.device(&msg.device_id) else {
             return;
         };
         let kind = if msg.connected {
@@ -331,61 +509,70 @@ impl Handler<Presence> for Supervisor {
         } else {
             EventKind::Disconnect
         };
+        let mut fired = Fired::default();
         for def in self.actions.values() {
             if def.enabled
                 && def.trigger == Trigger::DeviceEvent(kind)
                 && def.applies_to(&device.name, &device.tags)
             {
-                let run = Run {
-                    def: def.clone(),
-                    trigger: "device_event",
-                    detail: kind.as_str().to_string(),
-                    device: Some(device.clone()),
-                    topic: None,
-                    items: Vec::new(),
-                };
-                run.spawn(self.cfg.clone(), self.slots.clone(), self.waiting.clone());
+                fired.add(
+                    &self.engine,
+                    def,
+                    Cause {
+                        trigger: "device_event",
+                        detail: kind.as_str().to_string(),
+                        device: Some(device.clone()),
+                        topic: None,
+                        items: Vec::new(),
+                        origin: Origin::default(),
+                        state: "unlocked",
+                    },
+                );
             }
         }
+        if fired.is_empty() {
+            return;
+        }
+        let engine = self.engine.clone();
+        actix::spawn(async move {
+            if let Err(e) = commit(&engine, Vec::new(), fired, None).await {
+                tracing::error!(device = %device.name, error = %e, "device event: runs not recorded");
+            }
+        });
     }
 }
 
 /// Everything a publish that matched actions turns into; false only when
 /// the database failed.
-#[allow(clippy::too_many_arguments)]
 async fn on_publish(
-    cfg: Arc<SupervisorConfig>,
-    slots: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
+    engine: &Arc<Engine>,
     defs: Vec<Arc<ActionDef>>,
     legacy: bool,
     device: Arc<DeviceInfo>,
     topic: Arc<str>,
     payload: Bytes,
 ) -> bool {
-    let started = now_ms();
-    let parsed = ingest::from_mqtt(&cfg.parsers, device.clone(), &topic, payload).await;
+    let parsed = ingest::from_mqtt(&engine.cfg.parsers, device.clone(), &topic, payload).await;
+    let cause = |items: Vec<Value>| Cause {
+        trigger: "mqtt_topic",
+        detail: topic.to_string(),
+        device: Some(device.clone()),
+        topic: Some(topic.clone()),
+        items,
+        origin: Origin::default(),
+        state: "unlocked",
+    };
     let parsed = match parsed {
         Ok(p) => p,
         Err(rejected) => {
             tracing::info!(device = %device.name, topic = %topic, reason = %rejected.reason, "publish gave no data");
             let runs: Vec<records::Run> = defs
                 .iter()
-                .map(|d| {
-                    record(
-                        d,
-                        "mqtt_topic",
-                        &topic,
-                        Some(&device),
-                        started,
-                        RunOutcome::Error,
-                        &rejected.reason,
-                    )
-                })
+                .map(|d| record(d, &cause(Vec::new()), RunOutcome::Error, &rejected.reason))
                 .collect();
             runs.iter().for_each(|r| count_run(r.outcome));
             if !runs.is_empty() {
-                cfg.store.write_detached("record runs", move |c| {
+                engine.cfg.store.write_detached("record runs", move |c| {
                     runs.iter()
                         .try_for_each(|r| records::insert_run(c, r).map(|_| ()))
                 });
@@ -395,73 +582,36 @@ async fn on_publish(
     };
     let scope: Vec<Value> = parsed.items.iter().map(|i| i.to_json()).collect();
     let mut store_items = legacy;
-    let mut stored_by: Vec<Arc<ActionDef>> = Vec::new();
+    let mut fired = Fired::default();
+    let n = parsed.items.len();
     for def in defs {
-        if def
-            .condition
-            .as_ref()
-            .is_some_and(|c| !c.matches_any(&scope))
-        {
+        if !all_hold(&def.conditions, &scope) {
             continue;
         }
         match &def.kind {
             ActionKind::InsertBucket => {
                 store_items = true;
-                stored_by.push(def);
+                fired.stored_by(&def, &cause(Vec::new()), n);
             }
-            _ => Run {
-                def,
-                trigger: "mqtt_topic",
-                detail: topic.to_string(),
-                device: Some(device.clone()),
-                topic: Some(topic.clone()),
-                items: scope.clone(),
-            }
-            .spawn(cfg.clone(), slots.clone(), waiting.clone()),
+            _ => fired.add(engine, &def, cause(scope.clone())),
         }
     }
-    if !store_items {
-        return true;
-    }
-    let n = parsed.items.len();
-    let runs: Vec<records::Run> = stored_by
-        .iter()
-        .map(|d| {
-            record(
-                d,
-                "mqtt_topic",
-                &topic,
-                Some(&device),
-                started,
-                RunOutcome::Ok,
-                &format!("{n} items stored"),
-            )
-        })
-        .collect();
-    let items = parsed.items;
-    let outcomes: Vec<RunOutcome> = runs.iter().map(|r| r.outcome).collect();
-    let result = cfg
-        .store
-        .write(move |c| {
-            bucket::insert(c, &items)?;
-            runs.iter()
-                .try_for_each(|r| records::insert_run(c, r).map(|_| ()))
-        })
-        .await;
-    match result {
-        Ok(()) => {
-            outcomes.into_iter().for_each(count_run);
-            for d in &stored_by {
-                let detail = format!("{n} items stored");
-                device.watch.emit(|| Event::Action {
-                    action: &d.name,
-                    action_type: "insert_bucket",
-                    outcome: "ok",
-                    detail: &detail,
-                });
-            }
-            true
-        }
+    let items = if store_items && n > 0 {
+        let index = engine.cfg.index.read().clone();
+        fired.stored(
+            engine,
+            &index,
+            &device,
+            &parsed.items,
+            &Origin::default(),
+            &topic,
+        );
+        parsed.items
+    } else {
+        Vec::new()
+    };
+    match commit(engine, items, fired, None).await {
+        Ok(()) => true,
         Err(e) => {
             tracing::error!(device = %device.name, topic = %topic, error = %e, "data not stored");
             false
@@ -469,7 +619,7 @@ async fn on_publish(
     }
 }
 
-fn count_run(outcome: RunOutcome) {
+pub(crate) fn count_run(outcome: RunOutcome) {
     let m = &crate::metrics::METRICS;
     match outcome {
         RunOutcome::Ok => m.runs_ok.inc(),
@@ -477,179 +627,5 @@ fn count_run(outcome: RunOutcome) {
         RunOutcome::Timeout => m.runs_timeout.inc(),
         RunOutcome::Skipped => m.runs_skipped.inc(),
         RunOutcome::Pending => {}
-    }
-}
-
-fn record(
-    def: &ActionDef,
-    trigger: &str,
-    detail: &str,
-    device: Option<&DeviceInfo>,
-    started_at: i64,
-    outcome: RunOutcome,
-    text: &str,
-) -> records::Run {
-    records::Run {
-        id: 0,
-        action: def.name.clone(),
-        trigger_kind: trigger.to_string(),
-        trigger_detail: detail.to_string(),
-        device_id: device.map(|d| d.id.clone()),
-        started_at,
-        ended_at: Some(now_ms()),
-        outcome,
-        detail: text.to_string(),
-        exit_code: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        attempts: Vec::new(),
-    }
-}
-
-/// One run of an analysis or an mqtt_publish action.
-struct Run {
-    def: Arc<ActionDef>,
-    trigger: &'static str,
-    /// The topic, the schedule time or the event.
-    detail: String,
-    device: Option<Arc<DeviceInfo>>,
-    topic: Option<Arc<str>>,
-    /// The message's data items (the analysis scope).
-    items: Vec<Value>,
-}
-
-impl Run {
-    fn spawn(self, cfg: Arc<SupervisorConfig>, slots: Arc<Semaphore>, waiting: Arc<AtomicUsize>) {
-        actix::spawn(async move {
-            let started = now_ms();
-            let mut rec = match &self.def.kind {
-                ActionKind::Analysis(spec) => {
-                    if waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING_ANALYSES {
-                        waiting.fetch_sub(1, Ordering::Relaxed);
-                        self.record(started, RunOutcome::Skipped, "too many analyses waiting")
-                    } else {
-                        let permit = slots.acquire_owned().await;
-                        waiting.fetch_sub(1, Ordering::Relaxed);
-                        let rec = self.analysis(&cfg, spec).await;
-                        drop(permit);
-                        rec
-                    }
-                }
-                ActionKind::MqttPublish(spec) => {
-                    let first = self.items.first();
-                    let value = first.and_then(|i| i.get("value")).map(|v| match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    });
-                    let vars = TemplateVars {
-                        device_name: self.device.as_ref().map(|d| d.name.as_str()).unwrap_or(""),
-                        device_id: self.device.as_ref().map(|d| d.id.as_str()).unwrap_or(""),
-                        variable: first
-                            .and_then(|i| i.get("variable"))
-                            .and_then(Value::as_str)
-                            .unwrap_or(""),
-                        value: value.as_deref().unwrap_or(""),
-                        topic: self.topic.as_deref().unwrap_or(""),
-                    };
-                    match spec.render(&vars) {
-                        Err(e) => self.record(started, RunOutcome::Error, &e),
-                        Ok((topic, payload)) => {
-                            let m = crate::router::Publication::new(
-                                topic.as_str().into(),
-                                Bytes::from(payload),
-                                spec.qos,
-                                spec.retain,
-                            );
-                            let sent = crate::router::publish(&cfg.router, m).await;
-                            if sent {
-                                self.record(
-                                    started,
-                                    RunOutcome::Ok,
-                                    &format!("published to {topic}"),
-                                )
-                            } else {
-                                self.record(
-                                    started,
-                                    RunOutcome::Error,
-                                    &format!("could not publish to {topic}"),
-                                )
-                            }
-                        }
-                    }
-                }
-                ActionKind::InsertBucket => self.record(
-                    started,
-                    RunOutcome::Error,
-                    "insert_bucket needs an MQTT publish to store",
-                ),
-            };
-            rec.ended_at = Some(now_ms());
-            if let Some(d) = &self.device {
-                d.watch.emit(|| Event::Action {
-                    action: &rec.action,
-                    action_type: self.def.kind.type_name(),
-                    outcome: rec.outcome.as_str(),
-                    detail: &rec.detail,
-                });
-            }
-            count_run(rec.outcome);
-            cfg.store.write_detached("record run", move |c| {
-                records::insert_run(c, &rec).map(|_| ())
-            });
-        });
-    }
-
-    fn record(&self, started: i64, outcome: RunOutcome, detail: &str) -> records::Run {
-        record(
-            &self.def,
-            self.trigger,
-            &self.detail,
-            self.device.as_deref(),
-            started,
-            outcome,
-            detail,
-        )
-    }
-
-    async fn analysis(&self, cfg: &SupervisorConfig, spec: &AnalysisSpec) -> records::Run {
-        let started = now_ms();
-        let began = Instant::now();
-        let device_id = self.device.as_ref().map(|d| d.id.as_str());
-        let (token_id, token) = cfg
-            .auth
-            .issue_run_token(device_id, spec.timeout + RUN_TOKEN_GRACE);
-        let environment: Vec<Value> = spec
-            .env
-            .iter()
-            .map(|(k, v)| json!({"key": k, "value": v}))
-            .collect();
-        let context = json!({
-            "analysis_id": self.def.name,
-            "token": token,
-            "environment": environment,
-            "trigger": self.trigger,
-            "trigger_detail": self.detail,
-            "topic": self.topic.as_deref(),
-            "device": self.device.as_ref().map(|d| json!({"id": d.id, "name": d.name, "tags": d.tags})),
-        });
-        let result = analysis::run(
-            spec,
-            AnalysisInput {
-                context,
-                scope: self.items.clone(),
-                analysis_id: self.def.name.clone(),
-                token,
-                api_base: cfg.api_base.clone(),
-                pass_env: cfg.pass_env.clone(),
-            },
-        )
-        .await;
-        cfg.auth.remove_token(&token_id);
-        tracing::info!(action = %self.def.name, outcome = result.outcome.as_str(), took_ms = began.elapsed().as_millis() as u64, "analysis ran");
-        let mut rec = self.record(started, result.outcome, &result.detail);
-        rec.exit_code = result.exit_code;
-        rec.stdout = result.stdout;
-        rec.stderr = result.stderr;
-        rec
     }
 }

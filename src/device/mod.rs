@@ -66,6 +66,9 @@ pub(crate) struct DeviceInfo {
     pub parser: Option<Arc<str>>,
     pub last_input: Arc<AtomicI64>,
     pub watch: Arc<Watch>,
+    /// Its bucket's own retention, ms (`None`: the server's; `Some(0)`:
+    /// for ever), so that `GET /data` leaves out what has expired.
+    pub retention_ms: Option<i64>,
 }
 
 impl DeviceInfo {
@@ -156,6 +159,17 @@ impl Auth {
         self.devices.read().get(id).cloned()
     }
 
+    /// The current copy of the device with this name (a walk over every
+    /// device: for the rare lookups by name, such as an action's fallback
+    /// device).
+    pub(crate) fn device_by_name(&self, name: &str) -> Option<Arc<DeviceInfo>> {
+        self.devices
+            .read()
+            .values()
+            .find(|d| d.name == name)
+            .cloned()
+    }
+
     /// Whether a token (by its hash) is still valid: not revoked, not expired.
     pub(crate) fn token_valid(&self, token_hash: &str) -> bool {
         let now = now_ms();
@@ -204,6 +218,7 @@ impl Auth {
                 parser: d.parser.as_deref().map(Arc::from),
                 last_input,
                 watch,
+                retention_ms: d.retention_ms,
             }),
         );
     }

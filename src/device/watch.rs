@@ -93,6 +93,24 @@ pub(crate) enum Event<'a> {
         outcome: &'a str,
         detail: &'a str,
     },
+    /// One attempt of a delivery (`http_post`, `email`) an action queued
+    /// for the device's data: `outcome` is `ok`, `retry` (another attempt
+    /// comes) or `error` (the last one failed).
+    Delivery {
+        action: &'a str,
+        action_type: &'a str,
+        attempt: u32,
+        outcome: &'a str,
+        detail: &'a str,
+    },
+    /// An action with an `unlock` was locked or unlocked for the device:
+    /// `state` is `locked` or `unlocked`, `by` says what did it (`a run`,
+    /// `data`, `the admin API`).
+    Lock {
+        action: &'a str,
+        state: &'a str,
+        by: &'a str,
+    },
 }
 
 /// One filter of a SUBSCRIBE as the inspector shows it.
@@ -304,6 +322,28 @@ mod event_tests {
         assert_eq!(
             v,
             serde_json::json!({"type": "action", "action": "a", "action_type": "insert_bucket", "outcome": "ok", "detail": "1 items stored"})
+        );
+        let v = serde_json::to_value(Event::Delivery {
+            action: "forward",
+            action_type: "http_post",
+            attempt: 2,
+            outcome: "retry",
+            detail: "HTTP 500",
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "delivery", "action": "forward", "action_type": "http_post", "attempt": 2, "outcome": "retry", "detail": "HTTP 500"})
+        );
+        let v = serde_json::to_value(Event::Lock {
+            action: "too-hot",
+            state: "locked",
+            by: "a run",
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "lock", "action": "too-hot", "state": "locked", "by": "a run"})
         );
         let v = serde_json::to_value(Event::Connect {
             client_id: "c",

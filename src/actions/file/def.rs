@@ -1,23 +1,25 @@
-//! What an action is: its definition, and how it matches devices, items and
-//! templates.
+//! What an action is: its definition, and how it matches devices. Its
+//! conditions are in `condition.rs`, its templates in `template.rs`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::actions::analysis::AnalysisSpec;
+use super::condition::Condition;
+use super::template::{render_template, TemplateVars};
+use crate::actions::analysis::{human, AnalysisSpec};
 use crate::protocol::validate::check_topic_name;
 use crate::store::devices::Tag;
 
 /// Arguments with these endings are taken as script files that must exist.
 pub(super) const SCRIPT_EXTENSIONS: &[&str] = &[".py", ".js", ".mjs", ".cjs", ".sh", ".rb", ".pl"];
 
-/// The templates `mqtt_publish` may use in its topic and payload.
-pub(super) const TEMPLATES: &[&str] = &["DEVICE.NAME", "DEVICE", "VARIABLE", "VALUE", "TOPIC"];
-
-/// Environment variables brook sets for an analysis; an action's `env`
-/// may not set them.
+/// Environment variables brook sets for an analysis, and the entries it
+/// adds to its environment list (TagoIO's action context); an action's
+/// `env` may not set them.
 pub(super) const RESERVED_ENV: &[&str] = &[
     "T_ANALYSIS_CONTEXT",
     "T_ANALYSIS_DATA",
@@ -26,7 +28,33 @@ pub(super) const RESERVED_ENV: &[&str] = &[
     "T_ANALYSIS_TOKEN",
     "TAGOIO_API",
     "BROOK_API",
+    "_action_id",
+    "_action_type",
+    "_action_state",
+    "_device_id",
 ];
+
+/// The shortest `every` interval.
+pub(crate) const MIN_EVERY: Duration = Duration::from_secs(60);
+
+/// `attempts` when not given: the first try and two retries.
+pub(crate) const DEFAULT_ATTEMPTS: u32 = 3;
+/// The most `attempts` an action may ask for.
+pub(crate) const MAX_ATTEMPTS: u32 = 100;
+/// `backoff` when not given.
+pub(crate) const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts: the backoff doubles up to this.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// `http_post.timeout` when not given.
+pub(crate) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// `email.timeout` when not given.
+pub(crate) const DEFAULT_EMAIL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest `timeout` of one attempt.
+pub(crate) const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// `max_pending` when not given: deliveries of one action waiting in SQLite.
+pub(crate) const DEFAULT_MAX_PENDING: usize = 1000;
+/// The largest `max_pending`.
+pub(crate) const MAX_MAX_PENDING: usize = 100_000;
 
 /// One `[[action]]`, checked and ready to match.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,8 +67,13 @@ pub(crate) struct ActionDef {
     /// matches. Default `["*"]`.
     pub devices: Vec<DeviceSelector>,
     pub trigger: Trigger,
-    /// When set, the action runs only if an item of the message meets it.
-    pub condition: Option<Condition>,
+    /// `condition`: the action runs only when each of these is met by an
+    /// item of the message (or batch). Empty: always.
+    pub conditions: Vec<Condition>,
+    /// `unlock` (TagoIO's Trigger Unlock, `variable` triggers only): when
+    /// not empty, a run locks the action for its device until a batch of
+    /// that device meets every one of these.
+    pub unlock: Vec<Condition>,
     /// What it does.
     pub kind: ActionKind,
     /// The file it came from, as found in the directory (`actions/x.toml`).
@@ -68,26 +101,61 @@ pub(crate) enum DeviceSelector {
 pub(crate) enum Trigger {
     /// A publish whose topic matches one of these filters (all valid).
     MqttTopic(Vec<String>),
+    /// Items of these variables (lower-cased) stored in a device's bucket,
+    /// by any path: once per stored batch that holds one.
+    Variable(Vec<String>),
     /// A cron schedule. `source` is the expression as written; `schedule` is
     /// parsed from it (5 fields read as seconds = 0, and their day-of-week
-    /// numbers translated from crontab's to the `cron` crate's). Boxed: a
+    /// numbers translated from crontab's to the `cron` crate's); it is read
+    /// in `timezone`, the server's local time when none is given. Boxed: a
     /// schedule is large and the other triggers are small.
     Schedule {
         source: String,
         schedule: Box<cron::Schedule>,
+        timezone: Option<chrono_tz::Tz>,
     },
+    /// `every = "5m"`: at every multiple of this interval since the Unix
+    /// epoch (at least [`MIN_EVERY`]), so a reload or a restart neither
+    /// shifts nor repeats a firing.
+    Every(Duration),
     /// A device connecting or disconnecting.
     DeviceEvent(DeviceEvent),
 }
 
 impl Trigger {
-    /// The trigger's key in the file: `mqtt_topic`, `schedule`, `device_event`.
+    /// The trigger's key in the file: `mqtt_topic`, `variable`, `schedule`,
+    /// `every`, `device_event`.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Trigger::MqttTopic(_) => "mqtt_topic",
+            Trigger::Variable(_) => "variable",
             Trigger::Schedule { .. } => "schedule",
+            Trigger::Every(_) => "every",
             Trigger::DeviceEvent(_) => "device_event",
         }
+    }
+
+    /// TagoIO's name for the action's type, as an analysis sees it in
+    /// `_action_type`: `condition` (a variable trigger), `mqtt_topic`,
+    /// `schedule`, `interval`; brook's own `device_event`.
+    pub(crate) fn tagoio_type(&self) -> &'static str {
+        match self {
+            Trigger::MqttTopic(_) => "mqtt_topic",
+            Trigger::Variable(_) => "condition",
+            Trigger::Schedule { .. } => "schedule",
+            Trigger::Every(_) => "interval",
+            Trigger::DeviceEvent(_) => "device_event",
+        }
+    }
+
+    /// Whether the trigger comes with data items (which conditions test).
+    pub(crate) fn has_items(&self) -> bool {
+        matches!(self, Trigger::MqttTopic(_) | Trigger::Variable(_))
+    }
+
+    /// Whether it fires on a timer.
+    pub(crate) fn is_timed(&self) -> bool {
+        matches!(self, Trigger::Schedule { .. } | Trigger::Every(_))
     }
 }
 
@@ -107,83 +175,6 @@ impl DeviceEvent {
     }
 }
 
-/// `condition = { variable, op, value }`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Condition {
-    /// Compared without regard to ASCII case, since stored variables are
-    /// lower-cased.
-    pub variable: String,
-    pub op: Op,
-    pub value: ConditionValue,
-}
-
-/// A condition's comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Lt,
-    Gt,
-    Eq,
-    Ne,
-    Le,
-    Ge,
-}
-
-impl Op {
-    /// As written in the file: `<`, `>`, `=`, `!=`, `<=`, `>=`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Op::Lt => "<",
-            Op::Gt => ">",
-            Op::Eq => "=",
-            Op::Ne => "!=",
-            Op::Le => "<=",
-            Op::Ge => ">=",
-        }
-    }
-
-    pub(super) fn parse(s: &str) -> Option<Op> {
-        Some(match s {
-            "<" => Op::Lt,
-            ">" => Op::Gt,
-            "=" | "==" => Op::Eq,
-            "!=" => Op::Ne,
-            "<=" => Op::Le,
-            ">=" => Op::Ge,
-            _ => return None,
-        })
-    }
-
-    fn holds(self, ordering: std::cmp::Ordering) -> bool {
-        use std::cmp::Ordering::*;
-        match self {
-            Op::Lt => ordering == Less,
-            Op::Gt => ordering == Greater,
-            Op::Eq => ordering == Equal,
-            Op::Ne => ordering != Equal,
-            Op::Le => ordering != Greater,
-            Op::Ge => ordering != Less,
-        }
-    }
-}
-
-/// A condition's `value`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ConditionValue {
-    Number(f64),
-    Text(String),
-    Bool(bool),
-}
-
-impl ConditionValue {
-    fn to_json(&self) -> Value {
-        match self {
-            ConditionValue::Number(n) => json!(n),
-            ConditionValue::Text(s) => json!(s),
-            ConditionValue::Bool(b) => json!(b),
-        }
-    }
-}
-
 /// What an action does: its `type` and that type's table.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ActionKind {
@@ -193,15 +184,22 @@ pub(crate) enum ActionKind {
     Analysis(AnalysisSpec),
     /// Publish a templated message.
     MqttPublish(PublishSpec),
+    /// POST the items to an HTTP endpoint, retried, off the message path.
+    HttpPost(HttpPostSpec),
+    /// Send an email through `[smtp]`, retried, off the message path.
+    Email(EmailSpec),
 }
 
 impl ActionKind {
-    /// The `type` as written: `insert_bucket`, `analysis`, `mqtt_publish`.
+    /// The `type` as written: `insert_bucket`, `analysis`, `mqtt_publish`,
+    /// `http_post`, `email`.
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
             ActionKind::InsertBucket => "insert_bucket",
             ActionKind::Analysis(_) => "analysis",
             ActionKind::MqttPublish(_) => "mqtt_publish",
+            ActionKind::HttpPost(_) => "http_post",
+            ActionKind::Email(_) => "email",
         }
     }
 }
@@ -220,94 +218,68 @@ pub(crate) struct PublishSpec {
     pub retain: bool,
 }
 
-/// What the `mqtt_publish` templates stand for in one run.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TemplateVars<'a> {
-    /// `$DEVICE.NAME$`.
-    pub device_name: &'a str,
-    /// `$DEVICE$`: the device id.
-    pub device_id: &'a str,
-    /// `$VARIABLE$`: the (first matching) item's variable.
-    pub variable: &'a str,
-    /// `$VALUE$`: that item's value as text.
-    pub value: &'a str,
-    /// `$TOPIC$`: the triggering message's topic.
-    pub topic: &'a str,
+/// How a delivery is retried: `attempts` and `backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RetrySpec {
+    /// Tries in all, the first included (1 to [`MAX_ATTEMPTS`]).
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles for each next one, up to
+    /// [`MAX_BACKOFF`].
+    pub backoff: Duration,
+}
+
+impl RetrySpec {
+    /// The wait after the `made`-th failed attempt (1-based).
+    pub(crate) fn delay_after(&self, made: u32) -> Duration {
+        let doublings = made.saturating_sub(1).min(20);
+        self.backoff
+            .saturating_mul(1u32 << doublings)
+            .min(MAX_BACKOFF)
+            .max(self.backoff.min(MAX_BACKOFF))
+    }
+}
+
+/// `http_post = { url, headers, attempts, backoff, timeout, fallback_device, max_pending }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpPostSpec {
+    /// `http://` or `https://`, possibly with templates (percent-encoded
+    /// when filled).
+    pub url: String,
+    /// Extra request headers; values may hold templates.
+    pub headers: BTreeMap<String, String>,
+    pub retry: RetrySpec,
+    /// For one attempt, connect to last byte.
+    pub timeout: Duration,
+    /// The device whose bucket takes the items when every attempt failed.
+    pub fallback_device: Option<String>,
+    /// Deliveries of this action waiting at most; past it the oldest goes.
+    pub max_pending: usize,
+}
+
+/// `email = { to, subject, body, attempts, backoff, timeout, max_pending }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EmailSpec {
+    /// Recipients, each checked as an address.
+    pub to: Vec<String>,
+    /// Possibly with templates.
+    pub subject: String,
+    /// Possibly with templates. Plain text.
+    pub body: String,
+    pub retry: RetrySpec,
+    /// For one attempt, connect to the end of the conversation.
+    pub timeout: Duration,
+    /// As [`HttpPostSpec::max_pending`].
+    pub max_pending: usize,
 }
 
 impl PublishSpec {
     /// The topic and payload for one run. Fails when the rendered topic is
     /// not a valid topic name (a device name with `+` in it, say).
-    pub(crate) fn render(&self, vars: &TemplateVars<'_>) -> Result<(String, String), String> {
+    pub(crate) fn render(&self, vars: &TemplateVars) -> Result<(String, String), String> {
         let topic = render_template(&self.topic, vars);
         check_topic_name(&topic).map_err(|why| format!("topic {topic:?} {why}"))?;
         Ok((topic, render_template(&self.payload, vars)))
     }
-}
-
-/// Replaces `$DEVICE.NAME$`, `$DEVICE$`, `$VARIABLE$`, `$VALUE$` and
-/// `$TOPIC$` in `template`, in one pass (a replacement is not expanded
-/// again). Any other `$` is kept as it is.
-pub(crate) fn render_template(template: &str, vars: &TemplateVars<'_>) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find('$') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        let name = after.find('$').map(|end| &after[..end]);
-        let value = match name {
-            Some("DEVICE.NAME") => Some(vars.device_name),
-            Some("DEVICE") => Some(vars.device_id),
-            Some("VARIABLE") => Some(vars.variable),
-            Some("VALUE") => Some(vars.value),
-            Some("TOPIC") => Some(vars.topic),
-            _ => None,
-        };
-        match (name, value) {
-            (Some(name), Some(value)) => {
-                out.push_str(value);
-                rest = &after[name.len() + 1..];
-            }
-            _ => {
-                out.push('$');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The `$NAME$` templates in `text` that are not known ones, for the check.
-/// Only upper-case names count, so `$5 and $6` is plain text.
-pub(super) fn unknown_templates(text: &str) -> Vec<String> {
-    let mut unknown = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find('$') {
-        let after = &rest[start + 1..];
-        match after.find('$') {
-            Some(end) => {
-                let name = &after[..end];
-                let template_like = !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c == '.' || c == '_')
-                    && name.chars().any(|c| c.is_ascii_uppercase());
-                if TEMPLATES.contains(&name) {
-                    rest = &after[end + 1..];
-                    continue;
-                }
-                if template_like {
-                    unknown.push(format!("${name}$"));
-                    rest = &after[end + 1..];
-                    continue;
-                }
-                rest = after;
-            }
-            None => break,
-        }
-    }
-    unknown
 }
 
 impl DeviceSelector {
@@ -353,70 +325,12 @@ impl DeviceSelector {
     }
 }
 
-impl Condition {
-    /// Whether one data item meets the condition: its `variable` is the
-    /// condition's (ignoring ASCII case) and its `value` compares true.
-    /// Numbers compare numerically (a numeric string counts as a number),
-    /// strings as strings, booleans with `=` and `!=` only. A value of
-    /// another type than the condition's does not match, whatever the op.
-    pub(crate) fn matches(&self, item: &Value) -> bool {
-        let same_variable = item
-            .get("variable")
-            .and_then(Value::as_str)
-            .is_some_and(|v| v.eq_ignore_ascii_case(&self.variable));
-        if !same_variable {
-            return false;
-        }
-        let Some(value) = item.get("value") else {
-            return false;
-        };
-        match &self.value {
-            ConditionValue::Number(want) => {
-                let have = match value {
-                    Value::Number(n) => n.as_f64(),
-                    Value::String(s) => s.trim().parse::<f64>().ok(),
-                    _ => None,
-                };
-                match have.and_then(|have| have.partial_cmp(want)) {
-                    Some(ordering) => self.op.holds(ordering),
-                    None => false,
-                }
-            }
-            ConditionValue::Text(want) => match value {
-                Value::String(have) => self.op.holds(have.as_str().cmp(want.as_str())),
-                _ => false,
-            },
-            ConditionValue::Bool(want) => {
-                let have = match value {
-                    Value::Bool(b) => Some(*b),
-                    Value::String(s) if s == "true" => Some(true),
-                    Value::String(s) if s == "false" => Some(false),
-                    _ => None,
-                };
-                match (have, self.op) {
-                    (Some(have), Op::Eq) => have == *want,
-                    (Some(have), Op::Ne) => have != *want,
-                    _ => false,
-                }
-            }
-        }
-    }
-
-    /// Whether any of the items meets it.
-    pub(crate) fn matches_any(&self, items: &[Value]) -> bool {
-        items.iter().any(|item| self.matches(item))
-    }
-}
-
 impl ActionDef {
     /// Whether the action takes messages and events of this device.
     pub(crate) fn applies_to(&self, device_name: &str, tags: &[Tag]) -> bool {
         self.devices.iter().any(|d| d.matches(device_name, tags))
     }
 
-    /// The definition as JSON, in the file's own terms: what the store keeps
-    /// and what [`ActionDef::hash`] is taken over. File and line are not part
-    /// of it.
     /// The definition as the `actions` table records it.
     pub(crate) fn record(&self) -> crate::store::actions::ActionRecord {
         crate::store::actions::ActionRecord {
@@ -429,29 +343,58 @@ impl ActionDef {
         }
     }
 
+    /// The definition as JSON, in the file's own terms: what the store keeps
+    /// and `GET /actions` shows. File and line are not part of it.
     pub(crate) fn definition(&self) -> Value {
+        self.definition_with(false)
+    }
+
+    /// What [`ActionDef::hash`] is taken over: the definition with the
+    /// `http_post` header values, which [`ActionDef::definition`] hides
+    /// (they often hold a credential, and the definition is shown by
+    /// `GET /actions`).
+    pub(super) fn hashed_definition(&self) -> Value {
+        self.definition_with(true)
+    }
+
+    fn definition_with(&self, header_values: bool) -> Value {
         let trigger = match &self.trigger {
             Trigger::MqttTopic(filters) => json!({"mqtt_topic": filters}),
-            Trigger::Schedule { source, .. } => json!({"schedule": source}),
+            Trigger::Variable(variables) => json!({"variable": variables}),
+            Trigger::Schedule {
+                source, timezone, ..
+            } => match timezone {
+                None => json!({"schedule": source}),
+                Some(tz) => json!({"schedule": source, "timezone": tz.name()}),
+            },
+            Trigger::Every(every) => json!({"every": human(*every)}),
             Trigger::DeviceEvent(event) => json!({"device_event": event.as_str()}),
         };
-        let condition = self.condition.as_ref().map(
-            |c| json!({"variable": c.variable, "op": c.op.as_str(), "value": c.value.to_json()}),
-        );
+        let conditions = |list: &[Condition]| match list {
+            [] => Value::Null,
+            [one] => one.to_json(),
+            many => Value::Array(many.iter().map(Condition::to_json).collect()),
+        };
         let mut def = json!({
             "name": self.name,
             "enabled": self.enabled,
             "devices": self.devices.iter().map(DeviceSelector::to_text).collect::<Vec<_>>(),
             "trigger": trigger,
-            "condition": condition,
+            "condition": conditions(&self.conditions),
             "type": self.kind.type_name(),
         });
+        // Only when given, so that the hash of an action without it is what
+        // it was before `unlock` existed.
+        if !self.unlock.is_empty() {
+            def["unlock"] = conditions(&self.unlock);
+        }
+        let retry = |r: &RetrySpec| (r.attempts, human(r.backoff));
         match &self.kind {
             ActionKind::InsertBucket => {}
             ActionKind::Analysis(a) => {
                 def["analysis"] = json!({
                     "command": a.command,
-                    "timeout": crate::actions::analysis::human(a.timeout),
+                    "timeout": human(a.timeout),
                     "env": a.env,
                 });
             }
@@ -461,6 +404,34 @@ impl ActionDef {
                     "payload": p.payload,
                     "qos": p.qos,
                     "retain": p.retain,
+                });
+            }
+            ActionKind::HttpPost(h) => {
+                let (attempts, backoff) = retry(&h.retry);
+                def["http_post"] = json!({
+                    "url": h.url,
+                    "headers": if header_values {
+                        json!(h.headers)
+                    } else {
+                        json!(h.headers.keys().map(|k| (k.clone(), "(hidden)")).collect::<BTreeMap<_, _>>())
+                    },
+                    "attempts": attempts,
+                    "backoff": backoff,
+                    "timeout": human(h.timeout),
+                    "fallback_device": h.fallback_device,
+                    "max_pending": h.max_pending,
+                });
+            }
+            ActionKind::Email(e) => {
+                let (attempts, backoff) = retry(&e.retry);
+                def["email"] = json!({
+                    "to": e.to,
+                    "subject": e.subject,
+                    "body": e.body,
+                    "attempts": attempts,
+                    "backoff": backoff,
+                    "timeout": human(e.timeout),
+                    "max_pending": e.max_pending,
                 });
             }
         }

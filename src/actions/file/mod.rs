@@ -9,16 +9,21 @@
 //! whole directory is clean: a reload that fails keeps the old set.
 
 //!
-//! `def.rs` holds the definitions and how they match (devices, conditions,
-//! templates), `schedule.rs` the cron rules, `walk.rs` the reading of one
+//! `def.rs` holds the definitions and how they match devices,
+//! `condition.rs` the conditions, `template.rs` the message variables,
+//! `schedule.rs` the cron rules and time zones, `walk.rs` the reading of one
 //! file; this file loads a directory and checks it.
 
+mod condition;
 mod def;
 mod schedule;
+mod template;
 mod walk;
 
+pub(crate) use condition::*;
 pub(crate) use def::*;
-pub(crate) use schedule::parse_schedule;
+pub(crate) use schedule::{next_firing, parse_schedule};
+pub(crate) use template::*;
 
 use std::collections::HashMap;
 use std::fmt;

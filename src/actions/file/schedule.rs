@@ -88,3 +88,43 @@ pub(super) fn crontab_weekdays(field: &str) -> Result<String, String> {
         .collect::<Vec<_>>()
         .join(","))
 }
+
+/// A `timezone`: an IANA name (`America/Sao_Paulo`, `UTC`), from the
+/// `chrono-tz` database.
+pub(crate) fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        format!(
+            "unknown time zone {name:?}: expected an IANA name like \"America/Sao_Paulo\", \"Europe/Berlin\" or \"UTC\""
+        )
+    })
+}
+
+/// When a timed trigger fires next, strictly after `now`; `None` for a
+/// trigger that is not timed (or a schedule that will not fire again).
+pub(crate) fn next_firing(
+    trigger: &super::Trigger,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::Utc;
+    match trigger {
+        super::Trigger::Schedule {
+            schedule, timezone, ..
+        } => match timezone {
+            Some(tz) => schedule
+                .after(&now.with_timezone(tz))
+                .next()
+                .map(|t| t.with_timezone(&Utc)),
+            None => schedule
+                .after(&now.with_timezone(&chrono::Local))
+                .next()
+                .map(|t| t.with_timezone(&Utc)),
+        },
+        super::Trigger::Every(every) => {
+            let step = i64::try_from(every.as_millis()).ok().filter(|s| *s > 0)?;
+            let now_ms = now.timestamp_millis();
+            let next = now_ms.div_euclid(step).checked_add(1)?.checked_mul(step)?;
+            chrono::DateTime::<Utc>::from_timestamp_millis(next)
+        }
+        _ => None,
+    }
+}

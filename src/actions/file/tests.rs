@@ -85,7 +85,8 @@ fn insert_bucket_with_defaults() {
             "sensors/+/humidity".into()
         ])
     );
-    assert_eq!(def.condition, None);
+    assert_eq!(def.conditions, vec![]);
+    assert_eq!(def.unlock, vec![]);
     assert_eq!(def.kind, ActionKind::InsertBucket);
     assert_eq!(def.line, 2);
     assert!(def.file.ends_with("a.toml"));
@@ -125,12 +126,12 @@ analysis = { command = ["python3", "analysis/too_hot.py"], timeout = "5s", env =
     );
     assert_eq!(def.trigger, Trigger::MqttTopic(vec!["sensors/#".into()]));
     assert_eq!(
-        def.condition,
-        Some(Condition {
+        def.conditions,
+        vec![Condition {
             variable: "temperature".into(),
-            op: Op::Gt,
-            value: ConditionValue::Number(30.0)
-        })
+            test: Test::Compare(Op::Gt, ConditionValue::Number(30.0)),
+            field: None,
+        }]
     );
     let ActionKind::Analysis(spec) = &def.kind else {
         panic!("not an analysis: {:?}", def.kind);
@@ -287,9 +288,9 @@ mqtt_publish = { topic = "t", qos = 0, dup = true }
         d.errors(),
         vec![
             "a.toml:1: unknown key `title` (a file holds only [[action]] tables)",
-            "a.toml:5: unknown key `colour` in [[action]] (known keys: name, enabled, devices, trigger, condition, type, analysis, mqtt_publish)",
-            "a.toml:6: unknown key `qos` in trigger (known keys: mqtt_topic, schedule, device_event)",
-            "a.toml:7: unknown key `unit` in condition (known keys: variable, op, value)",
+            "a.toml:5: unknown key `colour` in [[action]] (known keys: name, enabled, devices, trigger, condition, unlock, type, analysis, mqtt_publish, http_post, email)",
+            "a.toml:6: unknown key `qos` in trigger (known keys: mqtt_topic, variable, schedule, every, device_event, timezone)",
+            "a.toml:7: unknown key `unit` in condition (known keys: variable, op, value, field)",
             "a.toml:9: unknown key `retries` in analysis (known keys: command, timeout, env)",
             "a.toml:15: unknown key `dup` in mqtt_publish (known keys: topic, payload, qos, retain)",
         ]
@@ -302,8 +303,8 @@ fn missing_keys_are_reported_at_the_header() {
         errors_of("# actions\n\n[[action]]\nenabled = true\n"),
         vec![
             "a.toml:3: missing key `name`",
-            "a.toml:3: missing key `trigger` (one of mqtt_topic, schedule, device_event)",
-            "a.toml:3: missing key `type` (insert_bucket, analysis or mqtt_publish)",
+            "a.toml:3: missing key `trigger` (one of mqtt_topic, variable, schedule, every, device_event)",
+            "a.toml:3: missing key `type` (insert_bucket, analysis, mqtt_publish, http_post or email)",
         ]
     );
 }
@@ -359,7 +360,7 @@ fn trigger_needs_exactly_one_kind() {
             "[[action]]\nname = \"x\"\ntrigger = {}\ntype = \"insert_bucket\"\n\n[[action]]\nname = \"y\"\ntype = \"analysis\"\nanalysis = { command = [\"true\"] }\n[action.trigger]\nschedule = \"* * * * *\"\ndevice_event = \"connect\"\n"
         ),
         vec![
-            "a.toml:3: trigger: needs one of mqtt_topic, schedule, device_event",
+            "a.toml:3: trigger: needs one of mqtt_topic, variable, schedule, every, device_event",
             "a.toml:12: trigger: has both schedule and device_event; give exactly one",
         ]
     );
@@ -427,8 +428,7 @@ condition = { op = "=" }
 "#
         ),
         vec![
-            "a.toml:5: condition.op: expected one of <, >, =, !=, <=, >=, got \"~\"",
-            "a.toml:5: condition.value: expected a number, string or boolean, got array",
+            "a.toml:5: condition.op: expected one of <, >, =, !=, <=, >=, between, any, got \"~\"",
             "a.toml:11: condition.op: < does not apply to a boolean; use = or !=",
             "a.toml:17: condition: missing key `variable`",
             "a.toml:17: condition: missing key `value`",
@@ -442,7 +442,7 @@ fn condition_needs_a_topic_trigger() {
         errors_of(
             "[[action]]\nname = \"x\"\ntrigger = { device_event = \"connect\" }\ncondition = { variable = \"t\", op = \">\", value = 1 }\ntype = \"mqtt_publish\"\nmqtt_publish = { topic = \"t\" }\n"
         ),
-        vec!["a.toml:4: condition: only an mqtt_topic trigger has data to test; drop the condition or trigger on a topic"]
+        vec!["a.toml:4: condition: only an mqtt_topic or a variable trigger has data to test; drop the condition or trigger on a topic or a variable"]
     );
 }
 
@@ -479,7 +479,7 @@ type = "insert_bucket"
 "#
         ),
         vec![
-            "a.toml:4: type: expected insert_bucket, analysis or mqtt_publish, got \"store\"",
+            "a.toml:4: type: expected insert_bucket, analysis, mqtt_publish, http_post or email, got \"store\"",
             "a.toml:9: type \"analysis\" needs an `analysis` table, like analysis = { command = [\"python3\", \"analysis/x.py\"] }",
             "a.toml:15: `mqtt_publish` table given, but type is \"insert_bucket\"",
             "a.toml:20: type \"mqtt_publish\" needs an `mqtt_publish` table, like mqtt_publish = { topic = \"devices/$DEVICE.NAME$/config\" }",
@@ -625,7 +625,7 @@ mqtt_publish = { topic = "devices/+/config", qos = 3, retain = "no" }
 name = "y"
 trigger = { device_event = "connect" }
 type = "mqtt_publish"
-mqtt_publish = { topic = "devices/$DEVICE_NAME$/config", payload = "$VALUE$ costs $5 $UNIT$" }
+mqtt_publish = { topic = "devices/$DEVICE_NAME$/config", payload = "$VALUE$ costs $5 $UNITS$" }
 
 [[action]]
 name = "z"
@@ -638,8 +638,8 @@ mqtt_publish = { payload = "x" }
             "a.toml:5: mqtt_publish.topic: invalid topic name \"devices/+/config\": contains a wildcard",
             "a.toml:5: mqtt_publish.qos: expected 0, 1 or 2, got 3",
             "a.toml:5: mqtt_publish.retain: expected true or false, got string",
-            "a.toml:11: mqtt_publish.topic: unknown template $DEVICE_NAME$ (known: $DEVICE.NAME$, $DEVICE$, $VARIABLE$, $VALUE$, $TOPIC$)",
-            "a.toml:11: mqtt_publish.payload: unknown template $UNIT$ (known: $DEVICE.NAME$, $DEVICE$, $VARIABLE$, $VALUE$, $TOPIC$)",
+            "a.toml:11: mqtt_publish.topic: unknown template $DEVICE_NAME$ (known: $DEVICE.NAME$, $DEVICE$, $VARIABLE$, $VALUE$, $UNIT$, $TIME$, $LOCATION$, $GROUP$, $TOPIC$, $ACTION.STATE$)",
+            "a.toml:11: mqtt_publish.payload: unknown template $UNITS$ (known: $DEVICE.NAME$, $DEVICE$, $VARIABLE$, $VALUE$, $UNIT$, $TIME$, $LOCATION$, $GROUP$, $TOPIC$, $ACTION.STATE$)",
             "a.toml:17: mqtt_publish: missing key `topic`",
         ]
     );
@@ -687,8 +687,8 @@ fn check_output() {
     assert_eq!(
         String::from_utf8(out).unwrap(),
         format!(
-            "{p}:1: missing key `trigger` (one of mqtt_topic, schedule, device_event)\n\
-             {p}:1: missing key `type` (insert_bucket, analysis or mqtt_publish)\n",
+            "{p}:1: missing key `trigger` (one of mqtt_topic, variable, schedule, every, device_event)\n\
+             {p}:1: missing key `type` (insert_bucket, analysis, mqtt_publish, http_post or email)\n",
             p = path.display()
         )
     );
@@ -775,8 +775,8 @@ fn action_applies_when_any_selector_matches() {
 fn condition(variable: &str, op: Op, value: ConditionValue) -> Condition {
     Condition {
         variable: variable.into(),
-        op,
-        value,
+        test: Test::Compare(op, value),
+        field: None,
     }
 }
 
@@ -920,11 +920,12 @@ fn shorthand_schedules() {
 #[test]
 fn templates_render_in_one_pass() {
     let vars = TemplateVars {
-        device_name: "gh",
-        device_id: "abc123",
-        variable: "temperature",
-        value: "$TOPIC$",
-        topic: "sensors/gh/temperature",
+        device_name: "gh".into(),
+        device_id: "abc123".into(),
+        variable: "temperature".into(),
+        value: "$TOPIC$".into(),
+        topic: "sensors/gh/temperature".into(),
+        ..TemplateVars::default()
     };
     assert_eq!(
         render_template("devices/$DEVICE.NAME$/$DEVICE$/$VARIABLE$", &vars),
@@ -949,11 +950,373 @@ fn templates_render_in_one_pass() {
         )
     );
     let wild = TemplateVars {
-        device_name: "a+b",
+        device_name: "a+b".into(),
         ..vars
     };
     assert_eq!(
         spec.render(&wild).unwrap_err(),
         "topic \"devices/a+b/config\" contains a wildcard"
+    );
+}
+
+// ---- TagoIO's actions: variable triggers, conditions, unlock, deliveries.
+
+const ALARM: &str = r#"
+[[action]]
+name = "alarm"
+trigger = { variable = ["Temperature", "humidity", "temperature"] }
+condition = [
+  { variable = "temperature", op = "between", value = [20, 30] },
+  { variable = "door", op = "any" },
+  { variable = "code", op = "=", value = 0x1, field = "string" },
+]
+unlock = { variable = "temperature", op = "<", value = 90 }
+type = "http_post"
+http_post = { url = "https://host/path/$DEVICE.NAME$", headers = { Authorization = "Bearer $VALUE$" }, attempts = 10, backoff = "2s", timeout = "5s", fallback_device = "http-errors", max_pending = 50 }
+"#;
+
+#[test]
+fn variable_trigger_with_conditions_unlock_and_http_post() {
+    let def = one(ALARM);
+    assert_eq!(
+        def.trigger,
+        Trigger::Variable(vec!["temperature".into(), "humidity".into()]),
+        "lower-cased, each once"
+    );
+    assert_eq!(
+        def.conditions,
+        vec![
+            Condition {
+                variable: "temperature".into(),
+                test: Test::Between(ConditionValue::Number(20.0), ConditionValue::Number(30.0)),
+                field: None,
+            },
+            Condition {
+                variable: "door".into(),
+                test: Test::Any,
+                field: None,
+            },
+            Condition {
+                variable: "code".into(),
+                test: Test::Compare(Op::Eq, ConditionValue::Text("0x1".into())),
+                field: Some(Field::String),
+            },
+        ]
+    );
+    assert_eq!(
+        def.unlock,
+        vec![Condition {
+            variable: "temperature".into(),
+            test: Test::Compare(Op::Lt, ConditionValue::Number(90.0)),
+            field: None,
+        }]
+    );
+    let ActionKind::HttpPost(spec) = &def.kind else {
+        panic!("not an http_post: {:?}", def.kind);
+    };
+    assert_eq!(spec.url, "https://host/path/$DEVICE.NAME$");
+    assert_eq!(spec.headers["Authorization"], "Bearer $VALUE$");
+    assert_eq!(
+        spec.retry,
+        RetrySpec {
+            attempts: 10,
+            backoff: Duration::from_secs(2)
+        }
+    );
+    assert_eq!(spec.timeout, Duration::from_secs(5));
+    assert_eq!(spec.fallback_device.as_deref(), Some("http-errors"));
+    assert_eq!(spec.max_pending, 50);
+    // GET /actions shows the header's name, not its value; the hash still
+    // changes with the value.
+    assert_eq!(
+        def.definition()["http_post"]["headers"],
+        json!({"Authorization": "(hidden)"})
+    );
+    assert_eq!(def.definition()["unlock"]["op"], "<");
+    assert_eq!(
+        def.definition()["condition"][0]["value"],
+        json!([20.0, 30.0])
+    );
+    let other = one(&ALARM.replace("Bearer $VALUE$", "Bearer x"));
+    assert_ne!(def.hash, other.hash);
+}
+
+#[test]
+fn http_post_and_email_defaults() {
+    let post = one(
+        "[[action]]\nname = \"p\"\ntrigger = { mqtt_topic = \"a/#\" }\ntype = \"http_post\"\nhttp_post = { url = \"http://127.0.0.1:9/x\" }\n",
+    );
+    let ActionKind::HttpPost(spec) = post.kind else {
+        panic!("not an http_post");
+    };
+    assert_eq!(
+        spec.retry,
+        RetrySpec {
+            attempts: 3,
+            backoff: Duration::from_secs(1)
+        }
+    );
+    assert_eq!(spec.timeout, Duration::from_secs(10));
+    assert_eq!((spec.fallback_device, spec.max_pending), (None, 1000));
+
+    let mail = one(
+        "[[action]]\nname = \"m\"\ntrigger = { variable = \"t\" }\ntype = \"email\"\nemail = { to = \"ops@example.com\", subject = \"$DEVICE.NAME$: $VARIABLE$ = $VALUE$ $UNIT$\" }\n",
+    );
+    let ActionKind::Email(spec) = mail.kind else {
+        panic!("not an email");
+    };
+    assert_eq!(spec.to, vec!["ops@example.com"]);
+    assert_eq!(spec.body, "");
+    assert_eq!(spec.timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn bad_http_post_email_unlock_and_timezone_name_their_lines() {
+    assert_eq!(
+        errors_of(
+            r#"[[action]]
+name = "a"
+trigger = { variable = ["t"] }
+type = "http_post"
+http_post = { url = "ftp://host/x", attempts = 0, backoff = "2m", headers = { Host = "x", "X-Bad" = "a$NOPE$" }, fallback_device = "no/slash" }
+
+[[action]]
+name = "b"
+trigger = { mqtt_topic = ["t"] }
+unlock = { variable = "t", op = "<", value = 1 }
+type = "email"
+email = { to = ["not an address"], body = "x" }
+
+[[action]]
+name = "c"
+trigger = { schedule = "0 2 * * *", timezone = "Mars/Olympus" }
+type = "mqtt_publish"
+mqtt_publish = { topic = "t" }
+
+[[action]]
+name = "d"
+trigger = { every = "30s" }
+type = "mqtt_publish"
+mqtt_publish = { topic = "t" }
+
+[[action]]
+name = "e"
+trigger = { every = "5m", timezone = "UTC" }
+type = "mqtt_publish"
+mqtt_publish = { topic = "t" }
+
+[[action]]
+name = "f"
+trigger = { variable = ["has space"] }
+condition = { variable = "t", op = "between", value = [30, 20] }
+unlock = [{ variable = "t", op = "any", value = 1 }]
+type = "insert_bucket"
+"#
+        ),
+        vec![
+            "a.toml:5: http_post.url: \"ftp://host/x\" has the scheme \"ftp\"; use http:// or https://",
+            "a.toml:5: http_post.headers: \"Host\" is set by brook itself",
+            "a.toml:5: http_post.headers.X-Bad: unknown template $NOPE$ (known: $DEVICE.NAME$, $DEVICE$, $VARIABLE$, $VALUE$, $UNIT$, $TIME$, $LOCATION$, $GROUP$, $TOPIC$, $ACTION.STATE$)",
+            "a.toml:5: http_post.attempts: expected a whole number from 1 to 100, got 0",
+            "a.toml:5: http_post.backoff: \"2m\" is longer than 1m",
+            "a.toml:5: http_post.fallback_device: \"no/slash\" is not a device name (1 to 100 characters of A-Za-z0-9_.-)",
+            "a.toml:10: unlock: only a variable trigger can be unlocked by data (as TagoIO's Trigger Unlock), not mqtt_topic",
+            "a.toml:12: email.to: \"not an address\" is not an email address: Missing domain or user",
+            "a.toml:12: email: missing key `subject`",
+            "a.toml:16: timezone: unknown time zone \"Mars/Olympus\": expected an IANA name like \"America/Sao_Paulo\", \"Europe/Berlin\" or \"UTC\"",
+            "a.toml:22: every: \"30s\" is shorter than the shortest interval, 1m",
+            "a.toml:28: timezone: applies to a cron schedule only, not to every",
+            "a.toml:34: variable: \"has space\" must not contain spaces",
+            "a.toml:35: condition.value: [low, high] with low above high never holds",
+            "a.toml:36: unlock.value: op \"any\" takes no value",
+        ]
+    );
+}
+
+#[test]
+fn forced_field_types() {
+    let c = |text: &str| -> Vec<String> {
+        errors_of(&format!(
+            "[[action]]\nname = \"x\"\ntrigger = {{ variable = \"v\" }}\ncondition = {text}\ntype = \"mqtt_publish\"\nmqtt_publish = {{ topic = \"t\" }}\n"
+        ))
+    };
+    assert_eq!(
+        c(r#"{ variable = "v", op = ">", value = "warm", field = "number" }"#),
+        vec!["a.toml:4: condition.value: \"warm\" is not a number (field = \"number\")"]
+    );
+    assert_eq!(
+        c(r#"{ variable = "v", op = "=", value = 1, field = "boolean" }"#),
+        vec!["a.toml:4: condition.value: 1.0 is not true or false (field = \"boolean\")"]
+    );
+    assert_eq!(
+        c(r#"{ variable = "v", op = "=", value = 1, field = "text" }"#),
+        vec!["a.toml:4: condition.field: expected \"number\", \"string\" or \"boolean\", got \"text\""]
+    );
+    assert_eq!(
+        c(r#"{ variable = "v", op = "between", value = [true, false] }"#),
+        vec!["a.toml:4: condition.op: between does not apply to booleans; use = or !="]
+    );
+    assert_eq!(c("[]"), vec!["a.toml:4: condition: is empty"]);
+}
+
+#[test]
+fn between_any_and_forced_fields_match() {
+    let item = |v: Value| json!({"variable": "t", "value": v});
+    let between = Condition {
+        variable: "t".into(),
+        test: Test::Between(ConditionValue::Number(20.0), ConditionValue::Number(30.0)),
+        field: None,
+    };
+    for (v, want) in [
+        (json!(20), true),
+        (json!(30), true),
+        (json!(25.5), true),
+        (json!("21"), true),
+        (json!(19.9), false),
+        (json!(30.1), false),
+        (json!("warm"), false),
+    ] {
+        assert_eq!(between.matches(&item(v.clone())), want, "{v}");
+    }
+    let any = Condition {
+        variable: "t".into(),
+        test: Test::Any,
+        field: None,
+    };
+    assert!(any.matches(&item(json!("whatever"))));
+    assert!(
+        any.matches(&json!({"variable": "t"})),
+        "an item without a value is new data too"
+    );
+    assert!(!any.matches(&json!({"variable": "u", "value": 1})));
+    // As a string, "0x1" is "0x1"; 21.5 is "21.5".
+    let hex = Condition {
+        variable: "t".into(),
+        test: Test::Compare(Op::Eq, ConditionValue::Text("0x1".into())),
+        field: Some(Field::String),
+    };
+    assert!(hex.matches(&item(json!("0x1"))));
+    assert!(!hex.matches(&item(json!(1))));
+    let text = Condition {
+        variable: "t".into(),
+        test: Test::Compare(Op::Eq, ConditionValue::Text("21.5".into())),
+        field: Some(Field::String),
+    };
+    assert!(
+        text.matches(&item(json!(21.5))),
+        "a number compared as its text"
+    );
+    let unforced = Condition {
+        field: None,
+        ..text
+    };
+    assert!(
+        !unforced.matches(&item(json!(21.5))),
+        "without field, a number is not a string"
+    );
+    // A list holds when each condition is met by some item.
+    let conditions = vec![between, any];
+    assert!(all_hold(&conditions, &[item(json!(25))]));
+    assert!(!all_hold(
+        &conditions,
+        &[json!({"variable": "u", "value": 25})]
+    ));
+    assert!(all_hold(&[], &[]));
+}
+
+#[test]
+fn retries_back_off_doubling_up_to_a_minute() {
+    let r = RetrySpec {
+        attempts: 10,
+        backoff: Duration::from_secs(1),
+    };
+    let waits: Vec<u64> = (1..=8).map(|n| r.delay_after(n).as_secs()).collect();
+    assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60]);
+    let fast = RetrySpec {
+        attempts: 3,
+        backoff: Duration::from_millis(100),
+    };
+    assert_eq!(fast.delay_after(2), Duration::from_millis(200));
+    assert_eq!(fast.delay_after(u32::MAX), Duration::from_secs(60));
+}
+
+// ---- Schedules in a time zone, and intervals.
+
+#[test]
+fn a_schedule_fires_in_its_time_zone() {
+    use chrono::{TimeZone, Utc};
+    let def = one(
+        "[[action]]\nname = \"n\"\ntrigger = { schedule = \"0 2 * * *\", timezone = \"America/Sao_Paulo\" }\ntype = \"mqtt_publish\"\nmqtt_publish = { topic = \"t\" }\n",
+    );
+    // 02:00 in São Paulo (UTC-3, no daylight saving since 2019) is 05:00 UTC.
+    let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+    assert_eq!(
+        next_firing(&def.trigger, now),
+        Some(Utc.with_ymd_and_hms(2026, 11, 25, 5, 0, 0).unwrap())
+    );
+    assert_eq!(
+        def.definition()["trigger"],
+        json!({"schedule": "0 2 * * *", "timezone": "America/Sao_Paulo"})
+    );
+}
+
+#[test]
+fn every_fires_on_multiples_of_its_interval() {
+    use chrono::{TimeZone, Utc};
+    let def = one(
+        "[[action]]\nname = \"e\"\ntrigger = { every = \"5m\" }\ntype = \"mqtt_publish\"\nmqtt_publish = { topic = \"t\" }\n",
+    );
+    assert_eq!(def.trigger, Trigger::Every(Duration::from_secs(300)));
+    let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 7, 30).unwrap();
+    assert_eq!(
+        next_firing(&def.trigger, now),
+        Some(Utc.with_ymd_and_hms(2026, 11, 24, 12, 10, 0).unwrap())
+    );
+    let on_the_dot = Utc.with_ymd_and_hms(2026, 11, 24, 12, 10, 0).unwrap();
+    assert_eq!(
+        next_firing(&def.trigger, on_the_dot),
+        Some(Utc.with_ymd_and_hms(2026, 11, 24, 12, 15, 0).unwrap()),
+        "strictly after now"
+    );
+    assert_eq!(def.definition()["trigger"], json!({"every": "5m"}));
+    assert_eq!(def.trigger.tagoio_type(), "interval");
+}
+
+// ---- Message variables.
+
+#[test]
+fn every_message_variable_is_filled_from_the_item() {
+    let item = json!({
+        "variable": "temperature", "value": 31.5, "unit": "°C",
+        "time": "2026-11-24T10:00:00.000Z", "group": "g1",
+        "location": {"type": "Point", "coordinates": [-46.6, -23.5]},
+    });
+    let vars = TemplateVars {
+        device_name: "gh".into(),
+        device_id: "abc".into(),
+        topic: "sensors/gh".into(),
+        action_state: "locked".into(),
+        ..TemplateVars::default()
+    }
+    .with_item(Some(&item));
+    assert_eq!(
+        render_template(
+            "$DEVICE.NAME$ $DEVICE$ $VARIABLE$=$VALUE$$UNIT$ at $TIME$ in $LOCATION$ ($GROUP$) on $TOPIC$: $ACTION.STATE$",
+            &vars
+        ),
+        "gh abc temperature=31.5°C at 2026-11-24T10:00:00.000Z in -23.5,-46.6 (g1) on sensors/gh: locked"
+    );
+    // In a URL a value is percent-encoded; in a header, control characters go.
+    let hostile = TemplateVars {
+        value: "../../admin?x=1\r\nX-Evil: 1".into(),
+        ..vars
+    };
+    assert_eq!(
+        render_url("https://h/v/$VALUE$", &hostile),
+        "https://h/v/..%2F..%2Fadmin%3Fx%3D1%0D%0AX-Evil%3A%201"
+    );
+    assert_eq!(
+        render_line("v=$VALUE$", &hostile),
+        "v=../../admin?x=1  X-Evil: 1"
     );
 }

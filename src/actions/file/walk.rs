@@ -1,20 +1,20 @@
 //! Reading one action file: a spanned TOML tree walked by hand, so that
 //! every problem is reported with its line.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::actions::analysis::{AnalysisSpec, DEFAULT_TIMEOUT};
 use crate::config::parse_duration;
-use crate::protocol::validate::{check_topic_filter, check_topic_name};
+use crate::protocol::validate::check_topic_filter;
 
+use super::schedule::parse_timezone;
 use super::*;
+
+mod kinds;
 
 type Val<'i> = Spanned<DeValue<'i>>;
 
@@ -152,9 +152,12 @@ impl<'a> Source<'a> {
                 "devices",
                 "trigger",
                 "condition",
+                "unlock",
                 "type",
                 "analysis",
                 "mqtt_publish",
+                "http_post",
+                "email",
             ],
             "[[action]]",
         );
@@ -214,25 +217,43 @@ impl<'a> Source<'a> {
             None => {
                 self.error(
                     header.clone(),
-                    "missing key `trigger` (one of mqtt_topic, schedule, device_event)",
+                    "missing key `trigger` (one of mqtt_topic, variable, schedule, every, device_event)",
                 );
                 None
             }
             Some(value) => self.trigger(value),
         };
 
-        let condition = match table.get("condition") {
-            None => Some(None),
+        let conditions = match table.get("condition") {
+            None => Some(Vec::new()),
             Some(value) => {
-                let condition = self.condition(value);
-                if let Some(Trigger::Schedule { .. } | Trigger::DeviceEvent(_)) = &trigger {
+                let conditions = self.conditions(value, "condition");
+                if trigger.as_ref().is_some_and(|t| !t.has_items()) {
                     self.error(
                         value.span(),
-                        "condition: only an mqtt_topic trigger has data to test; \
-                         drop the condition or trigger on a topic",
+                        "condition: only an mqtt_topic or a variable trigger has data to test; \
+                         drop the condition or trigger on a topic or a variable",
                     );
                 }
-                condition.map(Some)
+                conditions
+            }
+        };
+
+        let unlock = match table.get("unlock") {
+            None => Some(Vec::new()),
+            Some(value) => {
+                let unlock = self.conditions(value, "unlock");
+                if let Some(trigger) = trigger.as_ref().filter(|t| t.kind() != "variable") {
+                    self.error(
+                        value.span(),
+                        format!(
+                            "unlock: only a variable trigger can be unlocked by data (as TagoIO's \
+                             Trigger Unlock), not {}",
+                            trigger.kind()
+                        ),
+                    );
+                }
+                unlock
             }
         };
 
@@ -241,8 +262,15 @@ impl<'a> Source<'a> {
         if self.errors.len() > errors_before {
             return None;
         }
-        let (Some(name), Some(enabled), Some(devices), Some(trigger), Some(condition), Some(kind)) =
-            (name, enabled, devices, trigger, condition, kind)
+        let (
+            Some(name),
+            Some(enabled),
+            Some(devices),
+            Some(trigger),
+            Some(conditions),
+            Some(unlock),
+            Some(kind),
+        ) = (name, enabled, devices, trigger, conditions, unlock, kind)
         else {
             // Every `None` above has reported a problem; this is not reached.
             return None;
@@ -252,13 +280,14 @@ impl<'a> Source<'a> {
             enabled,
             devices,
             trigger,
-            condition,
+            conditions,
+            unlock,
             kind,
             file: self.file.to_path_buf(),
             line,
             hash: String::new(),
         };
-        def.hash = hash_of(&def.definition());
+        def.hash = hash_of(&def.hashed_definition());
         Some((def, name_line))
     }
 
@@ -303,7 +332,8 @@ impl<'a> Source<'a> {
         ok.then_some(selectors)
     }
 
-    /// `trigger = { mqtt_topic | schedule | device_event }`, exactly one.
+    /// `trigger = { mqtt_topic | variable | schedule | every | device_event }`,
+    /// exactly one (a schedule may add `timezone`).
     fn trigger(&mut self, value: &Val<'_>) -> Option<Trigger> {
         let Some(table) = value.get_ref().as_table() else {
             self.error(
@@ -315,8 +345,25 @@ impl<'a> Source<'a> {
             );
             return None;
         };
-        const KINDS: [&str; 3] = ["mqtt_topic", "schedule", "device_event"];
-        self.unknown_keys(table, &KINDS, "trigger");
+        const KINDS: [&str; 5] = [
+            "mqtt_topic",
+            "variable",
+            "schedule",
+            "every",
+            "device_event",
+        ];
+        self.unknown_keys(
+            table,
+            &[
+                "mqtt_topic",
+                "variable",
+                "schedule",
+                "every",
+                "device_event",
+                "timezone",
+            ],
+            "trigger",
+        );
         let given: Vec<(&str, &Val<'_>)> = KINDS
             .iter()
             .filter_map(|k| table.get(*k).map(|v| (*k, v)))
@@ -324,10 +371,10 @@ impl<'a> Source<'a> {
         let (kind, inner) = match given.as_slice() {
             [] => {
                 // Unknown keys alone were already reported.
-                if table.is_empty() {
+                if table.is_empty() || table.len() == usize::from(table.contains_key("timezone")) {
                     self.error(
                         value.span(),
-                        "trigger: needs one of mqtt_topic, schedule, device_event",
+                        "trigger: needs one of mqtt_topic, variable, schedule, every, device_event",
                     );
                 }
                 return None;
@@ -341,38 +388,37 @@ impl<'a> Source<'a> {
                 return None;
             }
         };
-        match kind {
-            "mqtt_topic" => {
-                let filters: Vec<&Val<'_>> = match inner.get_ref() {
-                    DeValue::String(_) => vec![inner],
-                    DeValue::Array(array) => array.iter().collect(),
-                    other => {
-                        self.error(
-                            inner.span(),
-                            format!(
-                                "mqtt_topic: expected an array of topic filters, got {}",
-                                other.type_str()
-                            ),
-                        );
+        let timezone = match table.get("timezone") {
+            None => None,
+            Some(tz) if kind != "schedule" => {
+                self.error(
+                    tz.span(),
+                    format!("timezone: applies to a cron schedule only, not to {kind}"),
+                );
+                return None;
+            }
+            Some(tz) => {
+                let name = self.string(tz, "timezone")?;
+                match parse_timezone(&name) {
+                    Ok(tz) => Some(tz),
+                    Err(message) => {
+                        self.error(tz.span(), format!("timezone: {message}"));
                         return None;
                     }
-                };
-                if filters.is_empty() {
-                    self.error(inner.span(), "mqtt_topic: is empty");
-                    return None;
                 }
+            }
+        };
+        match kind {
+            "mqtt_topic" => {
+                let filters = self.strings(inner, "mqtt_topic", "an array of topic filters")?;
                 let mut out = Vec::new();
                 let mut ok = true;
-                for filter in filters {
-                    let Some(text) = self.string(filter, "mqtt_topic") else {
-                        ok = false;
-                        continue;
-                    };
+                for (text, span) in filters {
                     match check_topic_filter(&text) {
                         Ok(()) => out.push(text),
                         Err(why) => {
                             self.error(
-                                filter.span(),
+                                span,
                                 format!("mqtt_topic: invalid topic filter {text:?}: {why}"),
                             );
                             ok = false;
@@ -381,15 +427,52 @@ impl<'a> Source<'a> {
                 }
                 ok.then_some(Trigger::MqttTopic(out))
             }
+            "variable" => {
+                let names = self.strings(inner, "variable", "an array of variable names")?;
+                let mut out: Vec<String> = Vec::new();
+                let mut ok = true;
+                for (text, span) in names {
+                    match crate::actions::data::check_variable_name(&text) {
+                        Ok(name) => {
+                            if !out.contains(&name) {
+                                out.push(name);
+                            }
+                        }
+                        Err(why) => {
+                            self.error(span, format!("variable: {text:?} {why}"));
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(Trigger::Variable(out))
+            }
             "schedule" => {
                 let source = self.string(inner, "schedule")?;
                 match parse_schedule(&source) {
                     Ok(schedule) => Some(Trigger::Schedule {
                         source,
                         schedule: Box::new(schedule),
+                        timezone,
                     }),
                     Err(message) => {
                         self.error(inner.span(), format!("schedule: {message}"));
+                        None
+                    }
+                }
+            }
+            "every" => {
+                let text = self.string(inner, "every")?;
+                match parse_duration(&text) {
+                    Ok(d) if d >= MIN_EVERY => Some(Trigger::Every(d)),
+                    Ok(_) => {
+                        self.error(
+                            inner.span(),
+                            format!("every: {text:?} is shorter than the shortest interval, 1m"),
+                        );
+                        None
+                    }
+                    Err(message) => {
+                        self.error(inner.span(), format!("every: {message}"));
                         None
                     }
                 }
@@ -413,460 +496,402 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// `condition = { variable, op, value }`.
-    fn condition(&mut self, value: &Val<'_>) -> Option<Condition> {
+    /// A string or a non-empty array of strings, with their spans; `None`
+    /// when it is not (reported as `key: expected WHAT`).
+    fn strings(
+        &mut self,
+        value: &Val<'_>,
+        key: &str,
+        what: &str,
+    ) -> Option<Vec<(String, Range<usize>)>> {
+        let items: Vec<&Val<'_>> = match value.get_ref() {
+            DeValue::String(_) => vec![value],
+            DeValue::Array(array) => array.iter().collect(),
+            other => {
+                self.error(
+                    value.span(),
+                    format!("{key}: expected {what}, got {}", other.type_str()),
+                );
+                return None;
+            }
+        };
+        if items.is_empty() {
+            self.error(value.span(), format!("{key}: is empty"));
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items {
+            match self.string(item, key) {
+                Some(text) => out.push((text, item.span())),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `condition` or `unlock` (named by `key`): one table, or an array of
+    /// tables that must all hold.
+    fn conditions(&mut self, value: &Val<'_>, key: &str) -> Option<Vec<Condition>> {
+        let tables: Vec<&Val<'_>> = match value.get_ref() {
+            DeValue::Table(_) => vec![value],
+            DeValue::Array(array) if array.is_empty() => {
+                self.error(value.span(), format!("{key}: is empty"));
+                return None;
+            }
+            DeValue::Array(array) => array.iter().collect(),
+            other => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "{key}: expected a table like {{ variable = \"temperature\", op = \">\", value = 30 }} \
+                         or an array of them, got {}",
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for table in tables {
+            match self.condition(table, key) {
+                Some(c) => out.push(c),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// One `{ variable, op, value, field }`.
+    fn condition(&mut self, value: &Val<'_>, key: &str) -> Option<Condition> {
         let Some(table) = value.get_ref().as_table() else {
             self.error(
                 value.span(),
                 format!(
-                    "condition: expected a table like {{ variable = \"temperature\", op = \">\", value = 30 }}, got {}",
+                    "{key}: expected a table like {{ variable = \"temperature\", op = \">\", value = 30 }}, got {}",
                     value.get_ref().type_str()
                 ),
             );
             return None;
         };
-        self.unknown_keys(table, &["variable", "op", "value"], "condition");
+        self.unknown_keys(table, &["variable", "op", "value", "field"], key);
         let errors_before = self.errors.len();
         let variable = match table.get("variable") {
             None => {
-                self.error(value.span(), "condition: missing key `variable`");
+                self.error(value.span(), format!("{key}: missing key `variable`"));
                 None
             }
-            Some(v) => self.string(v, "condition.variable").and_then(|s| {
+            Some(v) => self.string(v, &format!("{key}.variable")).and_then(|s| {
                 if s.trim().is_empty() {
-                    self.error(v.span(), "condition.variable: is empty");
+                    self.error(v.span(), format!("{key}.variable: is empty"));
                     None
                 } else {
                     Some(s)
                 }
             }),
         };
-        let op = match table.get("op") {
-            None => {
-                self.error(value.span(), "condition: missing key `op`");
-                None
-            }
-            Some(v) => self
-                .string(v, "condition.op")
-                .and_then(|s| match Op::parse(&s) {
-                    Some(op) => Some((op, v.span())),
+        let field = match table.get("field") {
+            None => None,
+            Some(v) => {
+                let text = self.string(v, &format!("{key}.field"))?;
+                match Field::parse(&text) {
+                    Some(field) => Some(field),
                     None => {
                         self.error(
                             v.span(),
-                            format!("condition.op: expected one of <, >, =, !=, <=, >=, got {s:?}"),
+                            format!(
+                                "{key}.field: expected \"number\", \"string\" or \"boolean\", got {text:?}"
+                            ),
                         );
-                        None
+                        return None;
                     }
-                }),
+                }
+            }
         };
-        let expected = match table.get("value") {
+        /// What `op` asks for.
+        enum OpKind {
+            Any,
+            Between,
+            Compare(Op),
+        }
+        let op = match table.get("op") {
             None => {
-                self.error(value.span(), "condition: missing key `value`");
+                self.error(value.span(), format!("{key}: missing key `op`"));
                 None
             }
-            Some(v) => match v.get_ref() {
-                DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
-                    Ok(n) => Some(ConditionValue::Number(n as f64)),
-                    Err(_) => {
-                        self.error(v.span(), "condition.value: integer out of range");
-                        None
-                    }
-                },
-                DeValue::Float(f) => match f.as_str().parse::<f64>() {
-                    Ok(n) if n.is_finite() => Some(ConditionValue::Number(n)),
-                    _ => {
-                        self.error(v.span(), "condition.value: not a finite number");
-                        None
-                    }
-                },
-                DeValue::String(s) => Some(ConditionValue::Text(s.to_string())),
-                DeValue::Boolean(b) => Some(ConditionValue::Bool(*b)),
-                other => {
+            Some(v) => self.string(v, &format!("{key}.op")).and_then(|s| {
+                let op = match s.as_str() {
+                    "any" => Some(OpKind::Any),
+                    "between" => Some(OpKind::Between),
+                    other => Op::parse(other).map(OpKind::Compare),
+                };
+                if op.is_none() {
                     self.error(
                         v.span(),
                         format!(
-                            "condition.value: expected a number, string or boolean, got {}",
-                            other.type_str()
+                            "{key}.op: expected one of <, >, =, !=, <=, >=, between, any, got {s:?}"
                         ),
+                    );
+                }
+                op.map(|op| (op, v.span()))
+            }),
+        };
+        let test = match op {
+            None => {
+                if !table.contains_key("value") && table.contains_key("op") {
+                    // Reported above; a missing value is not news.
+                } else if !table.contains_key("value") {
+                    self.error(value.span(), format!("{key}: missing key `value`"));
+                }
+                None
+            }
+            Some((OpKind::Any, span)) => {
+                if let Some(v) = table.get("value") {
+                    self.error(v.span(), format!("{key}.value: op \"any\" takes no value"));
+                }
+                if let Some(f) = table.get("field") {
+                    self.error(
+                        f.span(),
+                        format!("{key}.field: op \"any\" compares nothing"),
+                    );
+                }
+                let _ = span;
+                Some(Test::Any)
+            }
+            Some((OpKind::Between, span)) => match table.get("value") {
+                None => {
+                    self.error(
+                        value.span(),
+                        format!("{key}: missing key `value` (between takes [low, high])"),
                     );
                     None
                 }
+                Some(v) => match v.get_ref().as_array() {
+                    Some(pair) if pair.len() == 2 => {
+                        let mut ends = pair.iter();
+                        let low = ends
+                            .next()
+                            .and_then(|low| self.condition_value(low, key, field));
+                        let high = ends
+                            .next()
+                            .and_then(|high| self.condition_value(high, key, field));
+                        match (low, high) {
+                            (Some(ConditionValue::Bool(_)), _)
+                            | (_, Some(ConditionValue::Bool(_))) => {
+                                self.error(
+                                    span,
+                                    format!(
+                                        "{key}.op: between does not apply to booleans; use = or !="
+                                    ),
+                                );
+                                None
+                            }
+                            (Some(low), Some(high)) => {
+                                let backwards = match (&low, &high) {
+                                    (ConditionValue::Number(a), ConditionValue::Number(b)) => a > b,
+                                    (ConditionValue::Text(a), ConditionValue::Text(b)) => a > b,
+                                    _ => {
+                                        self.error(
+                                            v.span(),
+                                            format!("{key}.value: the ends of a between are of two types; give two numbers or two strings"),
+                                        );
+                                        return None;
+                                    }
+                                };
+                                if backwards {
+                                    self.error(
+                                        v.span(),
+                                        format!("{key}.value: [low, high] with low above high never holds"),
+                                    );
+                                    None
+                                } else {
+                                    Some(Test::Between(low, high))
+                                }
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => {
+                        self.error(
+                            v.span(),
+                            format!(
+                                "{key}.value: between takes [low, high], like [20, 30], got {}",
+                                v.get_ref().type_str()
+                            ),
+                        );
+                        None
+                    }
+                },
+            },
+            Some((OpKind::Compare(op), span)) => match table.get("value") {
+                None => {
+                    self.error(value.span(), format!("{key}: missing key `value`"));
+                    None
+                }
+                Some(v) => match self.condition_value(v, key, field) {
+                    Some(ConditionValue::Bool(_)) if !matches!(op, Op::Eq | Op::Ne) => {
+                        self.error(
+                            span,
+                            format!(
+                                "{key}.op: {} does not apply to a boolean; use = or !=",
+                                op.as_str()
+                            ),
+                        );
+                        None
+                    }
+                    Some(want) => Some(Test::Compare(op, want)),
+                    None => None,
+                },
             },
         };
-        if let (Some((op, span)), Some(ConditionValue::Bool(_))) = (&op, &expected) {
-            if !matches!(op, Op::Eq | Op::Ne) {
-                self.error(
-                    span.clone(),
-                    format!(
-                        "condition.op: {} does not apply to a boolean; use = or !=",
-                        op.as_str()
-                    ),
-                );
-            }
-        }
         if self.errors.len() > errors_before {
             return None;
         }
         Some(Condition {
             variable: variable?,
-            op: op?.0,
-            value: expected?,
+            test: test?,
+            field,
         })
     }
 
-    /// `type` and its table.
-    fn kind(
+    /// A condition's value (or one end of a `between`), read as `field`
+    /// says when it is given: `field = "string"` takes a number as it is
+    /// written (`0x1` stays `"0x1"`), `field = "number"` a numeric string
+    /// as its number, `field = "boolean"` `"true"` or `"false"`.
+    fn condition_value(
         &mut self,
-        table: &DeTable<'_>,
-        header: &Range<usize>,
-        trigger: Option<&Trigger>,
-    ) -> Option<ActionKind> {
-        const TYPES: [&str; 3] = ["insert_bucket", "analysis", "mqtt_publish"];
-        const TABLES: [&str; 2] = ["analysis", "mqtt_publish"];
-        let type_value = table.get("type");
-        let type_name = match type_value {
-            None => {
+        v: &Val<'_>,
+        key: &str,
+        field: Option<Field>,
+    ) -> Option<ConditionValue> {
+        let as_written = self.text.get(v.span()).unwrap_or("").trim().to_string();
+        let plain = match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => ConditionValue::Number(n as f64),
+                Err(_) => {
+                    self.error(v.span(), format!("{key}.value: integer out of range"));
+                    return None;
+                }
+            },
+            DeValue::Float(f) => match f.as_str().parse::<f64>() {
+                Ok(n) if n.is_finite() => ConditionValue::Number(n),
+                _ => {
+                    self.error(v.span(), format!("{key}.value: not a finite number"));
+                    return None;
+                }
+            },
+            DeValue::String(s) => ConditionValue::Text(s.to_string()),
+            DeValue::Boolean(b) => ConditionValue::Bool(*b),
+            other => {
                 self.error(
-                    header.clone(),
-                    "missing key `type` (insert_bucket, analysis or mqtt_publish)",
+                    v.span(),
+                    format!(
+                        "{key}.value: expected a number, string or boolean, got {}",
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        let wrong = |this: &mut Self, what: String| {
+            this.error(v.span(), format!("{key}.value: {what}"));
+            None
+        };
+        match (field, plain) {
+            (None, plain) => Some(plain),
+            (Some(Field::Number), ConditionValue::Number(n)) => Some(ConditionValue::Number(n)),
+            (Some(Field::Number), ConditionValue::Text(s)) => {
+                match s.trim().parse::<f64>().ok().filter(|n| n.is_finite()) {
+                    Some(n) => Some(ConditionValue::Number(n)),
+                    None => wrong(self, format!("{s:?} is not a number (field = \"number\")")),
+                }
+            }
+            (Some(Field::Number), ConditionValue::Bool(_)) => wrong(
+                self,
+                "a boolean is not a number (field = \"number\")".into(),
+            ),
+            (Some(Field::String), ConditionValue::Text(s)) => Some(ConditionValue::Text(s)),
+            (Some(Field::String), _) => Some(ConditionValue::Text(as_written)),
+            (Some(Field::Boolean), ConditionValue::Bool(b)) => Some(ConditionValue::Bool(b)),
+            (Some(Field::Boolean), ConditionValue::Text(s)) if s == "true" || s == "false" => {
+                Some(ConditionValue::Bool(s == "true"))
+            }
+            (Some(Field::Boolean), other) => wrong(
+                self,
+                format!(
+                    "{} is not true or false (field = \"boolean\")",
+                    other.to_json()
+                ),
+            ),
+        }
+    }
+
+    /// A duration no longer than `max` and more than 0, or `default` when
+    /// absent; `None` (reported) when it is not one.
+    fn duration_at_most(
+        &mut self,
+        value: Option<&Val<'_>>,
+        key: &str,
+        default: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        let Some(v) = value else {
+            return Some(default);
+        };
+        let text = self.string(v, key)?;
+        match parse_duration(&text) {
+            Ok(d) if d.is_zero() => {
+                self.error(v.span(), format!("{key}: must be more than 0"));
+                None
+            }
+            Ok(d) if d > max => {
+                self.error(
+                    v.span(),
+                    format!(
+                        "{key}: {text:?} is longer than {}",
+                        crate::actions::analysis::human(max)
+                    ),
                 );
                 None
             }
-            Some(v) => self.string(v, "type").and_then(|s| {
-                if TYPES.contains(&s.as_str()) {
-                    Some(s)
-                } else {
-                    self.error(
-                        v.span(),
-                        format!(
-                            "type: expected insert_bucket, analysis or mqtt_publish, got {s:?}"
-                        ),
-                    );
-                    None
-                }
-            }),
-        };
-        // A type table that does not go with the type.
-        for other in TABLES {
-            if let Some((key, _)) = table.get_key_value(other) {
-                let fits = type_name.as_deref() == Some(other);
-                if !fits && type_name.is_some() {
-                    self.error(
-                        key.span(),
-                        format!(
-                            "`{other}` table given, but type is {:?}",
-                            type_name.as_deref().unwrap_or("")
-                        ),
-                    );
-                }
+            Ok(d) => Some(d),
+            Err(message) => {
+                self.error(v.span(), format!("{key}: {message}"));
+                None
             }
-        }
-        let type_name = type_name?;
-        let type_span = type_value.map(|v| v.span()).unwrap_or(header.clone());
-        match type_name.as_str() {
-            "insert_bucket" => {
-                if let Some(trigger @ (Trigger::Schedule { .. } | Trigger::DeviceEvent(_))) =
-                    trigger
-                {
-                    self.error(
-                        type_span,
-                        format!(
-                            "type: insert_bucket stores a message's data, so it needs an \
-                             mqtt_topic trigger, not {}",
-                            trigger.kind()
-                        ),
-                    );
-                    return None;
-                }
-                Some(ActionKind::InsertBucket)
-            }
-            "analysis" => match table.get("analysis") {
-                None => {
-                    self.error(
-                        type_span,
-                        "type \"analysis\" needs an `analysis` table, like \
-                         analysis = { command = [\"python3\", \"analysis/x.py\"] }",
-                    );
-                    None
-                }
-                Some(value) => self.analysis(value).map(ActionKind::Analysis),
-            },
-            _ => match table.get("mqtt_publish") {
-                None => {
-                    self.error(
-                        type_span,
-                        "type \"mqtt_publish\" needs an `mqtt_publish` table, like \
-                         mqtt_publish = { topic = \"devices/$DEVICE.NAME$/config\" }",
-                    );
-                    None
-                }
-                Some(value) => self.publish(value).map(ActionKind::MqttPublish),
-            },
         }
     }
 
-    /// `analysis = { command, timeout, env }`.
-    fn analysis(&mut self, value: &Val<'_>) -> Option<AnalysisSpec> {
-        let Some(table) = value.get_ref().as_table() else {
-            self.error(
-                value.span(),
-                format!(
-                    "analysis: expected a table, got {}",
-                    value.get_ref().type_str()
-                ),
-            );
-            return None;
+    /// A whole number in `range`, or `default` when absent.
+    fn count_in(
+        &mut self,
+        value: Option<&Val<'_>>,
+        key: &str,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<i64> {
+        let Some(v) = value else {
+            return Some(default);
         };
-        self.unknown_keys(table, &["command", "timeout", "env"], "analysis");
-        let errors_before = self.errors.len();
-
-        let mut command = Vec::new();
-        match table.get("command") {
-            None => self.error(value.span(), "analysis: missing key `command`"),
-            Some(v) => match v.get_ref().as_array() {
-                None => self.error(
-                    v.span(),
-                    format!(
-                        "analysis.command: expected an array like [\"python3\", \"analysis/x.py\"], got {}",
-                        v.get_ref().type_str()
-                    ),
-                ),
-                Some(array) if array.is_empty() => {
-                    self.error(v.span(), "analysis.command: is empty")
-                }
-                Some(array) => {
-                    for (i, item) in array.iter().enumerate() {
-                        let Some(arg) = self.string(item, "analysis.command") else {
-                            continue;
-                        };
-                        if i == 0 && arg.trim().is_empty() {
-                            self.error(item.span(), "analysis.command: the program is empty");
-                            continue;
-                        }
-                        self.check_script(&arg, i == 0, item.span());
-                        command.push(arg);
-                    }
-                }
-            },
-        }
-
-        let timeout = match table.get("timeout") {
-            None => DEFAULT_TIMEOUT,
-            Some(v) => match self
-                .string(v, "analysis.timeout")
-                .map(|s| parse_duration(&s))
-            {
-                Some(Ok(d)) if !d.is_zero() => d,
-                Some(Ok(_)) => {
-                    self.error(v.span(), "analysis.timeout: must be more than 0");
-                    Duration::ZERO
-                }
-                Some(Err(message)) => {
-                    self.error(v.span(), format!("analysis.timeout: {message}"));
-                    Duration::ZERO
-                }
-                None => Duration::ZERO,
-            },
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => None,
         };
-
-        let mut env = BTreeMap::new();
-        if let Some(v) = table.get("env") {
-            match v.get_ref().as_table() {
-                None => self.error(
-                    v.span(),
-                    format!(
-                        "analysis.env: expected a table like {{ LIMIT = \"30\" }}, got {}",
-                        v.get_ref().type_str()
-                    ),
-                ),
-                Some(vars) => {
-                    for (key, val) in vars.iter() {
-                        let key_text = key.get_ref().to_string();
-                        if key_text.is_empty() || key_text.contains(['=', '\0']) {
-                            self.error(
-                                key.span(),
-                                format!("analysis.env: {key_text:?} is not a variable name"),
-                            );
-                            continue;
-                        }
-                        if RESERVED_ENV.contains(&key_text.as_str()) {
-                            self.error(
-                                key.span(),
-                                format!("analysis.env: {key_text} is set by brook itself"),
-                            );
-                            continue;
-                        }
-                        let text = match val.get_ref() {
-                            DeValue::String(s) => s.to_string(),
-                            DeValue::Integer(i) => i.to_string(),
-                            DeValue::Float(f) => f.as_str().to_string(),
-                            DeValue::Boolean(b) => b.to_string(),
-                            other => {
-                                self.error(
-                                    val.span(),
-                                    format!(
-                                        "analysis.env.{key_text}: expected a string, got {}",
-                                        other.type_str()
-                                    ),
-                                );
-                                continue;
-                            }
-                        };
-                        env.insert(key_text, text);
-                    }
-                }
-            }
-        }
-
-        (self.errors.len() == errors_before).then(|| AnalysisSpec {
-            command,
-            timeout,
-            env,
-            working_dir: self.working_dir.to_path_buf(),
-        })
-    }
-
-    /// A command's program (with a `/`: must exist and be executable) or
-    /// argument (a script by its extension: must exist), relative to the
-    /// actions directory.
-    fn check_script(&mut self, arg: &str, program: bool, span: Range<usize>) {
-        let is_script = SCRIPT_EXTENSIONS.iter().any(|ext| arg.ends_with(ext));
-        if !(program && arg.contains('/')) && (program || !is_script) {
-            return;
-        }
-        let path = Path::new(arg);
-        let full = self.working_dir.join(path);
-        let shown = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.dir.join(path)
-        };
-        match std::fs::metadata(&full) {
-            Err(_) => self.error(
-                span,
-                format!(
-                    "analysis.command: script {arg} not found (commands run in the actions directory: {} does not exist)",
-                    shown.display()
-                ),
-            ),
-            Ok(meta) if !meta.is_file() => self.error(
-                span,
-                format!("analysis.command: {} is not a file", shown.display()),
-            ),
-            Ok(meta) if program && meta.permissions().mode() & 0o111 == 0 => self.error(
-                span,
-                format!(
-                    "analysis.command: {} is not executable (chmod +x it, or run it through its interpreter)",
-                    shown.display()
-                ),
-            ),
-            Ok(_) => {}
-        }
-    }
-
-    /// `mqtt_publish = { topic, payload, qos, retain }`.
-    fn publish(&mut self, value: &Val<'_>) -> Option<PublishSpec> {
-        let Some(table) = value.get_ref().as_table() else {
-            self.error(
-                value.span(),
-                format!(
-                    "mqtt_publish: expected a table, got {}",
-                    value.get_ref().type_str()
-                ),
-            );
-            return None;
-        };
-        self.unknown_keys(
-            table,
-            &["topic", "payload", "qos", "retain"],
-            "mqtt_publish",
-        );
-        let errors_before = self.errors.len();
-        let mut topic = String::new();
-        match table.get("topic") {
-            None => self.error(value.span(), "mqtt_publish: missing key `topic`"),
-            Some(v) => {
-                if let Some(text) = self.string(v, "mqtt_publish.topic") {
-                    self.templates(&text, v.span(), "mqtt_publish.topic");
-                    let plain = render_template(
-                        &text,
-                        &TemplateVars {
-                            device_name: "x",
-                            device_id: "x",
-                            variable: "x",
-                            value: "x",
-                            topic: "x",
-                        },
-                    );
-                    if let Err(why) = check_topic_name(&plain) {
-                        self.error(
-                            v.span(),
-                            format!("mqtt_publish.topic: invalid topic name {text:?}: {why}"),
-                        );
-                    }
-                    topic = text;
-                }
-            }
-        }
-        let payload = match table.get("payload") {
-            None => String::new(),
-            Some(v) => match self.string(v, "mqtt_publish.payload") {
-                Some(text) => {
-                    self.templates(&text, v.span(), "mqtt_publish.payload");
-                    text
-                }
-                None => String::new(),
-            },
-        };
-        let qos = match table.get("qos") {
-            None => 0,
-            Some(v) => match v.get_ref() {
-                DeValue::Integer(i) if matches!(i.as_str(), "0" | "1" | "2") && i.radix() == 10 => {
-                    i.as_str().parse().unwrap_or(0)
-                }
-                other => {
-                    let shown = match other {
-                        DeValue::Integer(i) => i.to_string(),
-                        other => other.type_str().to_string(),
-                    };
-                    self.error(
-                        v.span(),
-                        format!("mqtt_publish.qos: expected 0, 1 or 2, got {shown}"),
-                    );
-                    0
-                }
-            },
-        };
-        let retain = match table.get("retain") {
-            None => false,
-            Some(v) => v.get_ref().as_bool().unwrap_or_else(|| {
+        match n {
+            Some(n) if range.contains(&n) => Some(n),
+            _ => {
+                let shown = self.text.get(v.span()).unwrap_or("").trim().to_string();
                 self.error(
                     v.span(),
                     format!(
-                        "mqtt_publish.retain: expected true or false, got {}",
-                        v.get_ref().type_str()
+                        "{key}: expected a whole number from {} to {}, got {shown}",
+                        range.start(),
+                        range.end()
                     ),
                 );
-                false
-            }),
-        };
-        (self.errors.len() == errors_before).then_some(PublishSpec {
-            topic,
-            payload,
-            qos,
-            retain,
-        })
-    }
-
-    /// Reports `$NAME$` templates that are not known.
-    fn templates(&mut self, text: &str, span: Range<usize>, key: &str) {
-        for unknown in unknown_templates(text) {
-            self.error(
-                span.clone(),
-                format!(
-                    "{key}: unknown template {unknown} (known: $DEVICE.NAME$, $DEVICE$, $VARIABLE$, $VALUE$, $TOPIC$)"
-                ),
-            );
+                None
+            }
         }
     }
 }
