@@ -76,6 +76,13 @@ pub enum DeviceCommand {
         /// A JavaScript payload parser for the device.
         #[arg(long, value_name = "FILE.js")]
         parser: Option<PathBuf>,
+        /// How long its bucket keeps data (`30d`; `0s` for ever); the
+        /// server's `[data] retention` when left out.
+        #[arg(long, value_name = "30d", value_parser = parse_retention)]
+        retention: Option<String>,
+        /// The most rows its bucket keeps: the newest stay.
+        #[arg(long = "max-rows", value_name = "N", value_parser = clap::value_parser!(i64).range(1..=1_000_000_000))]
+        max_rows: Option<i64>,
     },
     /// List the devices.
     List,
@@ -191,6 +198,12 @@ pub fn parse_tag(s: &str) -> Result<Tag, String> {
 
 /// Checks `--expires`: a duration (`30d`) or a date (`2027-01-01`, possibly
 /// with a time); the server interprets it.
+/// Checks `--retention`: a duration (`30d`, `12h`, `0s`).
+pub fn parse_retention(s: &str) -> Result<String, String> {
+    parse_duration(s.trim()).map(|_| s.trim().to_string())
+}
+
+/// Checks `--expires`: a duration from now or a date.
 pub fn parse_expires(s: &str) -> Result<String, String> {
     let s = s.trim();
     if parse_duration(s).is_ok_and(|d| !d.is_zero()) {

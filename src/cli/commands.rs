@@ -90,7 +90,20 @@ fn execute(command: &Command, base: &str, token: &str) -> Result<String, String>
     let api = Admin::new(base, token);
     match command {
         Command::Device(device) => match device {
-            DeviceCommand::Add { name, tags, .. } => device_add(&api, name, tags, parser_source),
+            DeviceCommand::Add {
+                name,
+                tags,
+                retention,
+                max_rows,
+                ..
+            } => device_add(
+                &api,
+                name,
+                tags,
+                parser_source,
+                retention.as_deref(),
+                *max_rows,
+            ),
             DeviceCommand::List => device_list(&api),
             DeviceCommand::Show { name } => device_show(&api, name),
             DeviceCommand::Param { name, set, unset } => device_param(&api, name, set, unset),
@@ -178,12 +191,20 @@ fn device_add(
     name: &str,
     tags: &[Tag],
     parser: Option<String>,
+    retention: Option<&str>,
+    max_rows: Option<i64>,
 ) -> Result<String, String> {
     let tags: Vec<Value> = tags
         .iter()
         .map(|tag| json!({"key": tag.key, "value": tag.value}))
         .collect();
-    let body = json!({"name": name, "tags": tags, "parser": parser});
+    let mut body = json!({"name": name, "tags": tags, "parser": parser});
+    if let Some(retention) = retention {
+        body["retention"] = json!(retention);
+    }
+    if let Some(max_rows) = max_rows {
+        body["max_rows"] = json!(max_rows);
+    }
     let result = api.call("POST", "/devices", &[], Some(&body))?;
     let token = str_field(&result, "token");
     if token.is_empty() {
@@ -297,6 +318,16 @@ fn device_show(api: &Admin, name: &str) -> Result<String, String> {
             yes_no(device["parser"].as_bool().unwrap_or(false)),
         ),
         ("tags", if tags.is_empty() { "none".into() } else { tags }),
+        (
+            "retention",
+            text_or(&device, "retention", "default ([data] retention)"),
+        ),
+        (
+            "max rows",
+            device["max_rows"]
+                .as_i64()
+                .map_or_else(|| "no cap".to_string(), |n| n.to_string()),
+        ),
     ];
     for (label, value) in fields {
         let _ = writeln!(out, "{:<12}{value}", format!("{label}:"));

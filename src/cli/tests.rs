@@ -180,6 +180,8 @@ fn device_add_parses_tags_and_parser() {
                 },
             ],
             parser: Some(PathBuf::from("p.js")),
+            retention: None,
+            max_rows: None,
         }))
     );
 }
@@ -408,6 +410,40 @@ fn device_add_prints_the_token_last() {
 }
 
 #[test]
+fn device_add_sends_retention_and_max_rows() {
+    let fake = Fake::start(vec![(
+        200,
+        r#"{"status":true,"result":{"device":{"id":"d3","name":"x"},"token":"T","token_id":"t3"}}"#,
+    )]);
+    let (code, out, _) = run(
+        &[
+            "device",
+            "add",
+            "x",
+            "--retention",
+            "30d",
+            "--max-rows",
+            "100000",
+        ],
+        &fake.url,
+        "admin",
+    );
+    assert_eq!(code, 0, "{out}");
+    let body: Value = serde_json::from_str(&fake.next().body).expect("JSON body");
+    assert_eq!(body["retention"], "30d");
+    assert_eq!(body["max_rows"], 100000);
+    for bad in [
+        &["device", "add", "x", "--retention", "soon"][..],
+        &["device", "add", "x", "--max-rows", "0"],
+    ] {
+        let args: Vec<&str> = std::iter::once("brook")
+            .chain(bad.iter().copied())
+            .collect();
+        assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn device_add_without_parser_sends_null() {
     let fake = Fake::start(vec![(
         200,
@@ -534,6 +570,8 @@ last input: 2026-11-24T10:00:00.000Z
 created:    2026-11-01T00:00:00.000Z
 parser:     yes
 tags:       site=north,kind=t
+retention:  default ([data] retention)
+max rows:   no cap
 params:
   KEY       VALUE  SENT      ID
   interval  60     not sent  p1

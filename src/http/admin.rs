@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ok, ApiError, ApiResult, Shared};
+use crate::actions::analysis::human;
 use crate::actions::data::{format_time, parse_date};
 use crate::device::{ConnectedCounts, Deleted, Revoked};
 use crate::store::devices::{self, Device, Param, Permission, Tag, Token};
@@ -78,6 +79,9 @@ pub(super) fn admin_token(given: &str, broker: &Shared) -> Result<(), ApiError> 
 
 fn device_json(broker: &Shared, d: &Device, connected: bool) -> Value {
     let last_input = broker.auth.last_input(&d.id).or(d.last_input);
+    let retention = d
+        .retention_ms
+        .map(|ms| human(std::time::Duration::from_millis(ms.max(0) as u64)));
     json!({
         "id": d.id,
         "name": d.name,
@@ -88,7 +92,49 @@ fn device_json(broker: &Shared, d: &Device, connected: bool) -> Value {
         "last_input": last_input.map(format_time),
         "last_output": d.last_output.map(format_time),
         "created_at": format_time(d.created_at),
+        "retention": retention,
+        "max_rows": d.max_rows,
     })
+}
+
+/// The longest payload parser a device may have, as TagoIO's (64 KB).
+const MAX_PARSER_BYTES: usize = 64 * 1024;
+
+/// Refuses a parser over [`MAX_PARSER_BYTES`].
+fn check_parser(parser: Option<&str>) -> Result<(), ApiError> {
+    match parser {
+        Some(code) if code.len() > MAX_PARSER_BYTES => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "parser: the code is {} bytes, over the 64 KB limit ({MAX_PARSER_BYTES} bytes, as TagoIO's)",
+                code.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The most rows `max_rows` may keep.
+const MAX_ROWS_LIMIT: i64 = 1_000_000_000;
+
+/// `retention` as given: a duration (`"30d"`; `"0s"` keeps data for ever),
+/// in ms.
+fn parse_retention(text: &str) -> Result<i64, ApiError> {
+    crate::config::parse_duration(text)
+        .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("retention: {e}")))
+}
+
+/// `max_rows` as given: 1 to [`MAX_ROWS_LIMIT`].
+fn check_max_rows(n: i64) -> Result<i64, ApiError> {
+    if (1..=MAX_ROWS_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("max_rows: must be from 1 to {MAX_ROWS_LIMIT}, got {n}"),
+        ))
+    }
 }
 
 fn token_json(t: &Token) -> Value {
@@ -137,6 +183,13 @@ struct NewDevice {
     params: Vec<Param>,
     #[serde(default)]
     parser: Option<String>,
+    /// How long its bucket keeps data (`"30d"`); the server's default when
+    /// absent.
+    #[serde(default)]
+    retention: Option<String>,
+    /// The most rows its bucket keeps.
+    #[serde(default)]
+    max_rows: Option<i64>,
 }
 
 /// A device name is 1 to 100 of `A-Z a-z 0-9 _ . -`: it is substituted for
@@ -177,6 +230,9 @@ fn new_token(
 async fn create_device(_admin: Admin, broker: Shared, body: web::Json<NewDevice>) -> ApiResult {
     let body = body.into_inner();
     check_name(&body.name)?;
+    check_parser(body.parser.as_deref())?;
+    let retention_ms = body.retention.as_deref().map(parse_retention).transpose()?;
+    let max_rows = body.max_rows.map(check_max_rows).transpose()?;
     let mut params = body.params;
     for p in &mut params {
         if p.id.is_empty() {
@@ -192,8 +248,8 @@ async fn create_device(_admin: Admin, broker: Shared, body: web::Json<NewDevice>
         created_at: now_ms(),
         last_input: None,
         last_output: None,
-        retention_ms: None,
-        max_rows: None,
+        retention_ms,
+        max_rows,
     };
     let (token, secret) = new_token(&device.id, "default", Permission::Full, None);
     let (d, t) = (device.clone(), token.clone());
@@ -245,12 +301,18 @@ struct DevicePatch {
     /// `null` removes the parser; absent leaves it.
     #[serde(default, deserialize_with = "some_or_null")]
     parser: Option<Option<String>>,
+    /// `null` goes back to the server's `[data] retention`; absent leaves it.
+    #[serde(default, deserialize_with = "some_or_null")]
+    retention: Option<Option<String>>,
+    /// `null` removes the cap; absent leaves it.
+    #[serde(default, deserialize_with = "some_or_null")]
+    max_rows: Option<Option<i64>>,
 }
 
-fn some_or_null<'de, D: serde::Deserializer<'de>>(
+fn some_or_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 async fn patch_device(
@@ -277,7 +339,14 @@ async fn patch_device(
         device.params = params;
     }
     if let Some(parser) = patch.parser {
+        check_parser(parser.as_deref())?;
         device.parser = parser;
+    }
+    if let Some(retention) = patch.retention {
+        device.retention_ms = retention.as_deref().map(parse_retention).transpose()?;
+    }
+    if let Some(max_rows) = patch.max_rows {
+        device.max_rows = max_rows.map(check_max_rows).transpose()?;
     }
     let d = device.clone();
     broker

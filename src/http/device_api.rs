@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 use super::{admin, fail, ok, ApiError, Shared};
 use crate::actions::data::{self, format_time, parse_date, validate, DataError};
 use crate::actions::ingest;
+use crate::actions::supervisor::StoreItems;
 use crate::device::limits::Kind;
 use crate::device::{AuthError, Identity};
 use crate::store::data::{
@@ -215,10 +216,23 @@ async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> A
     };
     let added = items.len();
     if added > 0 {
+        // Stored by the action supervisor, which sets off the variable
+        // triggers in the same transaction; answered once it committed.
+        let (done, stored) = tokio::sync::oneshot::channel();
         broker
-            .store
-            .write(move |c| stored::insert(c, &items))
-            .await?;
+            .actions
+            .send(StoreItems {
+                device: device.clone(),
+                items,
+                source: "POST /data",
+                run_token: who.run.then(|| who.token_id.clone()),
+                done,
+            })
+            .await
+            .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+        stored
+            .await
+            .map_err(|_| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the store went away"))??;
     }
     device.touch();
     Ok(ok(format!("{added} Data Added")))
@@ -507,8 +521,35 @@ fn answer_json(answer: Answer) -> Value {
 
 async fn get_data(req: HttpRequest, broker: Shared) -> Answered {
     let who = device(&req, &broker)?;
-    let read = parse_read(req.query_string(), now_ms())?;
+    let now = now_ms();
+    let read = parse_read(req.query_string(), now)?;
+    let retention = broker
+        .auth
+        .device(&who.device_id)
+        .and_then(|d| d.retention_ms);
+    let read = unexpired(read, &broker, retention, now);
     read_data(&broker, who.device_id, read).await
+}
+
+/// The read with its start moved past what the device's retention (or
+/// `[data] retention`) has expired: an item the pruner has not reached yet
+/// is never answered.
+fn unexpired(mut read: Read, broker: &Shared, retention_ms: Option<i64>, now: i64) -> Read {
+    let default_ms = broker
+        .config
+        .data
+        .retention
+        .as_millis()
+        .min(i64::MAX as u128) as i64;
+    let Some(cutoff) = crate::store::retention::cutoff(retention_ms, default_ms, now) else {
+        return read;
+    };
+    let filter = match &mut read {
+        Read::Items(q) => &mut q.filter,
+        Read::Buckets(b) => &mut b.filter,
+    };
+    filter.start = Some(filter.start.map_or(cutoff, |s| s.max(cutoff)));
+    read
 }
 
 async fn delete_data(req: HttpRequest, broker: Shared) -> Answered {
@@ -717,7 +758,9 @@ async fn admin_data(
     name: web::Path<String>,
 ) -> Answered {
     let d = admin::find_device(&broker, name.into_inner()).await?;
-    let read = parse_read(req.query_string(), now_ms())?;
+    let now = now_ms();
+    let read = parse_read(req.query_string(), now)?;
+    let read = unexpired(read, &broker, d.retention_ms, now);
     read_data(&broker, d.id, read).await
 }
 
