@@ -248,9 +248,9 @@ analysis = { command = ["python3", "analysis/double.py"], timeout = "20s", env =
     assert_eq!(r[0]["outcome"], "ok", "{}", r[0]);
     let stdout = r[0]["stdout"].as_str().unwrap_or_default();
     assert!(stdout.contains("1 Data Added"), "{stdout}");
+    // The action's `env` first, then TagoIO's action context.
     assert!(
-        stdout.contains(r#"[{"key": "FACTOR", "value": "2"}] double"#)
-            || stdout.contains(r#"[{"key":"FACTOR","value":"2"}] double"#),
+        stdout.contains(r#"[{"key":"FACTOR","value":"2"},{"key":"_action_id","value":"double"},{"key":"_action_type","value":"mqtt_topic"}"#),
         "{stdout}"
     );
     assert_eq!(

@@ -37,10 +37,59 @@ fn bad_action_file_gives_exit_1_and_file_line_messages() {
         out.stdout,
         format!(
             "{f}:3: mqtt_topic: invalid topic filter \"a/#/b\": uses '#' other than as the whole last level\n\
-             {f}:5: unknown key `colour` in [[action]] (known keys: name, enabled, devices, trigger, condition, type, analysis, mqtt_publish)\n"
+             {f}:5: unknown key `colour` in [[action]] (known keys: name, enabled, devices, trigger, condition, unlock, type, analysis, mqtt_publish, http_post, email)\n"
         )
     );
     assert!(out.stderr.contains("2 problems"), "{out:?}");
+}
+
+#[test]
+fn bad_http_post_email_unlock_and_timezone_each_name_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("tagoio.toml");
+    std::fs::write(
+        &file,
+        r#"[[action]]
+name = "forward"
+trigger = { variable = ["temperature"] }
+type = "http_post"
+http_post = { url = "ftp://host/$DEVICE.NAME$", attempts = 0 }
+
+[[action]]
+name = "mail"
+trigger = { variable = ["temperature"] }
+unlock = { variable = "temperature", op = "below", value = 90 }
+type = "email"
+email = { to = ["nobody"], subject = "$NOPE$" }
+
+[[action]]
+name = "night"
+trigger = { schedule = "0 2 * * *", timezone = "Mars/Olympus" }
+type = "mqtt_publish"
+mqtt_publish = { topic = "t" }
+"#,
+    )
+    .expect("write tagoio.toml");
+    let out = check(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let f = file.display().to_string();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for (line, key) in [
+        (5, "http_post.url:"),
+        (5, "http_post.attempts:"),
+        (10, "unlock.op:"),
+        (12, "email.to:"),
+        (12, "email.subject:"),
+        (16, "timezone:"),
+    ] {
+        let want = format!("{f}:{line}: {key}");
+        assert!(
+            lines.iter().any(|l| l.starts_with(&want)),
+            "no line starting {want:?} in:\n{}",
+            out.stdout
+        );
+    }
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
 }
 
 #[test]

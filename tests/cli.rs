@@ -45,6 +45,35 @@ fn cli_device_add_prints_a_token_that_logs_in() {
 }
 
 #[test]
+fn cli_device_add_sets_retention_and_max_rows_and_device_show_lists_them() {
+    let s = Server::start();
+    let out = s.cli(
+        &[
+            "device",
+            "add",
+            "kept",
+            "--retention",
+            "30d",
+            "--max-rows",
+            "100000",
+        ],
+        CLI,
+    );
+    assert!(out.status.success(), "brook device add failed: {out:?}");
+    let device = s.admin_ok("GET", "/devices/kept", None);
+    assert_eq!(device["retention"], "30d", "{device}");
+    assert_eq!(device["max_rows"], 100000, "{device}");
+    let show = s.cli(&["device", "show", "kept"], CLI);
+    assert!(show.status.success(), "{show:?}");
+    assert!(show.stdout.contains("retention:  30d"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("max rows:   100000"),
+        "{}",
+        show.stdout
+    );
+}
+
+#[test]
 fn cli_token_add_prints_a_token_that_logs_in() {
     let s = Server::start();
     s.create_device("d1");
