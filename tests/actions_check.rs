@@ -97,5 +97,5 @@ fn repository_examples_check_ok() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("actions");
     let out = check(&dir);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(out.stdout, format!("6 actions OK in {}\n", dir.display()));
+    assert_eq!(out.stdout, format!("8 actions OK in {}\n", dir.display()));
 }

@@ -547,6 +547,8 @@ fn repository_example_is_valid() {
     assert_eq!(config.http, defaults.http);
     assert_eq!(config.actions, defaults.actions);
     assert_eq!(config.limits, defaults.limits);
+    assert_eq!(config.data, defaults.data);
+    assert_eq!(config.smtp, None, "[smtp] is commented out");
 }
 
 #[test]

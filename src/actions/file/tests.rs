@@ -719,6 +719,8 @@ fn repository_examples_pass_the_check() {
         vec![
             "average-alert-js",
             "average-alert-python",
+            "boiler-alarm",
+            "forward-http",
             "nightly",
             "send-config",
             "store-readings",
