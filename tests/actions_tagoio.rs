@@ -749,11 +749,18 @@ fn a_full_delivery_queue_drops_the_oldest_and_counts_it() {
     for v in 1..=4 {
         post_data(&s, &d.token, json!({"variable": "temperature", "value": v}));
     }
-    let mut runs = Vec::new();
-    wait_until("two runs dropped", WAIT, || {
-        runs = s.runs("forward");
-        runs.iter().filter(|r| r["outcome"] == "skipped").count() == 2
-    });
+    let deadline = std::time::Instant::now() + WAIT;
+    let runs = loop {
+        let runs = s.runs("forward");
+        if runs.iter().filter(|r| r["outcome"] == "skipped").count() == 2 {
+            break runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two runs dropped: {runs:#?}"
+        );
+        thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(runs.len(), 4, "{runs:#?}");
     let pending = runs.iter().filter(|r| r["outcome"] == "pending").count();
     assert_eq!(pending, 2, "the newest two wait: {runs:#?}");

@@ -219,6 +219,17 @@ pub(crate) fn record_attempt(
     Ok(())
 }
 
+/// Appends a delivery attempt to a run record and leaves the rest as it is:
+/// for an attempt that was under way when its delivery was dropped from a
+/// full queue (the run stays `skipped`, with the attempt it made).
+pub(crate) fn append_attempt(conn: &Connection, id: i64, attempt: &Value) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE action_runs SET attempts = json_insert(attempts, '$[#]', json(?2)) WHERE id = ?1",
+    )?
+    .execute(params![id, attempt.to_string()])?;
+    Ok(())
+}
+
 /// Ends a run that never got to run (a delivery dropped from a full queue).
 pub(crate) fn end_run(
     conn: &Connection,

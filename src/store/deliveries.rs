@@ -165,6 +165,15 @@ pub(crate) fn reschedule(
     Ok(())
 }
 
+/// Whether a delivery is still queued (not dropped from a full queue while
+/// an attempt of it was under way).
+pub(crate) fn exists(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM deliveries WHERE id = ?1")?
+        .query_row(params![id], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
 /// Deletes a delivery (its last attempt was made, or it was dropped).
 pub(crate) fn remove(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
@@ -252,6 +261,24 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn an_attempt_of_a_dropped_delivery_keeps_its_run_skipped() {
+        let conn = db();
+        let first = enqueue(&conn, &new("a", 1, 1)).unwrap();
+        // Its attempt is under way when a newer delivery drops it.
+        enqueue(&conn, &new("a", 2, 1)).unwrap();
+        let id: i64 = conn
+            .query_row("SELECT max(id) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert!(!exists(&conn, id - 1).unwrap());
+        assert!(exists(&conn, id).unwrap());
+        records::append_attempt(&conn, first.run_id, &json!({"attempt": 1, "ok": false})).unwrap();
+        let runs = records::runs_of(&conn, "a", 10, None).unwrap();
+        let dropped = runs.iter().find(|r| r.id == first.run_id).unwrap();
+        assert_eq!(dropped.outcome, RunOutcome::Skipped);
+        assert_eq!(dropped.attempts, vec![json!({"attempt": 1, "ok": false})]);
     }
 
     #[test]

@@ -210,6 +210,11 @@ async fn attempt(engine: &Arc<Engine>, d: Delivery) {
             .cfg
             .store
             .write(move |c| {
+                // Dropped from a full queue meanwhile: no retry, and the run
+                // stays as the drop ended it, with this attempt added.
+                if !deliveries::exists(c, id)? {
+                    return records::append_attempt(c, run_id, &record);
+                }
                 records::record_attempt(c, run_id, &record, RunOutcome::Pending, None, &detail)?;
                 deliveries::reschedule(c, id, n, next_at)
             })
