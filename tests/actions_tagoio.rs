@@ -13,6 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use common::*;
 use rumqttc::QoS;
@@ -799,4 +800,29 @@ mqtt_publish = { topic = "ticks", payload = "tick" }
         tick["definition"]["trigger"]["timezone"], "America/Sao_Paulo",
         "{tick}"
     );
+}
+
+#[test]
+fn an_every_interval_fires_on_the_next_whole_minute() {
+    let s = Server::start();
+    s.install_action(
+        "minutely",
+        r#"
+[[action]]
+name = "minutely"
+trigger = { every = "1m" }
+type = "mqtt_publish"
+mqtt_publish = { topic = "ticks", payload = "tick" }
+"#,
+    );
+    // At most a minute away (multiples of the interval since the epoch).
+    let mut runs = Vec::new();
+    wait_until("the interval to fire", Duration::from_secs(75), || {
+        runs = s.runs("minutely");
+        !runs.is_empty()
+    });
+    assert_eq!(runs[0]["outcome"], "ok", "{}", runs[0]);
+    assert_eq!(runs[0]["trigger"]["kind"], "every");
+    let at = runs[0]["trigger"]["detail"].as_str().unwrap_or_default();
+    assert!(at.ends_with(":00.000Z"), "fired on a whole minute: {at}");
 }

@@ -74,6 +74,34 @@ fn cli_device_add_sets_retention_and_max_rows_and_device_show_lists_them() {
 }
 
 #[test]
+fn cli_device_add_refuses_a_parser_over_64_kb_with_its_size() {
+    let s = Server::start();
+    let big = s.dir.path().join("big.js");
+    fs::write(
+        &big,
+        format!("// {}\npayload = payload;\n", "x".repeat(70_000)),
+    )
+    .expect("write big.js");
+    let out = s.cli(
+        &[
+            "device",
+            "add",
+            "big",
+            "--parser",
+            &big.display().to_string(),
+        ],
+        CLI,
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("64 KB") && out.stderr.contains("bytes"),
+        "{out:?}"
+    );
+    let (status, _) = s.admin("GET", "/devices/big", None);
+    assert_eq!(status, 404, "nothing was created");
+}
+
+#[test]
 fn cli_token_add_prints_a_token_that_logs_in() {
     let s = Server::start();
     s.create_device("d1");
