@@ -826,3 +826,46 @@ mqtt_publish = { topic = "ticks", payload = "tick" }
     let at = runs[0]["trigger"]["detail"].as_str().unwrap_or_default();
     assert!(at.ends_with(":00.000Z"), "fired on a whole minute: {at}");
 }
+
+#[test]
+fn the_live_inspector_shows_locks_and_delivery_attempts() {
+    let s = Server::start();
+    let endpoint = Endpoint::start(&[500, 200]);
+    s.install_action(
+        "forward",
+        &POST_ACTION
+            .replace("PORT", &endpoint.port.to_string())
+            .replace(
+            "type = \"http_post\"",
+            "unlock = { variable = \"temperature\", op = \"<\", value = 0 }\ntype = \"http_post\"",
+        ),
+    );
+    let d = s.create_device("boiler");
+    let rx = s.watch("boiler");
+    post_data(&s, &d.token, json!({"variable": "temperature", "value": 5}));
+    let lock = next_event_of(&rx, "lock");
+    assert_eq!(
+        (lock["action"].clone(), lock["state"].clone()),
+        (json!("forward"), json!("locked")),
+        "{lock}"
+    );
+    let first = next_event_of(&rx, "delivery");
+    assert_eq!(
+        (first["attempt"].clone(), first["outcome"].clone()),
+        (json!(1), json!("retry")),
+        "{first}"
+    );
+    let second = next_event_of(&rx, "delivery");
+    assert_eq!(
+        (second["attempt"].clone(), second["outcome"].clone()),
+        (json!(2), json!("ok")),
+        "{second}"
+    );
+    post_data(
+        &s,
+        &d.token,
+        json!({"variable": "temperature", "value": -1}),
+    );
+    let unlock = next_event_of(&rx, "lock");
+    assert_eq!(unlock["state"], "unlocked", "{unlock}");
+}
