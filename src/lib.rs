@@ -4,7 +4,8 @@
 //! and starts a `session` actor; its packets are framed and checked by
 //! `protocol`; publishes go to a `router::topic` actor, which fans them out
 //! to the subscribers' delivery queues (`router::queue`); `actions` turn
-//! publishes into stored data; `store` is the SQLite file; `http` serves the
+//! publishes into stored data, and stored data into analyses, publishes and
+//! HTTP and email deliveries; `store` is the SQLite file; `http` serves the
 //! admin and device APIs. `device` holds who may log in and who is
 //! connected; `bridge` links brook to other brokers, as a client of theirs.
 //!
