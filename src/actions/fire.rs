@@ -62,7 +62,7 @@ pub(crate) struct Fired {
     deliveries: Vec<NewDelivery>,
     /// Run records written with the batch (`insert_bucket`'s, and those of
     /// runs decided not to run).
-    records: Vec<records::Run>,
+    records: Vec<records::RunRecord>,
     /// Lock keys whose state changed: written as they are when the
     /// transaction runs.
     locks: Vec<LockKey>,
@@ -277,9 +277,9 @@ pub(crate) fn record(
     cause: &Cause,
     outcome: RunOutcome,
     detail: &str,
-) -> records::Run {
+) -> records::RunRecord {
     let now = now_ms();
-    records::Run {
+    records::RunRecord {
         id: 0,
         action: def.name.clone(),
         trigger_kind: cause.trigger.to_string(),

@@ -97,13 +97,13 @@ impl Run {
         });
     }
 
-    fn record(&self, started: i64, outcome: RunOutcome, detail: &str) -> records::Run {
+    fn record(&self, started: i64, outcome: RunOutcome, detail: &str) -> records::RunRecord {
         let mut rec = record(&self.def, &self.cause, outcome, detail);
         rec.started_at = started;
         rec
     }
 
-    async fn analysis(&self, engine: &Engine, spec: &AnalysisSpec) -> records::Run {
+    async fn analysis(&self, engine: &Engine, spec: &AnalysisSpec) -> records::RunRecord {
         let started = now_ms();
         let began = Instant::now();
         let cfg = &engine.cfg;

@@ -566,7 +566,7 @@ async fn on_publish(
         Ok(p) => p,
         Err(rejected) => {
             tracing::info!(device = %device.name, topic = %topic, reason = %rejected.reason, "publish gave no data");
-            let runs: Vec<records::Run> = defs
+            let runs: Vec<records::RunRecord> = defs
                 .iter()
                 .map(|d| record(d, &cause(Vec::new()), RunOutcome::Error, &rejected.reason))
                 .collect();

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{ok, ApiError, ApiResult, Shared};
 use crate::actions::data::format_time;
 use crate::actions::supervisor::{Unlock, UnlockError};
-use crate::store::actions::{self, ActionRow, LockRow, Run};
+use crate::store::actions::{self, ActionRow, LockRow, RunRecord};
 
 /// Runs per page when `limit` is not given.
 const DEFAULT_RUNS_PAGE: usize = 20;
@@ -27,7 +27,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A run record as the API shows it.
-pub(super) fn run_json(r: &Run) -> Value {
+pub(super) fn run_json(r: &RunRecord) -> Value {
     json!({
         "id": r.id,
         "action": r.action,

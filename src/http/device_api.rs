@@ -17,14 +17,12 @@
 //! of a device's variables with their newest values
 //! (`GET /devices/{name}/variables`).
 
-use std::time::Duration;
-
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use super::{admin, fail, ok, ApiError, Shared};
+use super::{admin, ok, ApiError, Shared};
 use crate::actions::data::{self, format_time, parse_date, validate, DataError};
 use crate::actions::ingest;
 use crate::actions::supervisor::StoreItems;
@@ -34,7 +32,7 @@ use crate::store::data::{
     bucket_count, bucket_width, Answer, Bucket, BucketQuery, DataQuery, Edit, Mode, MAX_BUCKETS,
 };
 use crate::store::devices::{self, Permission};
-use crate::store::{data as stored, now_ms, StoreError};
+use crate::store::{data as stored, now_ms};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/data", web::post().to(post_data))
@@ -54,69 +52,11 @@ const MAX_LIST: usize = 1000;
 /// Largest `qty` (TagoIO's and TagoCore's bound).
 const MAX_QTY: u32 = 10_000;
 
-/// A refusal from the device API: [`ApiError`]'s answer, plus how long to
-/// wait for a 429.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    message: String,
-    retry_after: Option<Duration>,
-}
+type Answered = Result<HttpResponse, ApiError>;
 
-type Answered = Result<HttpResponse, Refusal>;
-
-impl Refusal {
-    fn new(status: StatusCode, message: impl std::fmt::Display) -> Refusal {
-        Refusal {
-            status,
-            message: message.to_string(),
-            retry_after: None,
-        }
-    }
-
-    fn bad(message: impl std::fmt::Display) -> Refusal {
-        Refusal::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl actix_web::ResponseError for Refusal {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-    fn error_response(&self) -> HttpResponse {
-        let mut response = fail(self.status, &self.message);
-        if let Some(wait) = self.retry_after {
-            // Whole seconds, rounded up: retrying after the floor would be refused again.
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            if let Ok(value) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-        }
-        response
-    }
-}
-
-impl From<ApiError> for Refusal {
-    fn from(e: ApiError) -> Refusal {
-        Refusal::new(e.0, e.1)
-    }
-}
-
-impl From<StoreError> for Refusal {
-    fn from(e: StoreError) -> Refusal {
-        ApiError::from(e).into()
-    }
-}
-
-impl From<DataError> for Refusal {
-    fn from(e: DataError) -> Refusal {
-        Refusal::bad(e)
+impl From<DataError> for ApiError {
+    fn from(e: DataError) -> ApiError {
+        ApiError::bad(e)
     }
 }
 
@@ -125,8 +65,8 @@ impl From<DataError> for Refusal {
 
 /// Authenticates the caller, checks the token's permission for the request's
 /// method and counts the request against the device's publish limit.
-fn device(req: &HttpRequest, broker: &Shared) -> Result<Identity, Refusal> {
-    let unauthorized = |m: &str| Refusal::new(StatusCode::UNAUTHORIZED, m);
+fn device(req: &HttpRequest, broker: &Shared) -> Result<Identity, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
     let token = super::services::request_token(req).ok_or_else(|| {
         unauthorized(
             "Authorization missing: send the device token in a `token`, `Device-Token` or `Authorization` header",
@@ -161,7 +101,7 @@ fn device(req: &HttpRequest, broker: &Shared) -> Result<Identity, Refusal> {
     }
     if let Err(wait) = broker.limits.check(&identity.device_id, Kind::Publish) {
         tracing::info!(device = %identity.device_name, "HTTP request over the publish limit");
-        return Err(Refusal {
+        return Err(ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: format!(
                 "device {} is over its limit of {} requests per minute",
@@ -175,7 +115,7 @@ fn device(req: &HttpRequest, broker: &Shared) -> Result<Identity, Refusal> {
 
 /// Reads a request body of at most [`data::MAX_BODY`] bytes; a larger one is
 /// refused without reading the rest.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, Refusal> {
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -188,9 +128,9 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             if super::is_body_timeout(&e) {
-                Refusal::new(StatusCode::REQUEST_TIMEOUT, e)
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, e)
             } else {
-                Refusal::bad(format!("cannot read the body: {e}"))
+                ApiError::bad(format!("cannot read the body: {e}"))
             }
         })?;
         body.extend_from_slice(&chunk);
@@ -208,11 +148,11 @@ async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> A
     let device = broker
         .auth
         .device(&who.device_id)
-        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
     let parsed = ingest::from_body(&broker.parsers, device.clone(), body.into()).await;
     let items = match parsed {
         Ok(p) => p.items,
-        Err(rejected) => return Err(Refusal::bad(rejected.reason)),
+        Err(rejected) => return Err(ApiError::bad(rejected.reason)),
     };
     let added = items.len();
     if added > 0 {
@@ -229,10 +169,10 @@ async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> A
                 done,
             })
             .await
-            .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
         stored
             .await
-            .map_err(|_| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the store went away"))??;
+            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store went away"))??;
     }
     device.touch();
     Ok(ok(format!("{added} Data Added")))
@@ -243,9 +183,9 @@ async fn post_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> A
 
 /// The query string as `(key, value)` pairs; `key[]` and `key[3]` (how
 /// JavaScript clients send arrays) count as `key`.
-fn query_pairs(query_string: &str) -> Result<Vec<(String, String)>, Refusal> {
+fn query_pairs(query_string: &str) -> Result<Vec<(String, String)>, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query_string)
-        .map_err(|e| Refusal::bad(format!("cannot read the query string: {e}")))?
+        .map_err(|e| ApiError::bad(format!("cannot read the query string: {e}")))?
         .into_inner();
     Ok(pairs
         .into_iter()
@@ -264,7 +204,7 @@ fn query_pairs(query_string: &str) -> Result<Vec<(String, String)>, Refusal> {
 /// `qty`, `skip`, `ordination`, `start_date`, `end_date`, `query`. Unknown
 /// parameters are ignored, as TagoIO does; bad values are refused with a
 /// message naming the parameter.
-fn parse_query(query_string: &str, now: i64) -> Result<DataQuery, Refusal> {
+fn parse_query(query_string: &str, now: i64) -> Result<DataQuery, ApiError> {
     let mut q = DataQuery::default();
     for (key, value) in query_pairs(query_string)? {
         let list = match key.as_str() {
@@ -296,7 +236,7 @@ fn parse_query(query_string: &str, now: i64) -> Result<DataQuery, Refusal> {
                     "asc" | "ascending" => true,
                     "desc" | "descending" => false,
                     _ => {
-                        return Err(Refusal::bad(format!(
+                        return Err(ApiError::bad(format!(
                             "ordination: {value:?} is neither ascending nor descending"
                         )))
                     }
@@ -307,7 +247,7 @@ fn parse_query(query_string: &str, now: i64) -> Result<DataQuery, Refusal> {
             "query" => {
                 q.mode = Mode::parse(&value).ok_or_else(|| {
                     let names: Vec<&str> = Mode::NAMES.iter().map(|(n, _)| *n).collect();
-                    Refusal::bad(format!(
+                    ApiError::bad(format!(
                         "query: {value:?} is not one of {}",
                         names.join(", ")
                     ))
@@ -324,7 +264,7 @@ fn parse_query(query_string: &str, now: i64) -> Result<DataQuery, Refusal> {
         ("values", &f.values),
     ] {
         if list.len() > MAX_LIST {
-            return Err(Refusal::bad(format!(
+            return Err(ApiError::bad(format!(
                 "{name}: {} values, over the limit of {MAX_LIST}",
                 list.len()
             )));
@@ -359,7 +299,7 @@ const MAX_BUCKET_ROWS: i64 = MAX_QTY as i64;
 /// turn the answer into buckets. Buckets need `variable` and `start_date`
 /// (`end_date` defaults to now) and take no `qty`, `skip`, `ordination` or
 /// `query`: the bucket count bounds the answer.
-fn parse_read(query_string: &str, now: i64) -> Result<Read, Refusal> {
+fn parse_read(query_string: &str, now: i64) -> Result<Read, ApiError> {
     let q = parse_query(query_string, now)?;
     let mut resolution = None;
     let mut interval = None;
@@ -373,7 +313,7 @@ fn parse_read(query_string: &str, now: i64) -> Result<Read, Refusal> {
                     .ok()
                     .filter(|n| (1..=MAX_BUCKETS).contains(n))
                     .ok_or_else(|| {
-                        Refusal::bad(format!(
+                        ApiError::bad(format!(
                             "resolution: {value:?} is not a whole number from 1 to {MAX_BUCKETS}"
                         ))
                     })?;
@@ -385,7 +325,7 @@ fn parse_read(query_string: &str, now: i64) -> Result<Read, Refusal> {
                     .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
                     .filter(|ms| *ms >= 1000)
                     .ok_or_else(|| {
-                        Refusal::bad(format!(
+                        ApiError::bad(format!(
                             "interval: {value:?} is not a duration of at least 1s (15s, 5m, 1h, 1d)"
                         ))
                     })?;
@@ -400,37 +340,37 @@ fn parse_read(query_string: &str, now: i64) -> Result<Read, Refusal> {
         (Some(n), None) => Bucketing::Resolution(n),
         (None, Some(width)) => Bucketing::Interval(width),
         (Some(_), Some(_)) => {
-            return Err(Refusal::bad(
+            return Err(ApiError::bad(
                 "interval: give resolution or interval, not both",
             ))
         }
     };
     if let Some(key) = listing.first() {
-        return Err(Refusal::bad(format!(
+        return Err(ApiError::bad(format!(
             "{key}: does not apply to resolution or interval (the buckets bound the answer)"
         )));
     }
     let mut filter = q.filter;
     if filter.variables.is_empty() {
-        return Err(Refusal::bad(
+        return Err(ApiError::bad(
             "variable: name at least one variable with resolution or interval",
         ));
     }
     let start = filter.start.ok_or_else(|| {
-        Refusal::bad(
+        ApiError::bad(
             "start_date: required with resolution or interval (for example start_date=24 hours)",
         )
     })?;
     let end = *filter.end.get_or_insert(now);
     if end < start {
-        return Err(Refusal::bad("end_date: is before start_date"));
+        return Err(ApiError::bad("end_date: is before start_date"));
     }
     let (width_ms, per_variable) = match bucketing {
         Bucketing::Resolution(n) => (bucket_width(end - start, n), n),
         Bucketing::Interval(width) => {
             let n = bucket_count(start, end, width);
             if n > MAX_BUCKETS + 1 {
-                return Err(Refusal::bad(format!(
+                return Err(ApiError::bad(format!(
                     "interval: {n} buckets over this range, over the limit of {MAX_BUCKETS}; \
                      give a longer interval or a shorter range"
                 )));
@@ -440,7 +380,7 @@ fn parse_read(query_string: &str, now: i64) -> Result<Read, Refusal> {
     };
     let rows = per_variable.saturating_mul(filter.variables.len() as i64);
     if rows > MAX_BUCKET_ROWS {
-        return Err(Refusal::bad(format!(
+        return Err(ApiError::bad(format!(
             "variable: {} variables × {per_variable} buckets is over the limit of \
              {MAX_BUCKET_ROWS} buckets per request",
             filter.variables.len()
@@ -482,22 +422,22 @@ async fn read_data(broker: &Shared, device_id: String, read: Read) -> Answered {
     Ok(ok(result))
 }
 
-fn whole_number(name: &str, value: &str, max: u32) -> Result<u32, Refusal> {
+fn whole_number(name: &str, value: &str, max: u32) -> Result<u32, ApiError> {
     value
         .trim()
         .parse::<u32>()
         .ok()
         .filter(|n| *n <= max)
         .ok_or_else(|| {
-            Refusal::bad(format!(
+            ApiError::bad(format!(
                 "{name}: {value:?} is not a whole number from 0 to {max}"
             ))
         })
 }
 
-fn date(name: &str, value: &str, now: i64) -> Result<i64, Refusal> {
+fn date(name: &str, value: &str, now: i64) -> Result<i64, ApiError> {
     parse_date(value, now).ok_or_else(|| {
-        Refusal::bad(format!(
+        ApiError::bad(format!(
             "{name}: cannot read {value:?} as a date (ISO 8601, YYYY-MM-DD HH:mm:ss, or relative such as \"1 day\")"
         ))
     })
@@ -555,12 +495,12 @@ fn unexpired(mut read: Read, broker: &Shared, retention_ms: Option<i64>, now: i6
 async fn delete_data(req: HttpRequest, broker: Shared) -> Answered {
     let who = device(&req, &broker)?;
     let Read::Items(q) = parse_read(req.query_string(), now_ms())? else {
-        return Err(Refusal::bad(
+        return Err(ApiError::bad(
             "resolution: buckets select no items to delete; leave out resolution and interval",
         ));
     };
     if q.mode.is_number() {
-        return Err(Refusal::bad(
+        return Err(ApiError::bad(
             "query: count, avg and sum select no items to delete; use a query that lists items",
         ));
     }
@@ -643,7 +583,7 @@ async fn put_data(req: HttpRequest, broker: Shared, payload: web::Payload) -> An
         .write(move |c| stored::update(c, &who.device_id, &edits))
         .await?;
     if found == 0 {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no data item with the given id in this device's bucket",
         ));
@@ -661,7 +601,7 @@ async fn info(req: HttpRequest, broker: Shared) -> Answered {
         .store
         .read(move |c| devices::device_by_id(c, &id))
         .await?
-        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
     let last_input = match (d.last_input, broker.auth.last_input(&d.id)) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -698,7 +638,7 @@ async fn list_params(req: HttpRequest, broker: Shared) -> Answered {
                 "true" => true,
                 "false" => false,
                 _ => {
-                    return Err(Refusal::bad(format!(
+                    return Err(ApiError::bad(format!(
                         "sent_status: {value:?} is neither true nor false"
                     )))
                 }
@@ -710,7 +650,7 @@ async fn list_params(req: HttpRequest, broker: Shared) -> Answered {
         .store
         .read(move |c| devices::device_by_id(c, &id))
         .await?
-        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token"))?;
     let params: Vec<_> = d
         .params
         .iter()
@@ -740,7 +680,7 @@ async fn mark_param_sent(req: HttpRequest, broker: Shared, param: web::Path<Stri
         })
         .await?;
     if !found {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no parameter with id {param_id:?} on this device"),
         ));

@@ -41,28 +41,55 @@ pub(crate) fn fail(status: StatusCode, message: impl std::fmt::Display) -> HttpR
     HttpResponse::build(status).json(json!({"status": false, "message": message.to_string()}))
 }
 
-/// A refusal that handlers return with `?`; answered as [`fail`].
+/// A refusal that handlers return with `?`; answered as [`fail`], with a
+/// `Retry-After` header when it says how long to wait (a 429). The one HTTP
+/// error type of the admin, device and service APIs.
 #[derive(Debug)]
-pub(crate) struct ApiError(pub StatusCode, pub String);
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<std::time::Duration>,
+}
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl std::fmt::Display) -> ApiError {
-        ApiError(status, message.to_string())
+        ApiError {
+            status,
+            message: message.to_string(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 with `message`.
+    pub(crate) fn bad(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.1)
+        f.write_str(&self.message)
     }
 }
 
 impl actix_web::ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.0
+        self.status
     }
     fn error_response(&self) -> HttpResponse {
-        fail(self.0, &self.1)
+        let mut response = fail(self.status, &self.message);
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up: retrying after the floor would be refused again.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            if let Ok(value) =
+                actix_web::http::header::HeaderValue::from_str(&secs.max(1).to_string())
+            {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 

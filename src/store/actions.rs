@@ -51,7 +51,7 @@ impl RunOutcome {
 
 /// One run, to record or as recorded (`id` is 0 until inserted).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Run {
+pub(crate) struct RunRecord {
     pub id: i64,
     /// The action's name.
     pub action: String,
@@ -92,7 +92,7 @@ pub(crate) struct ActionRow {
     pub enabled: bool,
     /// Unix ms when this definition (this hash) was first loaded.
     pub loaded_at: i64,
-    pub last_run: Option<Run>,
+    pub last_run: Option<RunRecord>,
 }
 
 /// What [`sync`] changed, for the reload's log line.
@@ -171,7 +171,7 @@ pub(crate) fn sync(
 }
 
 /// Records a run; returns its id.
-pub(crate) fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> {
+pub(crate) fn insert_run(conn: &Connection, run: &RunRecord) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO action_runs (action, trigger_kind, trigger_detail, device_id, started_at,
             ended_at, outcome, detail, exit_code, stdout, stderr, attempts)
@@ -248,9 +248,9 @@ pub(crate) fn end_run(
 const RUN_COLUMNS: &str = "id, action, trigger_kind, trigger_detail, device_id, started_at, \
                            ended_at, outcome, detail, exit_code, stdout, stderr, attempts";
 
-fn run_from(r: &Row<'_>, first: usize) -> rusqlite::Result<Run> {
+fn run_from(r: &Row<'_>, first: usize) -> rusqlite::Result<RunRecord> {
     let outcome: String = r.get(first + 7)?;
-    Ok(Run {
+    Ok(RunRecord {
         id: r.get(first)?,
         action: r.get(first + 1)?,
         trigger_kind: r.get(first + 2)?,
@@ -278,7 +278,7 @@ pub(crate) fn runs_of(
     action: &str,
     limit: usize,
     before_id: Option<i64>,
-) -> rusqlite::Result<Vec<Run>> {
+) -> rusqlite::Result<Vec<RunRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM action_runs
          WHERE action = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
@@ -469,8 +469,8 @@ mod tests {
         )
     }
 
-    fn run(action: &str, started_at: i64, outcome: RunOutcome) -> Run {
-        Run {
+    fn run(action: &str, started_at: i64, outcome: RunOutcome) -> RunRecord {
+        RunRecord {
             id: 0,
             action: action.into(),
             trigger_kind: "mqtt_topic".into(),
@@ -540,7 +540,7 @@ mod tests {
         );
         assert_eq!(
             page[0],
-            Run {
+            RunRecord {
                 id: ids[4],
                 ..run("a", 1004, RunOutcome::Ok)
             }
@@ -572,7 +572,7 @@ mod tests {
             r.stderr = "err ✓".into();
             let id = insert_run(&conn, &r).unwrap();
             let back = runs_of(&conn, "a", 1, None).unwrap().remove(0);
-            assert_eq!(back, Run { id, ..r });
+            assert_eq!(back, RunRecord { id, ..r });
         }
         assert!(conn
             .execute(

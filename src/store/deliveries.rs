@@ -14,7 +14,7 @@ use super::actions::{self as records, RunOutcome};
 /// A delivery to queue: its run record is inserted with it (as `Pending`).
 #[derive(Debug, Clone)]
 pub(crate) struct NewDelivery {
-    pub run: records::Run,
+    pub run: records::RunRecord,
     /// `http_post` or `email`.
     pub kind: &'static str,
     /// What to send and how often to try, as `actions::deliver` reads it.
@@ -202,7 +202,7 @@ mod tests {
 
     fn new(action: &str, at: i64, max_pending: usize) -> NewDelivery {
         NewDelivery {
-            run: records::Run {
+            run: records::RunRecord {
                 id: 0,
                 action: action.into(),
                 trigger_kind: "variable".into(),
