@@ -11,6 +11,7 @@
 
 pub(crate) mod raw;
 pub(crate) mod remotes;
+pub(crate) mod v5;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
