@@ -456,7 +456,10 @@ impl Props {
                 }
                 0x02 | 0x11 | 0x18 | 0x27 => {
                     at += 4;
-                    Prop::U32(id, u32::from_be_bytes(b[at - 4..at].try_into().unwrap()))
+                    Prop::U32(
+                        id,
+                        u32::from_be_bytes(b[at - 4..at].try_into().expect("four bytes")),
+                    )
                 }
                 0x0B => {
                     let (v, next) = read_varint(b, at);
@@ -788,7 +791,12 @@ pub(crate) struct Disconnect5 {
 impl Packet {
     pub(crate) fn connack5(&self) -> ConnAck5 {
         assert_eq!(self.kind, super::raw::CONNACK, "expected CONNACK: {self:?}");
-        let (props, _) = Props::decode(&self.body[2..]);
+        // A 3.1.1 CONNACK (two bytes) has no properties.
+        let props = if self.body.len() > 2 {
+            Props::decode(&self.body[2..]).0
+        } else {
+            Props::new()
+        };
         ConnAck5 {
             session_present: self.body[0] & 1 != 0,
             code: self.body[1],
