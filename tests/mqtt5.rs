@@ -1211,3 +1211,63 @@ fn session_takeover_sends_disconnect_0x8e_to_the_old_connection() {
     assert_eq!(d.reason, rc::SESSION_TAKEN_OVER, "{d:?}");
     bye(second);
 }
+
+// ------------------------------------------------------------ caps and protocol errors
+
+#[test]
+fn session_expiry_above_max_session_expiry_is_capped_and_announced_in_connack() {
+    let s = Server::start_with(Config::new().mqtt("max_session_expiry", "\"1m\""));
+    let token = s.token("d1");
+    let (c, ack) = Raw::login5(
+        s.mqtt_port,
+        &c5("capped", &token).clean_start(false).session_expiry(3600),
+    );
+    assert_eq!(
+        ack.props.u32_of(prop::SESSION_EXPIRY),
+        Some(60),
+        "CONNACK tells the granted session expiry: {ack:?}"
+    );
+    bye(c);
+    let (c, ack) = Raw::login5(
+        s.mqtt_port,
+        &c5("within", &token).clean_start(false).session_expiry(30),
+    );
+    assert_eq!(
+        ack.props.u32_of(prop::SESSION_EXPIRY),
+        None,
+        "an expiry within the cap is granted as asked: {ack:?}"
+    );
+    bye(c);
+}
+
+#[test]
+fn message_expiry_above_max_message_expiry_is_capped() {
+    let s = Server::start_with(Config::new().mqtt("max_message_expiry", "\"10s\""));
+    let token = s.token("d1");
+    let mut sub = login(&s, "reader", &token);
+    assert_eq!(sub.subscribe5(1, None, &[("mcap/t", 1)]).codes, vec![1]);
+    let long = Props::new().u32(prop::MESSAGE_EXPIRY, 3600);
+    assert_eq!(publish_once(&s, &token, "mcap/t", b"m", &long), rc::SUCCESS);
+    let got = sub.recv5(WAIT);
+    let left = got
+        .props
+        .u32_of(prop::MESSAGE_EXPIRY)
+        .expect("message expiry");
+    assert!(left <= 10, "capped at [mqtt] max_message_expiry: {left}");
+    bye(sub);
+}
+
+#[test]
+fn no_local_on_a_shared_subscription_is_a_protocol_error() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let mut c = login(&s, "sharer", &token);
+    c.send(&subscribe5(
+        1,
+        None,
+        &[("$share/g/nl/t", sub_opts(1, true, false, 0))],
+    ));
+    // MQTT 5 §3.8.3.1: a Protocol Error, answered with DISCONNECT 0x82.
+    let d = c.expect_disconnect5(WAIT, "No Local on a shared subscription");
+    assert_eq!(d.reason, rc::PROTOCOL_ERROR, "{d:?}");
+}
