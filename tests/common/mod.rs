@@ -12,6 +12,7 @@
 pub(crate) mod pinned;
 pub(crate) mod raw;
 pub(crate) mod remotes;
+pub(crate) mod v5;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
