@@ -14,6 +14,7 @@ use crate::device::watch::{Event, Filter, Refusal};
 use crate::metrics::METRICS;
 use crate::protocol::{reason, Packet, SubAck, UnsubAck};
 use crate::router::grant::Sub;
+use crate::protocol::validate::check_topic_filter;
 use crate::router::{shared_filter, Subscribe, Unsubscribe, SHARE_PREFIX};
 use crate::store::devices::Permission;
 
@@ -38,6 +39,15 @@ impl Session {
             self.refused(reason::NOT_AUTHORIZED),
             self.refused(reason::TOPIC_FILTER_INVALID),
         );
+        if s
+            .filters
+            .iter()
+            .any(|(f, o)| o.no_local && f.starts_with(SHARE_PREFIX))
+        {
+            // MQTT 5 §3.8.3.1: No Local on a shared subscription is a
+            // Protocol Error.
+            return self.close(ctx, "protocol error");
+        }
         let Some(c) = self.phase.live_mut() else {
             return;
         };
@@ -56,6 +66,10 @@ impl Session {
                     invalid,
                     "not a valid shared subscription ($share/GROUP/FILTER)",
                 ))
+            } else if check_topic_filter(filter).is_err() {
+                // The MQTT 5 codec hands well-framed filters on and leaves
+                // their syntax to this check (3.1.1's refuses the packet).
+                Some((invalid, "not a valid topic filter"))
             } else if matching.unwrap_or(filter).split('/').count() > max_levels {
                 METRICS.subscriptions_refused_levels.inc();
                 Some((quota, "deeper than mqtt.max_topic_levels"))
