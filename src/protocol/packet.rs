@@ -7,7 +7,7 @@
 //! Properties a PUBLISH carries through the broker unchanged are behind an
 //! `Arc`, so a message fanned out to many subscribers shares them.
 
-// The MQTT 5 parts are used once the MQTT 5 codec and session land.
+// The MQTT 5 parts the codec does not use itself are for the MQTT 5 session.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -62,6 +62,21 @@ pub(crate) mod reason {
     pub(crate) const MAXIMUM_CONNECT_TIME: u8 = 0xA0;
     pub(crate) const SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED: u8 = 0xA1;
     pub(crate) const WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0xA2;
+
+    /// The MQTT 5 CONNACK reason code for an MQTT 3.1.1 CONNACK return code (3.1.1
+    /// §3.2.2.3, MQTT 5 §3.2.2.2): 1 unacceptable protocol version, 2 identifier
+    /// rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized.
+    pub(crate) fn connack_v5(code_311: u8) -> u8 {
+        match code_311 {
+            0 => SUCCESS,
+            1 => UNSUPPORTED_PROTOCOL_VERSION,
+            2 => CLIENT_IDENTIFIER_NOT_VALID,
+            3 => SERVER_UNAVAILABLE,
+            4 => BAD_USER_NAME_OR_PASSWORD,
+            5 => NOT_AUTHORIZED,
+            _ => UNSPECIFIED_ERROR,
+        }
+    }
 }
 
 /// One MQTT control packet.
@@ -181,15 +196,21 @@ pub(crate) struct Publish {
     /// MQTT 5: the subscription identifiers of the receiver's matching
     /// subscriptions (outgoing only; a client may not send them).
     pub(crate) subscription_ids: Vec<u32>,
-    /// MQTT 5: the properties that travel with the message unchanged.
+    /// MQTT 5: the properties that travel with the message unchanged (None when
+    /// there are none; the decoder never gives an empty one).
     pub(crate) properties: Option<Arc<PublishProperties>>,
+    /// MQTT 5, outgoing: the Message Expiry Interval to send instead of
+    /// `properties.message_expiry`, i.e. what is left of it ([MQTT-3.3.2-6]); set per
+    /// delivery without touching the shared properties. The decoder leaves it None.
+    pub(crate) message_expiry_left: Option<u32>,
 }
 
 /// MQTT 5 PUBLISH (and will) properties the broker forwards unchanged
 /// (§3.3.2.3); the message expiry is forwarded as the time that is left.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct PublishProperties {
-    /// 1 = the payload is UTF-8 (checked).
+    /// 0 or 1 (the decoder refuses other values); 1 = the payload is UTF-8, which
+    /// the codec does not check (the receiver may, answering 0x99, §3.3.2.3.2).
     pub(crate) payload_format: Option<u8>,
     /// Seconds.
     pub(crate) message_expiry: Option<u32>,

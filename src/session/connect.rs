@@ -52,6 +52,12 @@ fn close_at_expiry(at: i64, ctx: &mut Context<Session>) {
 
 impl Session {
     fn refuse(&mut self, code: u8, reason: &'static str, ctx: &mut Context<Self>) {
+        // `code` is a 3.1.1 return code; an MQTT 5 client gets the reason code for it.
+        let code = if self.codec.version() == 5 {
+            crate::protocol::reason::connack_v5(code)
+        } else {
+            code
+        };
         METRICS.connections_refused.inc();
         tracing::info!(peer = %self.peer, code, reason, "CONNECT refused");
         self.send(
@@ -65,6 +71,9 @@ impl Session {
     }
 
     pub(super) fn on_connect(&mut self, c: Connect, ctx: &mut Context<Self>) {
+        // The reading codec switched at this CONNECT; the writing one follows, so
+        // that the CONNACK and everything after it are in the client's version.
+        self.codec.set_version(c.level);
         let client_id = if c.client_id.is_empty() {
             if !c.clean_session {
                 return self.refuse(

@@ -74,11 +74,11 @@ impl Session {
             }
             if d.qos > 0 {
                 let (pkid, sent) = c.inflight.send(d);
-                encode_publish(&publish_of(sent, pkid), &mut self.buf);
+                encode_publish(&publish_of(sent, pkid), self.codec.version(), &mut self.buf);
                 // Sent once: a resend after a reconnect carries DUP.
                 sent.dup = true;
             } else {
-                encode_publish(&publish_of(&d, 0), &mut self.buf);
+                encode_publish(&publish_of(&d, 0), self.codec.version(), &mut self.buf);
             }
             let bytes = self.buf.split().freeze();
             if self.out.delivery(bytes) == Queued::Closed {
