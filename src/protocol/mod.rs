@@ -23,6 +23,8 @@ pub(crate) mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v5;
 
 pub(crate) use codec::MqttCodec;
 #[allow(unused_imports)] // `publish_size` is for the MQTT 5 session's delivery
