@@ -100,6 +100,13 @@ fn parse_fixed_header(src: &[u8], v5: bool) -> Result<Option<FixedHeader>, Decod
             return Ok(None);
         };
         remaining |= usize::from(b & 0x7F) << (7 * i);
+        if v5 && b == 0 && i > 0 {
+            // MQTT 5 [MQTT-1.5.5-1]: the fewest bytes that hold the value.
+            return Err(malformed(
+                packet_name(byte >> 4),
+                "remaining length longer than it needs to be",
+            ));
+        }
         if b & 0x80 == 0 {
             let header_len = 2 + i;
             return Ok(Some(FixedHeader {

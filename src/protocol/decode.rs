@@ -87,7 +87,8 @@ impl Reader {
     }
 
     /// An MQTT 5 Variable Byte Integer (§1.5.5): at most four bytes, the
-    /// last without the continuation bit.
+    /// last without the continuation bit, in as few bytes as the value needs
+    /// ([MQTT-1.5.5-1]: a last byte of 0 after the first is not).
     pub(super) fn varint(&mut self, what: &str) -> Result<u32, DecodeError> {
         let mut value = 0u32;
         for i in 0..4 {
@@ -95,6 +96,11 @@ impl Reader {
                 return Err(self.err(format_args!("{what} missing")));
             };
             value |= u32::from(b & 0x7F) << (7 * i);
+            if b == 0 && i > 0 {
+                return Err(self.err(format_args!(
+                    "{what} is a variable byte integer longer than it needs to be"
+                )));
+            }
             if b & 0x80 == 0 {
                 self.buf.advance(i + 1);
                 return Ok(value);

@@ -174,6 +174,46 @@ struct Props {
     shared_subscription_available: Option<bool>,
 }
 
+/// The reason codes each packet type may carry (§2.4, Table 2-6, and each packet's
+/// section). A byte that is not one of them parses, but is not allowed: a Protocol
+/// Error by the definitions of §1.2.
+mod codes {
+    pub(super) const CONNACK: &[u8] = &[
+        0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95,
+        0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
+    ];
+    /// PUBACK and PUBREC (§3.4.2.1, §3.5.2.1).
+    pub(super) const PUBACK: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
+    /// PUBREL and PUBCOMP (§3.6.2.1, §3.7.2.1).
+    pub(super) const PUBREL: &[u8] = &[0x00, 0x92];
+    pub(super) const SUBACK: &[u8] = &[
+        0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+    ];
+    pub(super) const UNSUBACK: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91];
+    pub(super) const DISCONNECT: &[u8] = &[
+        0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94,
+        0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
+    ];
+    pub(super) const AUTH: &[u8] = &[0x00, 0x18, 0x19];
+}
+
+/// Reads a reason code and checks it is one of `allowed`.
+fn reason_code(r: &mut Reader, allowed: &[u8]) -> Result<u8, DecodeError> {
+    let code = r.u8("reason code")?;
+    check_reason(r, allowed, code)?;
+    Ok(code)
+}
+
+/// A Protocol Error unless `code` is one of `allowed`.
+fn check_reason(r: &Reader, allowed: &[u8], code: u8) -> Result<(), DecodeError> {
+    if allowed.contains(&code) {
+        return Ok(());
+    }
+    Err(r.protocol(format_args!(
+        "reason code {code:#04x} is not one this packet may carry"
+    )))
+}
+
 /// A byte property that may only be 0 or 1 ("It is a Protocol Error ... to have a value
 /// other than 0 or 1", §3.1.2.11.6, §3.1.2.11.7, §3.2.2.3.5, §3.2.2.3.11-13; the payload
 /// format indicator of §3.3.2.3.2 and §3.1.3.2.3 has only these two values too).
@@ -347,10 +387,10 @@ pub(super) fn decode(byte: u8, r: Reader) -> Result<Packet, DecodeError> {
     match byte >> 4 {
         2 => connack(r),
         3 => publish(byte, r),
-        4 => ack(r).map(Packet::PubAck),
-        5 => ack(r).map(Packet::PubRec),
-        6 => ack(r).map(Packet::PubRel),
-        7 => ack(r).map(Packet::PubComp),
+        4 => ack(r, codes::PUBACK).map(Packet::PubAck),
+        5 => ack(r, codes::PUBACK).map(Packet::PubRec),
+        6 => ack(r, codes::PUBREL).map(Packet::PubRel),
+        7 => ack(r, codes::PUBREL).map(Packet::PubComp),
         8 => subscribe(r),
         9 => suback(r),
         10 => unsubscribe(r),
@@ -460,7 +500,11 @@ fn connack(mut r: Reader) -> Result<Packet, DecodeError> {
         // [MQTT-3.2.2-1]
         return Err(r.err("reserved connect acknowledge flags are set"));
     }
-    let code = r.u8("reason code")?;
+    let code = reason_code(&mut r, codes::CONNACK)?;
+    if flags & 0x01 != 0 && code != 0 {
+        // [MQTT-3.2.2-6]: session present only with reason code 0.
+        return Err(r.protocol("session present with a failure reason code"));
+    }
     let mut p = properties(&mut r, block::CONNACK, "CONNACK")?;
     r.finish()?;
     Ok(Packet::ConnAck(ConnAck {
@@ -529,13 +573,13 @@ fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
 
 /// PUBACK, PUBREC, PUBREL, PUBCOMP (§3.4-3.7): remaining length 2 means reason 0 and
 /// no properties, 3 a reason without properties.
-fn ack(mut r: Reader) -> Result<Ack, DecodeError> {
+fn ack(mut r: Reader, allowed: &[u8]) -> Result<Ack, DecodeError> {
     let pkid = r.u16("packet identifier")?;
     let mut ack = Ack::ok(pkid);
     if r.buf.is_empty() {
         return Ok(ack);
     }
-    ack.reason = r.u8("reason code")?;
+    ack.reason = reason_code(&mut r, allowed)?;
     if !r.buf.is_empty() {
         let name = r.packet;
         let p = properties(&mut r, block::ACK, name)?;
@@ -619,9 +663,12 @@ fn subscribe(mut r: Reader) -> Result<Packet, DecodeError> {
 }
 
 /// The reason codes of a SUBACK or UNSUBACK: one or more (§2.4).
-fn codes(r: &mut Reader) -> Result<Vec<u8>, DecodeError> {
+fn reason_codes(r: &mut Reader, allowed: &[u8]) -> Result<Vec<u8>, DecodeError> {
     if r.buf.is_empty() {
         return Err(r.protocol("no reason codes"));
+    }
+    for &code in r.buf.iter() {
+        check_reason(r, allowed, code)?;
     }
     Ok(std::mem::take(&mut r.buf).to_vec())
 }
@@ -632,7 +679,7 @@ fn suback(mut r: Reader) -> Result<Packet, DecodeError> {
     let p = properties(&mut r, block::SUBACK, "SUBACK")?;
     Ok(Packet::SubAck(SubAck {
         pkid,
-        codes: codes(&mut r)?,
+        codes: reason_codes(&mut r, codes::SUBACK)?,
         reason_string: p.reason_string,
         user: p.user,
     }))
@@ -665,7 +712,7 @@ fn unsuback(mut r: Reader) -> Result<Packet, DecodeError> {
     let p = properties(&mut r, block::UNSUBACK, "UNSUBACK")?;
     Ok(Packet::UnsubAck(UnsubAck {
         pkid,
-        codes: codes(&mut r)?,
+        codes: reason_codes(&mut r, codes::UNSUBACK)?,
         reason_string: p.reason_string,
         user: p.user,
     }))
@@ -677,7 +724,7 @@ fn disconnect(mut r: Reader) -> Result<Packet, DecodeError> {
     if r.buf.is_empty() {
         return Ok(Packet::Disconnect(d));
     }
-    d.reason = r.u8("reason code")?;
+    d.reason = reason_code(&mut r, codes::DISCONNECT)?;
     if !r.buf.is_empty() {
         let p = properties(&mut r, block::DISCONNECT, "DISCONNECT")?;
         d.session_expiry = p.session_expiry;
@@ -696,7 +743,7 @@ fn auth(mut r: Reader) -> Result<Packet, DecodeError> {
     if r.buf.is_empty() {
         return Ok(Packet::Auth(Auth::default()));
     }
-    let reason = r.u8("reason code")?;
+    let reason = reason_code(&mut r, codes::AUTH)?;
     let p = properties(&mut r, block::AUTH, "AUTH")?;
     r.finish()?;
     if p.authentication_method.is_none() {

@@ -1399,3 +1399,78 @@ mod cross {
         }
     }
 }
+
+// ---- reason codes and Variable Byte Integers ----
+
+#[test]
+fn reason_codes_not_defined_for_the_packet_are_protocol_errors() {
+    let cases: [(u8, Vec<u8>); 8] = [
+        (0x20, vec![0, 0x01, 0]),
+        (0x40, vec![0, 1, 0x92]),
+        (0x50, vec![0, 1, 0x01]),
+        (0x62, vec![0, 1, 0x10]),
+        (0x70, vec![0, 1, 0x80]),
+        (0x90, vec![0, 1, 0, 0x03]),
+        (0xB0, vec![0, 1, 0, 0x00, 0x01]),
+        (0xE0, vec![0x18]),
+    ];
+    for (first, body) in cases {
+        assert_protocol(&frame(first, &body), reason::PROTOCOL_ERROR, "reason code");
+    }
+    assert_protocol(
+        &frame(0xF0, &[0x04, 0]),
+        reason::PROTOCOL_ERROR,
+        "reason code",
+    );
+    // Session present with a refusal ([MQTT-3.2.2-6]).
+    assert_protocol(
+        &frame(0x20, &[1, 0x86, 0]),
+        reason::PROTOCOL_ERROR,
+        "session present",
+    );
+    // Every code each packet may carry decodes.
+    for code in [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99] {
+        assert!(decode5(&frame(0x40, &[0, 1, code])).is_ok(), "{code:#x}");
+    }
+    for code in [0x00, 0x04, 0x8B, 0x8E, 0x98, 0xA2] {
+        assert!(decode5(&frame(0xE0, &[code])).is_ok(), "{code:#x}");
+    }
+}
+
+#[test]
+fn variable_byte_integers_use_the_fewest_bytes() {
+    // A property length of 0 in two bytes.
+    assert_malformed(
+        &frame(0x30, &cat(&[&s("a"), &[0x80, 0x00]])),
+        "longer than it needs to be",
+    );
+    // A subscription identifier of 1 in two bytes.
+    assert_malformed(
+        &frame(0x30, &cat(&[&s("a"), &props(&[&[0x0B, 0x81, 0x00]])])),
+        "longer than it needs to be",
+    );
+    // The remaining length in the fixed header: 0 in two bytes.
+    assert_malformed(
+        &[0xC0, 0x80, 0x00],
+        "remaining length longer than it needs to be",
+    );
+    // 3.1.1 is unchanged.
+    let mut codec = MqttCodec::new(MAX);
+    assert_eq!(
+        codec
+            .decode(&mut BytesMut::from(&[0xC0u8, 0x80, 0x00][..]))
+            .unwrap(),
+        Some(Packet::PingReq)
+    );
+    // 128 in two bytes and 16,384 in three are minimal.
+    let Packet::Publish(p) = decode5_ok(&frame(
+        0x30,
+        &cat(&[
+            &s("a"),
+            &props(&[&[0x0B, 0x80, 0x01], &[0x0B, 0x80, 0x80, 0x01]]),
+        ]),
+    )) else {
+        panic!()
+    };
+    assert_eq!(p.subscription_ids, [128, 16_384]);
+}
