@@ -3,11 +3,12 @@
 //! and tools read the broker).
 //!
 //! The classes of error follow the spec's definitions (§1.2, §4.13): what cannot be parsed
-//! (a length past the end, a bad Variable Byte Integer, ill-formed UTF-8 or U+0000 in a
-//! string, reserved bits, a property identifier that is unknown or not valid for the
-//! packet, §2.2.2.2) is a Malformed Packet; what parses but is not allowed (a duplicate
-//! property, a zero Receive Maximum, Topic Alias or Subscription Identifier, a 0/1 byte
-//! with another value, a topic name with wildcards...) is a Protocol Error, with the more
+//! (a length past the end, a Variable Byte Integer too long or not in its shortest form,
+//! ill-formed UTF-8 or U+0000 in a string, reserved bits, a property identifier that is
+//! unknown or not valid for the packet, §2.2.2.2) is a Malformed Packet; what parses but
+//! is not allowed (a duplicate property, a zero Receive Maximum, Topic Alias or
+//! Subscription Identifier, a 0/1 byte with another value, a reason code the packet type
+//! does not define, a topic name with wildcards...) is a Protocol Error, with the more
 //! specific reason code where the spec names one.
 //!
 //! Properties are read in one flat loop into [`Props`]; nothing recurses, and every
