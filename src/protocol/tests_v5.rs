@@ -1474,3 +1474,36 @@ fn variable_byte_integers_use_the_fewest_bytes() {
     };
     assert_eq!(p.subscription_ids, [128, 16_384]);
 }
+
+#[test]
+fn fuzz_seeds_decode_as_their_names_say() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/mqtt5_decode");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut buf = BytesMut::from(&std::fs::read(&path).unwrap()[..]);
+        let mut codec = codec5();
+        let mut result = Ok(());
+        while !buf.is_empty() {
+            match codec.decode(&mut buf) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    result = Err("incomplete".to_string());
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e.to_string());
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            name.starts_with("bad_"),
+            result.is_err(),
+            "{name}: {result:?}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 40, "{seen} seeds");
+}
