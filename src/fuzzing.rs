@@ -4,30 +4,39 @@
 //!
 //! Each takes arbitrary bytes and must not panic, loop or allocate without
 //! bound; [`topic_trees`] also checks the trees against a naive matcher and
-//! panics on any difference.
+//! panics on any difference, and [`mqtt5_decode`] checks that every MQTT 5
+//! packet it decodes encodes back to the same packet.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio_util::codec::Decoder;
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::protocol::validate::{check_topic_filter, check_topic_name};
 use crate::protocol::{DecodeError, MqttCodec, Packet};
 use crate::router::acl::filters_intersect;
 use crate::router::trie::{filter_covers, filter_matches, NameTrie, SubTrie};
 
-/// The packets a byte stream decodes to, up to the first error.
-fn decode_all(chunks: &[&[u8]]) -> (Vec<Packet>, Option<String>) {
+/// The packets a byte stream decodes to, up to the first error, with a codec
+/// that starts at protocol level `version`.
+fn decode_all(version: u8, chunks: &[&[u8]]) -> (Vec<Packet>, Option<String>) {
     let mut codec = MqttCodec::new(64 * 1024);
+    codec.set_version(version);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     for chunk in chunks {
         buf.extend_from_slice(chunk);
         loop {
+            let level = codec.version();
             match codec.decode(&mut buf) {
-                Ok(Some(p)) => out.push(p),
+                Ok(Some(p)) => {
+                    if level == 5 {
+                        round_trip_v5(&p);
+                    }
+                    out.push(p)
+                }
                 Ok(None) => break,
                 Err(e) => return (out, Some(error_kind(&e))),
             }
@@ -36,20 +45,49 @@ fn decode_all(chunks: &[&[u8]]) -> (Vec<Packet>, Option<String>) {
     (out, None)
 }
 
+/// A packet decoded as MQTT 5 encodes, and decodes back to itself.
+fn round_trip_v5(p: &Packet) {
+    let mut codec = MqttCodec::new(usize::MAX);
+    codec.set_version(5);
+    let mut buf = BytesMut::new();
+    if let Err(e) = codec.encode(p, &mut buf) {
+        panic!("decoded MQTT 5 packet does not encode: {e}: {p:?}");
+    }
+    let mut codec = MqttCodec::new(usize::MAX);
+    codec.set_version(5);
+    match codec.decode(&mut buf) {
+        Ok(Some(back)) => assert_eq!(&back, p, "MQTT 5 round trip changed the packet"),
+        other => panic!("re-encoded MQTT 5 packet does not decode: {other:?}: {p:?}"),
+    }
+    assert!(buf.is_empty(), "re-encoded MQTT 5 packet left bytes over");
+}
+
 fn error_kind(e: &DecodeError) -> String {
     e.to_string()
 }
 
-/// MQTT framing and every packet type: the bytes decoded whole and split in
-/// two at a point the first byte picks must give the same packets and the
-/// same error.
-pub fn mqtt_decode(data: &[u8]) {
-    let whole = decode_all(&[data]);
+/// The bytes decoded whole and split in two at a point the first byte picks
+/// must give the same packets and the same error.
+fn decode_both_ways(version: u8, data: &[u8]) {
+    let whole = decode_all(version, &[data]);
     let at = data
         .first()
         .map_or(0, |b| usize::from(*b) % (data.len() + 1));
-    let split = decode_all(&[&data[..at], &data[at..]]);
+    let split = decode_all(version, &[&data[..at], &data[at..]]);
     assert_eq!(whole, split, "decoding depends on how the bytes arrive");
+}
+
+/// MQTT 3.1.1 framing and every packet type (a CONNECT of level 5 switches
+/// the codec to MQTT 5).
+pub fn mqtt_decode(data: &[u8]) {
+    decode_both_ways(4, data);
+}
+
+/// MQTT 5: every packet type, properties and reason codes, from a codec set to
+/// level 5 (a CONNECT of another level switches it back); every packet decoded
+/// must survive an encode/decode round trip unchanged.
+pub fn mqtt5_decode(data: &[u8]) {
+    decode_both_ways(5, data);
 }
 
 /// Builds topic strings from fuzz bytes: few levels from a small alphabet,
@@ -193,6 +231,7 @@ pub type Target = fn(&[u8]);
 /// Every target by name, for the corpus replay.
 pub const TARGETS: &[(&str, Target)] = &[
     ("mqtt_decode", mqtt_decode),
+    ("mqtt5_decode", mqtt5_decode),
     ("topic_trees", topic_trees),
     ("data_items", data_items),
     ("action_file", action_file),

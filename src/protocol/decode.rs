@@ -1,6 +1,7 @@
 //! Decoding of one complete, size-checked frame into a `Packet`, with the validity checks
 //! of MQTT 3.1.1. CONNECT, PUBLISH and UNSUBSCRIBE are parsed by hand (reasons at each
 //! function); the other packet types go through `mqtt-protocol` plus extra checks.
+//! MQTT 5 packets, and a CONNECT of level 5, go to [`super::decode5`].
 
 use std::fmt::Display;
 use std::io::{Cursor, ErrorKind};
@@ -13,24 +14,30 @@ use mqtt::packet::subscribe::SubscribePacketError;
 use mqtt::packet::{PacketError, SubscribePacket, VariablePacket, VariablePacketError};
 use mqtt::Decodable;
 
-use super::error::{malformed, packet_name, DecodeError};
+use super::decode5;
+use super::error::{malformed, packet_name, protocol, DecodeError};
 use super::packet::{
     Ack, ConnAck, Connect, Disconnect, Packet, Publish, SubAck, Subscribe, SubscriptionOptions,
     UnsubAck, Unsubscribe, Will,
 };
 use super::validate::{check_topic_filter, check_topic_name, utf8_string};
 
-/// Decodes `frame` (fixed header of `header_len` bytes included, first byte `byte`).
+/// Decodes `frame` (fixed header of `header_len` bytes included, first byte `byte`) as a
+/// packet of protocol level `version` (a CONNECT as the level it carries).
 pub(crate) fn decode_frame(
     byte: u8,
     frame: Bytes,
     header_len: usize,
+    version: u8,
 ) -> Result<Packet, DecodeError> {
     let kind = byte >> 4;
     let body = Reader {
         packet: packet_name(kind),
         buf: frame.slice(header_len..),
     };
+    if version == 5 && kind != 1 {
+        return decode5::decode(byte, body);
+    }
     match kind {
         1 => connect(body),
         3 => publish(byte, body),
@@ -40,32 +47,72 @@ pub(crate) fn decode_frame(
 }
 
 /// Reads fields from a packet body; every shortfall is a `Malformed` naming the field.
-struct Reader {
-    packet: &'static str,
-    buf: Bytes,
+pub(super) struct Reader {
+    /// The packet type's name, for error messages.
+    pub(super) packet: &'static str,
+    /// What is left of the body.
+    pub(super) buf: Bytes,
 }
 
 impl Reader {
-    fn err(&self, why: impl Display) -> DecodeError {
+    /// A Malformed Packet error naming this packet.
+    pub(super) fn err(&self, why: impl Display) -> DecodeError {
         malformed(self.packet, why)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
+    /// An MQTT 5 Protocol Error (0x82) naming this packet.
+    pub(super) fn protocol(&self, why: impl Display) -> DecodeError {
+        protocol(self.packet, why)
+    }
+
+    pub(super) fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
         if self.buf.is_empty() {
             return Err(self.err(format_args!("{what} missing")));
         }
         Ok(self.buf.get_u8())
     }
 
-    fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
+    pub(super) fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
         if self.buf.len() < 2 {
             return Err(self.err(format_args!("{what} missing")));
         }
         Ok(self.buf.get_u16())
     }
 
+    pub(super) fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+        if self.buf.len() < 4 {
+            return Err(self.err(format_args!("{what} missing")));
+        }
+        Ok(self.buf.get_u32())
+    }
+
+    /// An MQTT 5 Variable Byte Integer (§1.5.5): at most four bytes, the
+    /// last without the continuation bit, in as few bytes as the value needs
+    /// ([MQTT-1.5.5-1]: a last byte of 0 after the first is not).
+    pub(super) fn varint(&mut self, what: &str) -> Result<u32, DecodeError> {
+        let mut value = 0u32;
+        for i in 0..4 {
+            let Some(&b) = self.buf.get(i) else {
+                return Err(self.err(format_args!("{what} missing")));
+            };
+            value |= u32::from(b & 0x7F) << (7 * i);
+            if b == 0 && i > 0 {
+                return Err(self.err(format_args!(
+                    "{what} is a variable byte integer longer than it needs to be"
+                )));
+            }
+            if b & 0x80 == 0 {
+                self.buf.advance(i + 1);
+                return Ok(value);
+            }
+        }
+        Err(self.err(format_args!(
+            "{what} is a variable byte integer longer than 4 bytes"
+        )))
+    }
+
     /// A length-prefixed byte string.
-    fn binary(&mut self, what: &str) -> Result<Bytes, DecodeError> {
+    pub(super) fn binary(&mut self, what: &str) -> Result<Bytes, DecodeError> {
         let len = usize::from(self.u16(what)?);
         if self.buf.len() < len {
             return Err(self.err(format_args!("{what} runs past the end of the packet")));
@@ -74,7 +121,7 @@ impl Reader {
     }
 
     /// A length-prefixed UTF-8 string without U+0000.
-    fn string(&mut self, what: &str) -> Result<String, DecodeError> {
+    pub(super) fn string(&mut self, what: &str) -> Result<String, DecodeError> {
         let raw = self.binary(what)?;
         utf8_string(&raw).map_err(|why| self.err(format_args!("{what} {why}")))
     }
@@ -86,7 +133,8 @@ impl Reader {
         }
     }
 
-    fn finish(self) -> Result<(), DecodeError> {
+    /// Nothing may be left.
+    pub(super) fn finish(&self) -> Result<(), DecodeError> {
         match self.buf.len() {
             0 => Ok(()),
             n => Err(self.err(format_args!("{n} unexpected trailing bytes"))),
@@ -100,6 +148,9 @@ fn connect(mut r: Reader) -> Result<Packet, DecodeError> {
     let name = r.binary("protocol name")?;
     let level = r.u8("protocol level")?;
     let expected = match &name[..] {
+        b"MQTT" if level == 5 => {
+            return decode5::connect(r).map_err(|e| DecodeError::Connect5(Box::new(e)))
+        }
         b"MQTT" => 4,
         b"MQIsdp" => 3,
         _ => return Err(r.err("unknown protocol name")),

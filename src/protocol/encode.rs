@@ -1,5 +1,7 @@
-//! Encoding of outgoing packets. PUBLISH and CONNECT are written by hand; the rest go
-//! through mqtt-protocol, writing straight into the output buffer.
+//! Encoding of outgoing packets. For MQTT 3.1.1, PUBLISH and CONNECT are written by
+//! hand and the rest go through mqtt-protocol, writing straight into the output buffer;
+//! what only MQTT 5 has (properties, reason codes) is left out. MQTT 5 is
+//! [`super::encode5`].
 
 use std::io;
 
@@ -13,6 +15,7 @@ use mqtt::packet::{
 };
 use mqtt::{Encodable, QualityOfService, TopicFilter};
 
+use super::encode5;
 use super::error::MAX_REMAINING_LENGTH;
 use super::packet::{Connect, Packet, Publish};
 
@@ -20,7 +23,16 @@ fn invalid(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, why)
 }
 
-pub(crate) fn encode_packet(packet: &Packet, dst: &mut BytesMut) -> io::Result<()> {
+/// Encodes `packet` for protocol level `version` (5: MQTT 5, else 3.1.1); a CONNECT
+/// is encoded as the level it carries.
+pub(crate) fn encode_packet(packet: &Packet, version: u8, dst: &mut BytesMut) -> io::Result<()> {
+    let v5 = match packet {
+        Packet::Connect(c) => c.level == 5,
+        _ => version == 5,
+    };
+    if v5 {
+        return encode5::encode(packet, dst);
+    }
     match packet {
         Packet::Connect(c) => encode_connect(c, dst),
         Packet::ConnAck(a) => write(
@@ -29,7 +41,7 @@ pub(crate) fn encode_packet(packet: &Packet, dst: &mut BytesMut) -> io::Result<(
         ),
         Packet::Publish(p) => match publish_remaining_length(p) {
             Some(_) => {
-                encode_publish(p, dst);
+                encode_publish(p, version, dst);
                 Ok(())
             }
             None => Err(invalid(format!(
@@ -110,15 +122,7 @@ fn suback_code(code: u8) -> io::Result<SubscribeReturnCode> {
     }
 }
 
-/// Bytes needed to encode `len` as a remaining-length varint.
-fn varint_len(len: usize) -> usize {
-    match len {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
-    }
-}
+use encode5::varint_len;
 
 fn put_varint(dst: &mut BytesMut, mut len: usize) {
     loop {
@@ -143,12 +147,19 @@ fn publish_remaining_length(p: &Publish) -> Option<usize> {
     (len <= MAX_REMAINING_LENGTH).then_some(len)
 }
 
-/// Encodes one PUBLISH straight into `dst` without copying the payload into an
-/// intermediate Vec (the broker fans one message out to many subscribers; this is the hot
-/// path). A PUBLISH that cannot be encoded (QoS > 2, topic over 65535 bytes, packet over
-/// 256 MiB) writes nothing; decoded packets never hit this, and `Encoder` reports it as an
-/// error.
-pub(crate) fn encode_publish(p: &Publish, dst: &mut BytesMut) {
+/// Encodes one PUBLISH for protocol level `version` straight into `dst`, without
+/// copying the payload into an intermediate buffer (the broker fans one message out to
+/// many subscribers, each with its own subscription identifiers, topic alias and
+/// remaining expiry: this is the hot path). MQTT 3.1.1 leaves the MQTT 5 fields out. A
+/// PUBLISH that cannot be encoded (QoS > 2, a topic or property over 65535 bytes, packet
+/// over 256 MiB) writes nothing; decoded packets never hit this, and `Encoder` reports
+/// it as an error. [`publish_size`] says beforehand what this writes.
+pub(crate) fn encode_publish(p: &Publish, version: u8, dst: &mut BytesMut) {
+    if version == 5 {
+        let written = encode5::encode_publish(p, dst);
+        debug_assert!(written, "unencodable MQTT 5 PUBLISH (qos {})", p.qos);
+        return;
+    }
     let Some(len) = publish_remaining_length(p) else {
         debug_assert!(
             false,
@@ -167,6 +178,18 @@ pub(crate) fn encode_publish(p: &Publish, dst: &mut BytesMut) {
         dst.put_u16(p.pkid);
     }
     dst.put_slice(&p.payload);
+}
+
+/// The bytes [`encode_publish`] writes for `p` at protocol level `version`, fixed header
+/// included (to compare with a client's Maximum Packet Size, MQTT 5 §3.1.2.11.4), or
+/// None if it cannot be encoded.
+// The session's MQTT 5 delivery uses it (tests do already).
+#[allow(dead_code)]
+pub(crate) fn publish_size(p: &Publish, version: u8) -> Option<usize> {
+    if version == 5 {
+        return encode5::publish_size(p);
+    }
+    publish_remaining_length(p).map(|len| 1 + varint_len(len) + len)
 }
 
 /// By hand: mqtt-protocol cannot carry a binary password.

@@ -7,7 +7,7 @@
 //! Properties a PUBLISH carries through the broker unchanged are behind an
 //! `Arc`, so a message fanned out to many subscribers shares them.
 
-// The MQTT 5 parts are used once the MQTT 5 codec and session land.
+// The MQTT 5 parts the codec does not use itself are for the MQTT 5 session.
 #![allow(dead_code)]
 
 use std::sync::Arc;

@@ -394,7 +394,7 @@ fn connect_protocol_name_and_level() {
         "protocol name",
     );
     for (name, level) in [
-        (&b"MQTT"[..], 5u8),
+        (&b"MQTT"[..], 6u8),
         (b"MQTT", 3),
         (b"MQIsdp", 4),
         (b"MQTT", 0),
@@ -406,12 +406,12 @@ fn connect_protocol_name_and_level() {
         );
         assert_eq!(err.connack_code(), Some(1));
     }
-    // An MQTT 5 CONNECT (properties after keep alive) still gets the level answer.
+    // An MQTT 5 CONNECT (properties after keep alive) decodes as MQTT 5.
     let mut v5 = connect_body(b"MQTT", 5, 0x02, &[]);
     v5.extend([0x00, 0x00, 0x01, b'c']);
     assert!(matches!(
         decode(&frame(0x10, &v5)),
-        Err(DecodeError::UnacceptableProtocol { level: 5 })
+        Ok(Some(Packet::Connect(c))) if c.level == 5 && c.client_id == "c"
     ));
 }
 
@@ -802,7 +802,7 @@ fn owned_and_borrowed_encoders_agree() {
 #[test]
 fn encode_publish_writes_the_expected_bytes() {
     let mut dst = BytesMut::new();
-    encode_publish(&sample_publish(), &mut dst);
+    encode_publish(&sample_publish(), 4, &mut dst);
     assert_eq!(
         &dst[..],
         &[0x3B, 0x0C, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x07, b'h', b'e', b'l', b'l', b'o']
@@ -814,6 +814,7 @@ fn encode_publish_writes_the_expected_bytes() {
             pkid: 5,
             ..Publish::new("t", Bytes::from_static(b"x"), 0, false)
         },
+        4,
         &mut dst,
     );
     assert_eq!(&dst[..], &[0x30, 0x04, 0x00, 0x01, b't', b'x']);
@@ -824,7 +825,7 @@ fn encode_publish_varint_boundaries() {
     for payload_len in [0usize, 122, 123, 16_378, 16_379, 2_097_146, 2_097_147] {
         let p = Publish::new("t", vec![1u8; payload_len], 0, false);
         let mut dst = BytesMut::new();
-        encode_publish(&p, &mut dst);
+        encode_publish(&p, 4, &mut dst);
         let mut codec = MqttCodec::new(usize::MAX);
         assert_eq!(
             codec.decode(&mut dst).unwrap(),

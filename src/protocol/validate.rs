@@ -36,6 +36,27 @@ pub(crate) fn check_topic_filter(filter: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A shared subscription's filter, `$share/{ShareName}/{filter}` (MQTT 5 §4.8.2):
+/// `Ok(Some((share name, filter)))` for one, `Ok(None)` for an ordinary filter, and an error
+/// for a `$share/` filter that breaks [MQTT-4.8.2-1] or [MQTT-4.8.2-2] (an empty share
+/// name or one with a wildcard, no valid topic filter after it).
+pub(crate) fn split_shared(filter: &str) -> Result<Option<(&str, &str)>, &'static str> {
+    let Some(rest) = filter.strip_prefix("$share/") else {
+        return Ok(None);
+    };
+    let Some((name, inner)) = rest.split_once('/') else {
+        return Err("is a shared subscription without a topic filter");
+    };
+    if name.is_empty() {
+        return Err("has an empty share name");
+    }
+    if name.contains(['+', '#']) {
+        return Err("has a wildcard in its share name");
+    }
+    check_topic_filter(inner)?;
+    Ok(Some((name, inner)))
+}
+
 /// Decodes an MQTT UTF-8 string: well-formed UTF-8 without U+0000 (§1.5.3).
 pub(crate) fn utf8_string(bytes: &[u8]) -> Result<String, &'static str> {
     let s = std::str::from_utf8(bytes).map_err(|_| "is not valid UTF-8")?;

@@ -13,7 +13,6 @@ use actix::prelude::*;
 use super::incoming::Incoming;
 use super::inflight::Inflight;
 use super::peer::Peer;
-use super::V5Shim;
 use super::{Conn, Lookup, Phase, Resumed, Session, PUBLISH_SLACK};
 use crate::device::limits::Kind;
 use crate::device::watch::{Event, Refusal};

@@ -88,12 +88,12 @@ impl Session {
             let alias = c.peer.aliases_out.choose(&topic);
             let pkid = if d.qos > 0 {
                 let (pkid, sent) = c.inflight.send(d);
-                encode_publish(&publish_of(sent, pkid, level, alias), &mut self.buf);
+                encode_publish(&publish_of(sent, pkid, level, alias), level, &mut self.buf);
                 // Sent once: a resend after a reconnect carries DUP.
                 sent.dup = true;
                 pkid
             } else {
-                encode_publish(&publish_of(&d, 0, level, alias), &mut self.buf);
+                encode_publish(&publish_of(&d, 0, level, alias), level, &mut self.buf);
                 0
             };
             if self.buf.len() > limit {

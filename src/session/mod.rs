@@ -720,26 +720,6 @@ impl Handler<Close> for Session {
     }
 }
 
-// TEMP(v5codec): stand-ins until the MQTT 5 codec lands.
-trait V5Shim {
-    fn set_version(&mut self, _level: u8) {}
-    fn version(&self) -> u8 {
-        4
-    }
-}
-impl V5Shim for MqttCodec {}
-trait ReasonShim {
-    fn reason_code(&self) -> u8;
-}
-impl ReasonShim for DecodeError {
-    fn reason_code(&self) -> u8 {
-        match self {
-            DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
-            _ => reason::MALFORMED_PACKET,
-        }
-    }
-}
-
 /// What `close_reason` holds while the DISCONNECT before a close is sent.
 const CLOSING: &str = "closing";
 
