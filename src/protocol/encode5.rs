@@ -320,6 +320,10 @@ fn publish(p: &Publish, o: &mut dyn Sink) {
             for &sid in &p.subscription_ids {
                 p_subscription_id(o, sid);
             }
+            if p.topic_alias == Some(0) {
+                // [MQTT-3.3.2-8]: a Topic Alias of 0 is not permitted.
+                o.unencodable();
+            }
             p_two(o, id::TOPIC_ALIAS, p.topic_alias);
         });
     });

@@ -1027,6 +1027,10 @@ fn unencodable_packets_are_errors_and_write_nothing() {
             subscription_ids: vec![0],
             ..Publish::new("t", Bytes::new(), 0, false)
         }),
+        Packet::Publish(Publish {
+            topic_alias: Some(0),
+            ..Publish::new("t", Bytes::new(), 0, false)
+        }),
         Packet::Subscribe(Subscribe {
             pkid: 1,
             filters: vec![("t".into(), options(3, false, false, 0))],
