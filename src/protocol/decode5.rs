@@ -633,7 +633,9 @@ fn subscribe(mut r: Reader) -> Result<Packet, DecodeError> {
         if retain_handling == 3 {
             return Err(r.protocol("retain handling 3 in the subscription options"));
         }
-        topic_filter(&r, &filter)?;
+        // The filter's syntax is the session's to judge: a SUBSCRIBE
+        // answers each filter on its own (SUBACK 0x8F, §3.9.3), so one bad
+        // filter does not close the connection.
         let no_local = options & 0x04 != 0;
         if no_local && filter.starts_with("$share/") {
             // [MQTT-3.8.3-4]

@@ -183,8 +183,6 @@ pub(crate) fn encode_publish(p: &Publish, version: u8, dst: &mut BytesMut) {
 /// The bytes [`encode_publish`] writes for `p` at protocol level `version`, fixed header
 /// included (to compare with a client's Maximum Packet Size, MQTT 5 §3.1.2.11.4), or
 /// None if it cannot be encoded.
-// The session's MQTT 5 delivery uses it (tests do already).
-#[allow(dead_code)]
 pub(crate) fn publish_size(p: &Publish, version: u8) -> Option<usize> {
     if version == 5 {
         return encode5::publish_size(p);

@@ -60,8 +60,6 @@ impl DecodeError {
     /// 0x95 Packet too large, 0x81 Malformed Packet, a Protocol Error's own code
     /// (0x82 or a more specific one), 0x84 and 0x85 for the CONNECT refusals, and
     /// 0x80 Unspecified error for an I/O error (there is rarely anyone to tell).
-    // The session's MQTT 5 error path uses it (tests do already).
-    #[allow(dead_code)]
     pub(crate) fn reason_code(&self) -> u8 {
         match self {
             DecodeError::Io(_) => reason::UNSPECIFIED_ERROR,
@@ -77,8 +75,6 @@ impl DecodeError {
     /// For an error in an MQTT 5 CONNECT: the reason code of the MQTT 5
     /// CONNACK to send before closing (§3.1.4, §4.13.2: the session switches
     /// its write codec to version 5 first). None for anything else.
-    // The session's CONNECT error path uses it (tests do already).
-    #[allow(dead_code)]
     pub(crate) fn connack_v5(&self) -> Option<u8> {
         match self {
             DecodeError::Connect5(inner) => Some(inner.reason_code()),

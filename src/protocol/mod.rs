@@ -27,12 +27,9 @@ mod tests;
 mod tests_v5;
 
 pub(crate) use codec::MqttCodec;
-#[allow(unused_imports)] // `publish_size` is for the MQTT 5 session's delivery
 pub(crate) use encode::{encode_publish, publish_size};
 pub(crate) use error::DecodeError;
-#[allow(unused_imports)] // the MQTT 5 types are for the MQTT 5 session
 pub(crate) use packet::{
-    reason, Ack, Auth, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect, Packet,
-    Publish, PublishProperties, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
-    UserProperties, Will,
+    reason, Ack, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect, Packet,
+    Publish, PublishProperties, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Will,
 };

@@ -7,9 +7,6 @@
 //! Properties a PUBLISH carries through the broker unchanged are behind an
 //! `Arc`, so a message fanned out to many subscribers shares them.
 
-// The MQTT 5 parts the codec does not use itself are for the MQTT 5 session.
-#![allow(dead_code)]
-
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,8 +14,10 @@ use bytes::Bytes;
 /// User properties, name and value, in the order they came (MQTT 5 §3.1.2.11.8).
 pub(crate) type UserProperties = Vec<(String, String)>;
 
-/// MQTT 5 reason codes the broker sends or checks (§2.4); 3.1.1 return codes
-/// are the small numbers of CONNACK and SUBACK.
+/// MQTT 5 reason codes (§2.4), the whole table of the spec (some are codes
+/// brook never sends); 3.1.1 return codes are the small numbers of CONNACK
+/// and SUBACK.
+#[allow(dead_code)]
 pub(crate) mod reason {
     pub(crate) const SUCCESS: u8 = 0x00;
     pub(crate) const GRANTED_QOS_1: u8 = 0x01;
@@ -62,21 +61,6 @@ pub(crate) mod reason {
     pub(crate) const MAXIMUM_CONNECT_TIME: u8 = 0xA0;
     pub(crate) const SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED: u8 = 0xA1;
     pub(crate) const WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0xA2;
-
-    /// The MQTT 5 CONNACK reason code for an MQTT 3.1.1 CONNACK return code (3.1.1
-    /// §3.2.2.3, MQTT 5 §3.2.2.2): 1 unacceptable protocol version, 2 identifier
-    /// rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized.
-    pub(crate) fn connack_v5(code_311: u8) -> u8 {
-        match code_311 {
-            0 => SUCCESS,
-            1 => UNSUPPORTED_PROTOCOL_VERSION,
-            2 => CLIENT_IDENTIFIER_NOT_VALID,
-            3 => SERVER_UNAVAILABLE,
-            4 => BAD_USER_NAME_OR_PASSWORD,
-            5 => NOT_AUTHORIZED,
-            _ => UNSPECIFIED_ERROR,
-        }
-    }
 }
 
 /// One MQTT control packet.

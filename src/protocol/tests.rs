@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::packet::Unsubscribe;
 use super::validate::{check_topic_filter, check_topic_name};
 use super::*;
 

@@ -388,6 +388,9 @@ impl Handler<Publish> for Topic {
                 ended = true;
                 continue;
             }
+            // A subscription matches even where No Local keeps the
+            // publisher's own message from it: 0x10 is for no subscriber.
+            matched = true;
             let own = msg.origin.as_ref() == Some(client);
             if own && sub.bridge.is_some() {
                 continue;
@@ -401,7 +404,6 @@ impl Handler<Publish> for Topic {
             // only for retained messages sent on subscribe.
             let retain = msg.retain && (sub.bridge.is_some() || reach.retain_as_published);
             let d = self.delivery(m, msg.qos.min(reach.qos), retain, reach, sub);
-            matched = true;
             push(sub, d, &mut commits);
         }
         if ended {

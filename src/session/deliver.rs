@@ -14,7 +14,7 @@ use super::outbound::Queued;
 use super::peer::AliasUse;
 use super::{Phase, Session};
 use crate::metrics::METRICS;
-use crate::protocol::{encode_publish, Ack, Packet, Publish};
+use crate::protocol::{encode_publish, publish_size, Ack, Packet, Publish};
 use crate::router::queue::Delivery;
 use crate::store::{sessions, Store};
 
@@ -84,32 +84,25 @@ impl Session {
             }
             let limit = c.peer.max_packet_size.map_or(usize::MAX, |m| m as usize);
             let level = c.peer.level;
-            let topic = d.topic.clone();
-            let alias = c.peer.aliases_out.choose(&topic);
-            let pkid = if d.qos > 0 {
-                let (pkid, sent) = c.inflight.send(d);
-                encode_publish(&publish_of(sent, pkid, level, alias), level, &mut self.buf);
-                // Sent once: a resend after a reconnect carries DUP.
-                sent.dup = true;
-                pkid
-            } else {
-                encode_publish(&publish_of(&d, 0, level, alias), level, &mut self.buf);
-                0
-            };
-            if self.buf.len() > limit {
+            let alias = c.peer.aliases_out.choose(&d.topic);
+            // The packet identifier's value does not change the size.
+            let mut p = publish_of(&d, 0, level, alias);
+            if publish_size(&p, level).is_none_or(|n| n > limit) {
                 // MQTT 5 §3.1.2.11.4: never send a client a packet larger
                 // than its Maximum Packet Size; the message is dropped for it
                 // as if acknowledged.
-                self.buf.clear();
-                c.peer.aliases_out.undo(&topic, alias);
+                c.peer.aliases_out.undo(&d.topic, alias);
                 METRICS.dropped_too_large.inc();
-                if pkid != 0 {
-                    if let Some(d) = c.inflight.puback(pkid) {
-                        dequeue(&self.handles.store, d.seq);
-                    }
-                }
+                dequeue(&self.handles.store, d.seq);
                 continue;
             }
+            if d.qos > 0 {
+                let (pkid, sent) = c.inflight.send(d);
+                p.pkid = pkid;
+                // Sent once: a resend after a reconnect carries DUP.
+                sent.dup = true;
+            }
+            encode_publish(&p, level, &mut self.buf);
             let bytes = self.buf.split().freeze();
             if self.out.delivery(bytes) == Queued::Closed {
                 return self.close(ctx, "socket closed");

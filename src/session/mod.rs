@@ -679,7 +679,17 @@ impl StreamHandler<Result<Packet, DecodeError>> for Session {
             }
             Err(e) => {
                 if matches!(self.phase, Phase::AwaitingConnect) {
-                    if let Some(code) = e.connack_code() {
+                    tracing::info!(peer = %self.peer, error = %e, "bad CONNECT: closing the connection");
+                    // An MQTT 5 CONNECT is answered in MQTT 5 (§4.13.2); no
+                    // DISCONNECT may come before a CONNACK, so none follows.
+                    let code = match e.connack_v5() {
+                        Some(code) => {
+                            self.codec.set_version(5);
+                            Some(code)
+                        }
+                        None => e.connack_code(),
+                    };
+                    if let Some(code) = code {
                         self.send(
                             Packet::ConnAck(ConnAck {
                                 code,
@@ -688,6 +698,7 @@ impl StreamHandler<Result<Packet, DecodeError>> for Session {
                             ctx,
                         );
                     }
+                    return self.close(ctx, "bad packet");
                 }
                 tracing::info!(client_id = self.client_id(), peer = %self.peer, error = %e, "bad packet: closing the connection");
                 self.level = self.codec.version();

@@ -12,9 +12,9 @@ use actix::prelude::*;
 use super::Session;
 use crate::device::watch::{Event, Filter, Refusal};
 use crate::metrics::METRICS;
+use crate::protocol::validate::check_topic_filter;
 use crate::protocol::{reason, Packet, SubAck, UnsubAck};
 use crate::router::grant::Sub;
-use crate::protocol::validate::check_topic_filter;
 use crate::router::{shared_filter, Subscribe, Unsubscribe, SHARE_PREFIX};
 use crate::store::devices::Permission;
 
@@ -39,8 +39,7 @@ impl Session {
             self.refused(reason::NOT_AUTHORIZED),
             self.refused(reason::TOPIC_FILTER_INVALID),
         );
-        if s
-            .filters
+        if s.filters
             .iter()
             .any(|(f, o)| o.no_local && f.starts_with(SHARE_PREFIX))
         {
