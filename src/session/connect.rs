@@ -297,6 +297,7 @@ impl Session {
             client_id = %c.client_id,
             device = c.identity.as_ref().map(|i| i.device_name.as_str()),
             peer = %self.peer,
+            transport = self.peer.transport.name(),
             resumed,
             "connected"
         );
@@ -305,6 +306,8 @@ impl Session {
                 client_id: &c.client_id,
                 token: format!("…{}", id.token_last4),
                 peer: self.peer.to_string(),
+                transport: self.peer.transport.name(),
+                proxy: self.peer.proxy().map(|p| p.to_string()),
                 clean_session: !c.subscriber.persistent,
                 keep_alive: self.keep_alive.map(|k| k.as_secs()).unwrap_or(0),
                 will_topic: c.will.as_ref().map(|w| w.topic.as_str()),

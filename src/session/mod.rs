@@ -15,6 +15,10 @@
 //! - [`inflight::Inflight`]: the messages sent to the client and not yet
 //!   acknowledged, with their packet ids.
 //!
+//! A session runs over any `AsyncRead + AsyncWrite` of MQTT bytes: a TCP
+//! socket, a TLS stream, or a WebSocket turned into one by
+//! `listener::ws`; [`Peer`] says which, and from where.
+//!
 //! Each packet type is handled in its own file: `connect.rs`, `publish.rs`
 //! (PUBLISH in, PUBREL), `deliver.rs` (PUBLISH out, PUBACK, PUBREC, PUBCOMP),
 //! `subscribe.rs` (SUBSCRIBE, UNSUBSCRIBE). A session works with
@@ -26,11 +30,11 @@ pub(crate) mod gate;
 mod incoming;
 mod inflight;
 mod outbound;
+mod peer;
 mod publish;
 mod subscribe;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,6 +62,7 @@ use gate::{Gate, Gated};
 use incoming::Incoming;
 use inflight::Inflight;
 use outbound::{Outbound, Queued};
+pub(crate) use peer::{Peer, Transport};
 
 /// Packets queued to the writer task before the session stops reading and
 /// delivering. Bounds what one connection holds beyond the kernel's buffer.
@@ -293,7 +298,8 @@ pub(crate) struct Session {
     /// This connection's place under `max_connections`.
     _slot: Slot,
     conn_id: u64,
-    peer: SocketAddr,
+    /// Where the connection comes from, and over what.
+    peer: Peer,
     phase: Phase,
     out: Outbound,
     /// A wait for room in the writer queue is running.
@@ -312,12 +318,7 @@ pub(crate) struct Session {
 
 impl Session {
     /// Starts a session on the current arbiter for an accepted connection.
-    pub(crate) fn start<IO>(
-        handles: Arc<Handles>,
-        io: IO,
-        peer: SocketAddr,
-        slot: Slot,
-    ) -> Addr<Session>
+    pub(crate) fn start<IO>(handles: Arc<Handles>, io: IO, peer: Peer, slot: Slot) -> Addr<Session>
     where
         IO: AsyncRead + AsyncWrite + Unpin + 'static,
     {
