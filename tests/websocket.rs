@@ -5,12 +5,16 @@
 //! put two in one message, send a text message or an oversized frame, and
 //! see the close code. The handshake's refusals (404, 400, 403), the Live
 //! Inspector's transport and peer (with `X-Forwarded-For` from a trusted
-//! proxy, and without), and interop with a TCP client on the same topic.
+//! proxy, and without), interop with a TCP client on the same topic, and a
+//! revoked token. Then real clients over ws and wss: MQTT.js from Node
+//! (protocol 4, and 5 answered as over TCP) and paho-mqtt with
+//! `transport="websockets"`, pinned in `tests/ws-clients/`.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::install;
 use common::raw::{self, ConnectOpts, Packet};
 use common::*;
 use rumqttc::QoS;
@@ -539,4 +543,159 @@ fn a_revoked_token_closes_its_websocket_within_a_second() {
     });
     let took = revoked_at.elapsed();
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Real clients: MQTT.js (from Node) and paho-mqtt, at the versions pinned in
+// tests/ws-clients/, installed once per run into target/ws-clients-env/.
+
+/// How long one client script may take: an interpreter's start and a few
+/// round trips.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn clients_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ws-clients")
+}
+
+/// `node_modules` with MQTT.js, installed on first use.
+fn mqtt_js() -> Option<std::path::PathBuf> {
+    static NODE: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    install::required(
+        "MQTT.js (tests/ws-clients/package.json)",
+        NODE.get_or_init(|| {
+            install::node_modules(&clients_dir(), &install::env_dir("ws-clients-env"))
+        }),
+    )
+}
+
+/// The venv's Python with paho-mqtt, installed on first use.
+fn paho() -> Option<std::path::PathBuf> {
+    static PYTHON: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    install::required(
+        "paho-mqtt (tests/ws-clients/requirements.txt)",
+        PYTHON.get_or_init(|| {
+            install::python_venv(
+                &clients_dir().join("requirements.txt"),
+                &install::env_dir("ws-clients-env"),
+            )
+        }),
+    )
+}
+
+/// Runs a client script; its last line of output as JSON.
+fn run_script(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = run_bounded(cmd, SCRIPT_TIMEOUT);
+    let last = out.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "the client printed no JSON line ({e}); status {}\nstdout: {}\nstderr: {}",
+            out.status, out.stdout, out.stderr
+        )
+    })
+}
+
+fn mqtt_js_run(
+    node_modules: &std::path::Path,
+    url: &str,
+    token: &str,
+    version: u8,
+    ca: Option<&std::path::Path>,
+) -> serde_json::Value {
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(clients_dir().join("mqttjs.js"))
+        .args([url, token, &version.to_string()])
+        .env("NODE_PATH", node_modules);
+    if let Some(ca) = ca {
+        cmd.arg(ca);
+    }
+    run_script(&mut cmd)
+}
+
+#[test]
+fn mqtt_js_publishes_and_receives_over_ws_and_wss() {
+    let Some(node_modules) = mqtt_js() else {
+        return;
+    };
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key, _) = self_signed_cert(certs.path());
+    let s = Server::start_with(Config::new().tls(&cert, &key));
+    let token = s.token("browser");
+    let ws = format!("ws://127.0.0.1:{}/mqtt", s.ws_port);
+    let r = mqtt_js_run(&node_modules, &ws, &token, 4, None);
+    assert_eq!(r["payload"], r["sent"], "over ws: {r}");
+    assert_eq!(r["qos"], 1, "{r}");
+    let wss = format!("wss://localhost:{}/mqtt", s.wss_port.expect("wss port"));
+    let r = mqtt_js_run(&node_modules, &wss, &token, 4, Some(&cert));
+    assert_eq!(r["payload"], r["sent"], "over wss: {r}");
+}
+
+#[test]
+fn mqtt_js_protocol_5_is_answered_over_ws_as_over_tcp() {
+    // The session speaks what it speaks (3.1.1 until MQTT 5 lands): over a
+    // WebSocket a version 5 CONNECT gets the same answer as over TCP.
+    let Some(node_modules) = mqtt_js() else {
+        return;
+    };
+    let s = Server::start();
+    let token = s.token("browser5");
+    let tcp = mqtt_js_run(
+        &node_modules,
+        &format!("mqtt://127.0.0.1:{}", s.mqtt_port),
+        &token,
+        5,
+        None,
+    );
+    let ws = mqtt_js_run(
+        &node_modules,
+        &format!("ws://127.0.0.1:{}/mqtt", s.ws_port),
+        &token,
+        5,
+        None,
+    );
+    let outcome = |r: &serde_json::Value| {
+        if r["payload"].is_string() {
+            format!("received {}", r["payload"])
+        } else {
+            format!("error {}", r["error"])
+        }
+    };
+    assert_eq!(
+        outcome(&ws).replace("over ws", "over mqtt"),
+        outcome(&tcp),
+        "ws {ws} vs tcp {tcp}"
+    );
+}
+
+#[test]
+fn paho_over_websockets_and_secure_websockets() {
+    let Some(python) = paho() else {
+        return;
+    };
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key, _) = self_signed_cert(certs.path());
+    let s = Server::start_with(Config::new().tls(&cert, &key));
+    let token = s.token("paho");
+    let script = clients_dir().join("paho_ws.py");
+    let r = run_script(std::process::Command::new(&python).arg(&script).args([
+        "127.0.0.1",
+        &s.ws_port.to_string(),
+        &token,
+    ]));
+    assert_eq!(
+        r["payload"], "hello from paho over websockets",
+        "over ws: {r}"
+    );
+    let wss = s.wss_port.expect("wss port").to_string();
+    let r = run_script(
+        std::process::Command::new(&python)
+            .arg(&script)
+            .args(["localhost", &wss, &token])
+            .arg(&cert),
+    );
+    assert_eq!(
+        r["payload"], "hello from paho over websockets",
+        "over wss: {r}"
+    );
 }

@@ -9,6 +9,7 @@
 //! the test panics; then the tail of the server's log is printed.
 #![allow(dead_code)]
 
+pub(crate) mod install;
 pub(crate) mod raw;
 pub(crate) mod remotes;
 
