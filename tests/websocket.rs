@@ -557,18 +557,6 @@ fn clients_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ws-clients")
 }
 
-/// `node_modules` with MQTT.js, installed on first use.
-fn mqtt_js() -> Option<std::path::PathBuf> {
-    static NODE: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
-        std::sync::OnceLock::new();
-    install::required(
-        "MQTT.js (tests/ws-clients/package.json)",
-        NODE.get_or_init(|| {
-            install::node_modules(&clients_dir(), &install::env_dir("ws-clients-env"))
-        }),
-    )
-}
-
 /// The venv's Python with paho-mqtt, installed on first use.
 fn paho() -> Option<std::path::PathBuf> {
     static PYTHON: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
@@ -615,7 +603,7 @@ fn mqtt_js_run(
 
 #[test]
 fn mqtt_js_publishes_and_receives_over_ws_and_wss() {
-    let Some(node_modules) = mqtt_js() else {
+    let Some(node_modules) = install::mqtt_js() else {
         return;
     };
     let certs = tempfile::tempdir().expect("temp dir");
@@ -635,7 +623,7 @@ fn mqtt_js_publishes_and_receives_over_ws_and_wss() {
 fn mqtt_js_protocol_5_is_answered_over_ws_as_over_tcp() {
     // The session speaks what it speaks (3.1.1 until MQTT 5 lands): over a
     // WebSocket a version 5 CONNECT gets the same answer as over TCP.
-    let Some(node_modules) = mqtt_js() else {
+    let Some(node_modules) = install::mqtt_js() else {
         return;
     };
     let s = Server::start();

@@ -188,3 +188,19 @@ pub(crate) fn required<T: Clone>(what: &str, installed: &Result<T, String>) -> O
         }
     }
 }
+
+/// `tests/ws-clients/`: MQTT.js and paho-mqtt pinned, and their scripts.
+pub(crate) fn ws_clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ws-clients")
+}
+
+/// `node_modules` with MQTT.js (`tests/ws-clients/package.json`), installed
+/// into `target/ws-clients-env/` on first use; None (skip) or a panic
+/// (under CI) when it cannot be.
+pub(crate) fn mqtt_js() -> Option<PathBuf> {
+    static NODE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    required(
+        "MQTT.js (tests/ws-clients/package.json)",
+        NODE.get_or_init(|| node_modules(&ws_clients_dir(), &env_dir("ws-clients-env"))),
+    )
+}
