@@ -135,8 +135,9 @@ async fn accept_loop(
                 (Transport::Ws, _) => {
                     ws::serve(handles, stream, peer, transport, slot, HANDSHAKE_TIMEOUT).await;
                 }
+                // Not reached: `start` gives these listeners the acceptor.
                 (Transport::Tls | Transport::Wss, None) => {
-                    tracing::error!("a TLS listener without a certificate")
+                    tracing::error!(%peer, "a TLS listener without a certificate")
                 }
                 (Transport::Tls | Transport::Wss, Some(acceptor)) => {
                     let started = tokio::time::Instant::now();

@@ -215,8 +215,9 @@ pub(crate) async fn serve<S>(
         Err(_) => return tracing::info!(peer = %socket, "WebSocket handshake timed out"),
     };
     let Some(accepted) = accepted else {
-        // The callback ran and accepted, or the handshake failed above.
-        return;
+        // Not reached: a handshake that completed went through the
+        // callback, which accepted it.
+        return tracing::error!(peer = %socket, "a WebSocket upgrade without its checks");
     };
     let peer = Peer {
         socket,
