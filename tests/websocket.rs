@@ -340,6 +340,45 @@ fn wss_serves_mqtt_with_the_tls_certificate() {
 }
 
 #[test]
+fn wss_listens_only_with_a_certificate() {
+    let plain = Server::start();
+    let log = plain.log();
+    assert!(log.contains("listening for ws"), "{log}");
+    assert!(
+        !log.contains("listening for wss"),
+        "no certificate, no wss: {log}"
+    );
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key, _) = self_signed_cert(certs.path());
+    let tls = Server::start_with(Config::new().tls(&cert, &key));
+    assert!(tls.log().contains("listening for wss"), "{}", tls.log());
+    // And "" switches ws off.
+    let off = Server::start_with(Config::new().mqtt("ws_listen", "\"\""));
+    assert!(!off.log().contains("listening for ws"), "{}", off.log());
+}
+
+#[test]
+fn a_stalled_upgrade_is_closed_after_the_handshake_timeout() {
+    use std::io::{Read, Write};
+    let s = Server::start();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", s.ws_port)).expect("connect");
+    // Half a request head, then nothing.
+    tcp.write_all(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tcp.read(&mut buf).unwrap_or(0);
+    let took = start.elapsed();
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(15),
+        "closed after {took:?}, want about 10 s"
+    );
+}
+
+#[test]
 fn the_handshake_refuses_other_paths_no_subprotocol_and_foreign_origins() {
     let s =
         Server::start_with(Config::new().mqtt("ws_allowed_origins", "[\"https://dash.example\"]"));
