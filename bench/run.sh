@@ -10,6 +10,9 @@
 # port, max_queued_messages 0, set_tcp_nodelay true), runs every scenario
 # against both alternately (the first broker alternates per round), and
 # prints a table of medians with the brook/Mosquitto ratio per figure.
+# brook also runs the connections, fan-in and latency scenarios over
+# MQTT over WebSocket (brook-bench --ws, label brook-ws; the connections
+# one on a fresh broker of its own): a second table gives ws next to tcp.
 # Raw result lines (one JSON object per scenario run) are kept in
 # target/bench/. Options: --quick, --rounds N, --keep (keep the temp dir
 # with both brokers' logs).
@@ -73,6 +76,7 @@ start_brokers() { # fresh processes; brook gets a new data dir, device and token
     local dir="$WORK/brook$BROOK_RUNS"
     B_MQTT=$("$BENCH" free-port)
     B_HTTP=$("$BENCH" free-port)
+    B_WS=$("$BENCH" free-port)
     mkdir -p "$dir/data" "$dir/actions"
     cat >"$dir/actions/bench.toml" <<'EOF'
 [[action]]
@@ -87,6 +91,7 @@ data_dir = "$dir/data"
 
 [mqtt]
 listen = "127.0.0.1:$B_MQTT"
+ws_listen = "127.0.0.1:$B_WS"
 
 [http]
 listen = "127.0.0.1:$B_HTTP"
@@ -147,6 +152,9 @@ run() { # run BROKER SCENARIO ARGS...
     if [ "$broker" = brook ]; then
         conn=(--broker brook --port "$B_MQTT" --username bench --password "$TOKEN"
               --broker-pid "$BROOK_PID" --http "http://127.0.0.1:$B_HTTP")
+    elif [ "$broker" = brook-ws ]; then
+        conn=(--broker brook-ws --ws --port "$B_WS" --username bench --password "$TOKEN"
+              --broker-pid "$BROOK_PID" --http "http://127.0.0.1:$B_HTTP")
     else
         conn=(--broker mosquitto --port "$M_PORT" --username bench --password bench
               --broker-pid "$MOSQ_PID")
@@ -186,9 +194,13 @@ for round in $(seq "$ROUNDS"); do
         # shellcheck disable=SC2086
         for b in "${ORDER[@]}"; do run "$b" $s; done
     done
+    stop_brokers
+    start_brokers
+    # shellcheck disable=SC2086
+    run brook-ws ${FRESH[0]}
     for s in "${SCENARIOS[@]}"; do
         # shellcheck disable=SC2086
-        for b in "${ORDER[@]}"; do run "$b" $s; done
+        for b in "${ORDER[@]}" brook-ws; do run "$b" $s; done
     done
     run brook durable --publishers 4 --messages "$DUR_N"
     run brook durable --publishers 4 --messages "$DUR_N" --tago-topic

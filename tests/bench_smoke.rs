@@ -1,5 +1,6 @@
 //! A smoke run of the load generator (`brook-bench`) against a real brook:
-//! a second of QoS 1 fan-in, nothing lost. Not a benchmark: no figure is
+//! a second of QoS 1 fan-in, nothing lost, over TCP and over WebSocket
+//! (`--ws`). Not a benchmark: no figure is
 //! checked beyond "it ran and counted everything".
 
 mod common;
@@ -12,12 +13,25 @@ use serde_json::Value;
 
 #[test]
 fn bench_fanin_qos1_smoke() {
+    fanin_smoke(false);
+}
+
+#[test]
+fn bench_fanin_qos1_smoke_over_websocket() {
+    fanin_smoke(true);
+}
+
+fn fanin_smoke(ws: bool) {
     let server = Server::start();
     let token = server.token("bench");
-    let port = server.mqtt_port.to_string();
+    let port = if ws { server.ws_port } else { server.mqtt_port }.to_string();
     let pid = server.pid().to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook-bench"));
+    if ws {
+        cmd.arg("--ws");
+    }
     let out = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_brook-bench")).args([
+        cmd.args([
             "--port",
             &port,
             "--username",

@@ -2,6 +2,9 @@
 //! the WebDriver protocol (chromedriver's HTTP API, spoken here with ureq),
 //! against the real brook binary while an MQTT client publishes.
 //!
+//! One test loads MQTT.js's browser bundle (the npm package pinned in
+//! `tests/ws-clients/`) in a page that speaks MQTT over WebSocket to brook.
+//!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them); without
 //! them the test fails under CI and is skipped elsewhere. Every wait polls
 //! the page's DOM up to a deadline. Each view is photographed, wide
@@ -17,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::install;
 use common::*;
 use rumqttc::QoS;
 use serde_json::{json, Value};
@@ -871,4 +875,57 @@ fn the_page_files_are_served_with_their_content_types_and_no_cache() {
         let body = r.body_mut().read_to_string().expect("the file as text");
         assert!(body.contains(needle), "{path} contains {needle}");
     }
+}
+
+#[test]
+fn mqtt_js_in_the_browser_publishes_and_receives_over_websocket() {
+    // The page a dashboard would be: MQTT.js's browser bundle (from the
+    // pinned npm package) over ws://127.0.0.1:PORT/mqtt with a device token.
+    let Some(node_modules) = install::mqtt_js() else {
+        return;
+    };
+    let s = Server::start();
+    let token = s.token("dashboard");
+    let page = tempfile::tempdir().expect("temp dir for the page");
+    std::fs::copy(
+        install::ws_clients_dir().join("browser.html"),
+        page.path().join("browser.html"),
+    )
+    .expect("copy the page");
+    std::fs::copy(
+        node_modules.join("mqtt/dist/mqtt.min.js"),
+        page.path().join("mqtt.min.js"),
+    )
+    .expect("copy MQTT.js's browser bundle");
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let url = format!("ws://127.0.0.1:{}/mqtt", s.ws_port);
+    let open = |v: u8| {
+        browser.goto(&format!(
+            "file://{}/browser.html?url={url}&token={token}&v={v}",
+            page.path().display()
+        ));
+        browser.wait_for(
+            &format!("MQTT.js (protocol {v}) gets its message back, or an error"),
+            "const o = document.getElementById('out');
+             return o.dataset.got ? {got: o.dataset.got}
+                  : o.dataset.error ? {error: o.dataset.error} : null;",
+        )
+    };
+    let r = open(4);
+    assert_eq!(
+        r,
+        json!({"got": "hello from the browser"}),
+        "protocol 4 (3.1.1)"
+    );
+    // Protocol 5: served as far as the session speaks it. Until brook
+    // speaks MQTT 5 the CONNACK says "unacceptable protocol version".
+    let r = open(5);
+    eprintln!("MQTT.js protocol 5 in the browser: {r}");
+    let ok = r == json!({"got": "hello from the browser"})
+        || r["error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("protocol"));
+    assert!(ok, "protocol 5: {r}");
 }

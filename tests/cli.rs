@@ -198,7 +198,7 @@ fn server_runs_without_subcommand_as_serve() {
     fs::write(
         &config,
         format!(
-            "[server]\ndata_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[actions]\ndir = {:?}\n",
+            "[server]\ndata_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{}\"\nws_listen = \"\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[actions]\ndir = {:?}\n",
             dir.path().join("data").display().to_string(),
             free_port(),
             dir.path().join("actions").display().to_string()

@@ -14,7 +14,7 @@
 //! tests here assert that line field by field, and brook's metrics.
 //!
 //! The clients are installed once per test run into `target/interop5-env/`
-//! (`tests/common/pinned.rs`, as the SDK tests do); when `python3`, `node` or
+//! (`tests/common/install.rs`, as the SDK tests do); when `python3`, `node` or
 //! `npm` is missing or the install fails, the tests fail under `CI` and are
 //! skipped (with a line saying why) otherwise.
 
@@ -52,18 +52,18 @@ fn interop_dir() -> PathBuf {
 /// The venv's Python with paho-mqtt, installed on first use.
 fn paho() -> Option<PathBuf> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    pinned::required(
+    install::required(
         "paho-mqtt (tests/interop5/requirements.txt)",
-        PYTHON.get_or_init(|| pinned::install_python(&interop_dir(), ENV)),
+        PYTHON.get_or_init(|| install::python_venv(&interop_dir().join("requirements.txt"), &install::env_dir(ENV))),
     )
 }
 
 /// The `node_modules` with MQTT.js, installed on first use.
 fn mqttjs() -> Option<PathBuf> {
     static NODE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    pinned::required(
+    install::required(
         "MQTT.js (tests/interop5/package.json)",
-        NODE.get_or_init(|| pinned::install_node(&interop_dir(), ENV)),
+        NODE.get_or_init(|| install::node_modules(&interop_dir(), &install::env_dir(ENV))),
     )
 }
 

@@ -10,7 +10,8 @@
 //! `Services.MQTT.publish`, which an MQTT subscriber here receives.
 //!
 //! The SDKs are installed once per test run into `target/sdk-env/` (a Python
-//! venv, an npm project), reused while the pinned files are unchanged. When
+//! venv, an npm project; `common::install`), reused while the pinned files
+//! are unchanged. When
 //! `python3`, `node` or `npm` is missing or the install fails, the tests
 //! fail under `CI` and are skipped (with a line saying why) otherwise.
 
@@ -22,6 +23,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::install::{self, required};
 use common::*;
 use rumqttc::QoS;
 use serde_json::{json, Value};
@@ -44,24 +46,35 @@ fn sdk_dir() -> PathBuf {
         .join("sdk")
 }
 
-/// Where the SDKs are installed: `target/sdk-env/`.
-const SDK_ENV: &str = "sdk-env";
+/// The venv's Python with `tagoio-sdk` installed, in `target/sdk-env/`.
+fn install_python() -> Result<PathBuf, String> {
+    install::python_venv(
+        &sdk_dir().join("requirements.txt"),
+        &install::env_dir("sdk-env"),
+    )
+}
+
+/// `node_modules` with `@tago-io/sdk` installed (`npm ci` from the lock
+/// file), in `target/sdk-env/`.
+fn install_node() -> Result<PathBuf, String> {
+    install::node_modules(&sdk_dir(), &install::env_dir("sdk-env"))
+}
 
 /// The Python that has `tagoio-sdk`, installed on first use.
 fn python_sdk() -> Option<PathBuf> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    pinned::required(
+    required(
         "the Python SDK (tests/sdk/requirements.txt)",
-        PYTHON.get_or_init(|| pinned::install_python(&sdk_dir(), SDK_ENV)),
+        PYTHON.get_or_init(install_python),
     )
 }
 
 /// The `node_modules` that has `@tago-io/sdk`, installed on first use.
 fn node_sdk() -> Option<PathBuf> {
     static NODE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    pinned::required(
+    required(
         "the JavaScript SDK (tests/sdk/package.json)",
-        NODE.get_or_init(|| pinned::install_node(&sdk_dir(), SDK_ENV)),
+        NODE.get_or_init(install_node),
     )
 }
 

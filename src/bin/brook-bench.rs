@@ -9,6 +9,8 @@
 // A crate root resolves `mod` next to itself (src/bin/), so name the files.
 #[path = "brook-bench/clients.rs"]
 mod clients;
+#[path = "brook-bench/conn.rs"]
+mod conn;
 #[path = "brook-bench/report.rs"]
 mod report;
 #[path = "brook-bench/wire.rs"]
@@ -64,6 +66,12 @@ struct Common {
     /// brook's HTTP base URL (durable: counts stored rows with GET /data).
     #[arg(long, global = true)]
     http: Option<String>,
+    /// MQTT over WebSocket: `--port` is the broker's WebSocket port
+    /// (brook's `ws_listen`), the upgrade asks for `--ws-path`.
+    #[arg(long, global = true)]
+    ws: bool,
+    #[arg(long, global = true, default_value = "/mqtt")]
+    ws_path: String,
 }
 
 impl Common {
@@ -73,6 +81,7 @@ impl Common {
             port: self.port,
             username: self.username.clone(),
             password: self.password.clone(),
+            ws_path: self.ws.then(|| self.ws_path.clone()),
         }
     }
 }
@@ -307,7 +316,7 @@ async fn open_publishers(
     target: &Target,
     run: &str,
     n: usize,
-) -> Result<Vec<(TcpStream, BytesMut)>> {
+) -> Result<Vec<(conn::Conn, BytesMut)>> {
     let mut v = Vec::with_capacity(n);
     for p in 0..n {
         v.push(wire::open(target, &format!("bench-{run}-pub-{p}"), 60, None).await?);
@@ -321,7 +330,7 @@ async fn open_subscriber(
     filter: &str,
     qos: u8,
     recv_buffer: Option<u32>,
-) -> Result<(TcpStream, BytesMut)> {
+) -> Result<(conn::Conn, BytesMut)> {
     let (mut s, mut b) = wire::open(target, client_id, 120, recv_buffer).await?;
     wire::subscribe_and_wait(&mut s, &mut b, filter, qos).await?;
     Ok((s, b))
@@ -674,18 +683,16 @@ async fn connections(c: &Common, a: &ConnectionsArgs) -> Result<Value> {
     let rss_connected = rss_kb(c.broker_pid);
     // Are they all still there? A closed socket reads EOF at once.
     let mut alive = 0usize;
-    for s in &streams {
-        let mut b = [0u8; 1];
-        match s.try_read(&mut b) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => alive += 1,
-            _ => {}
+    for s in &mut streams {
+        if s.is_open() {
+            alive += 1;
         }
     }
     let connected = streams.len();
     for mut s in streams {
         let mut bye = BytesMut::new();
         wire::disconnect(&mut bye);
-        let _ = s.try_write(&bye);
+        s.try_write(&bye);
         let _ = s.shutdown().await;
     }
     tokio::time::sleep(settle + Duration::from_secs(1)).await;

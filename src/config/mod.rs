@@ -13,12 +13,14 @@ use std::time::Duration;
 
 mod bridge;
 pub(crate) mod diag;
+mod net;
 mod parse;
 mod raw;
 #[cfg(test)]
 mod tests;
 
 pub use bridge::{BridgeConfig, Password, Protocol, RemoteAddr, TopicMap};
+pub use net::IpNet;
 use parse::Parser;
 
 /// Client ids that start with this belong to bridges (`bridge:NAME`): a
@@ -112,6 +114,21 @@ pub struct MqttConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for the TLS listener.
     pub tls_key: Option<PathBuf>,
+    /// The MQTT-over-WebSocket listener (`ws://HOST:PORT/mqtt`); `None`
+    /// when `ws_listen = ""`.
+    pub ws_listen: Option<SocketAddr>,
+    /// The MQTT-over-WebSocket-over-TLS listener, with the TLS listener's
+    /// certificate; opened only when TLS is configured; `None` when `""`.
+    pub wss_listen: Option<SocketAddr>,
+    /// The HTTP path a WebSocket client asks for (`/mqtt`); others get 404.
+    pub ws_path: String,
+    /// The `Origin`s a WebSocket handshake may carry (`https://host[:port]`,
+    /// compared without regard to case); empty = any. A handshake without
+    /// an `Origin` (not from a browser) is let in.
+    pub ws_allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed for a WebSocket client's
+    /// address; empty = none (the socket's peer is the address).
+    pub ws_trusted_proxies: Vec<IpNet>,
     /// Whether clients without a password (token) are let in.
     pub allow_anonymous: bool,
     /// The largest packet accepted, in bytes; larger ones close the connection.
@@ -168,6 +185,21 @@ impl MqttConfig {
             (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
             _ => None,
         }
+    }
+
+    /// Whether `origin` (a handshake's `Origin` header) may open a
+    /// WebSocket: any when `ws_allowed_origins` is empty.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.ws_allowed_origins.is_empty()
+            || self
+                .ws_allowed_origins
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(origin.trim()))
+    }
+
+    /// Whether the `X-Forwarded-For` of a connection from `ip` is believed.
+    pub fn trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.ws_trusted_proxies.iter().any(|net| net.contains(ip))
     }
 }
 
@@ -396,6 +428,11 @@ impl Default for Config {
                 tls_listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
                 tls_cert: None,
                 tls_key: None,
+                ws_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8083))),
+                wss_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8084))),
+                ws_path: "/mqtt".to_string(),
+                ws_allowed_origins: Vec::new(),
+                ws_trusted_proxies: Vec::new(),
                 allow_anonymous: false,
                 max_packet_size: 1_048_576,
                 max_inflight: 100,

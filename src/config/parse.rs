@@ -138,11 +138,51 @@ impl Parser<'_> {
             "mqtt.sys_interval",
             defaults.mqtt.sys_interval,
         )?;
+        let ws_path = match m.ws_path {
+            None => defaults.mqtt.ws_path.clone(),
+            Some(value) => {
+                net::check_path(value.get_ref()).map_err(|e| self.at(&value, "mqtt.ws_path", e))?;
+                value.into_inner()
+            }
+        };
+        let ws_allowed_origins = match m.ws_allowed_origins {
+            None => defaults.mqtt.ws_allowed_origins.clone(),
+            Some(list) => list
+                .into_iter()
+                .map(|o| {
+                    net::check_origin(o.get_ref())
+                        .map_err(|e| self.at(&o, "mqtt.ws_allowed_origins", e))?;
+                    Ok(o.get_ref().trim().to_string())
+                })
+                .collect::<Result<_, ConfigError>>()?,
+        };
+        let ws_trusted_proxies = match m.ws_trusted_proxies {
+            None => defaults.mqtt.ws_trusted_proxies.clone(),
+            Some(list) => list
+                .into_iter()
+                .map(|p| {
+                    IpNet::parse(p.get_ref()).map_err(|e| self.at(&p, "mqtt.ws_trusted_proxies", e))
+                })
+                .collect::<Result<_, ConfigError>>()?,
+        };
         let mqtt = MqttConfig {
             listen: self.addr(m.listen, "mqtt.listen", defaults.mqtt.listen)?,
             tls_listen: self.addr(m.tls_listen, "mqtt.tls_listen", defaults.mqtt.tls_listen)?,
             tls_cert: tls_cert.map(|p| resolve(p.into_inner())),
             tls_key: tls_key.map(|p| resolve(p.into_inner())),
+            ws_listen: self.optional_addr(
+                m.ws_listen,
+                "mqtt.ws_listen",
+                defaults.mqtt.ws_listen,
+            )?,
+            wss_listen: self.optional_addr(
+                m.wss_listen,
+                "mqtt.wss_listen",
+                defaults.mqtt.wss_listen,
+            )?,
+            ws_path,
+            ws_allowed_origins,
+            ws_trusted_proxies,
             allow_anonymous: m.allow_anonymous.unwrap_or(defaults.mqtt.allow_anonymous),
             max_packet_size,
             max_inflight,
@@ -478,6 +518,24 @@ impl Parser<'_> {
                     ),
                 )
             }),
+        }
+    }
+
+    /// A socket address, `None` for `""` (off), or `default` when the key
+    /// is absent.
+    pub(super) fn optional_addr(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: Option<SocketAddr>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        match value {
+            Some(v) if v.get_ref().trim().is_empty() => Ok(None),
+            // The fallback address is not used: there is a value.
+            Some(v) => self
+                .addr(Some(v), key, SocketAddr::from(([0, 0, 0, 0], 0)))
+                .map(Some),
+            None => Ok(default),
         }
     }
 

@@ -58,6 +58,16 @@ pub(super) struct RawMqtt {
     pub(super) tls_cert: Option<Spanned<PathBuf>>,
     /// See [`MqttConfig::tls_key`].
     pub(super) tls_key: Option<Spanned<PathBuf>>,
+    /// See [`MqttConfig::ws_listen`]; `""` switches it off.
+    pub(super) ws_listen: Option<Spanned<String>>,
+    /// See [`MqttConfig::wss_listen`]; `""` switches it off.
+    pub(super) wss_listen: Option<Spanned<String>>,
+    /// See [`MqttConfig::ws_path`].
+    pub(super) ws_path: Option<Spanned<String>>,
+    /// See [`MqttConfig::ws_allowed_origins`].
+    pub(super) ws_allowed_origins: Option<Vec<Spanned<String>>>,
+    /// See [`MqttConfig::ws_trusted_proxies`].
+    pub(super) ws_trusted_proxies: Option<Vec<Spanned<String>>>,
     /// See [`MqttConfig::allow_anonymous`].
     pub(super) allow_anonymous: Option<bool>,
     /// See [`MqttConfig::max_packet_size`].

@@ -607,3 +607,62 @@ fn bad_data_and_smtp_name_line_and_key() {
             .starts_with("config.toml:4: smtp.password: unknown key")
     );
 }
+
+#[test]
+fn websocket_keys() {
+    let defaults = parse("");
+    assert_eq!(
+        defaults.mqtt.ws_listen.map(|a| a.to_string()).as_deref(),
+        Some("0.0.0.0:8083")
+    );
+    assert_eq!(
+        defaults.mqtt.wss_listen.map(|a| a.to_string()).as_deref(),
+        Some("0.0.0.0:8084")
+    );
+    assert_eq!(defaults.mqtt.ws_path, "/mqtt");
+    assert!(defaults.mqtt.origin_allowed("https://anything.example"));
+    assert!(!defaults.mqtt.trusted_proxy("127.0.0.1".parse().unwrap()));
+
+    let c = parse(
+        "[mqtt]\nws_listen = \"\"\nwss_listen = \" \"\nws_path = \"/ws/mqtt\"\nws_allowed_origins = [\"https://Dash.example.com\", \"null\"]\nws_trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n",
+    );
+    assert_eq!(
+        (c.mqtt.ws_listen, c.mqtt.wss_listen),
+        (None, None),
+        "\"\" = off"
+    );
+    assert_eq!(c.mqtt.ws_path, "/ws/mqtt");
+    assert!(c.mqtt.origin_allowed("https://dash.example.com"));
+    assert!(c.mqtt.origin_allowed("null"));
+    assert!(!c.mqtt.origin_allowed("https://evil.example"));
+    assert!(c.mqtt.trusted_proxy("10.9.8.7".parse().unwrap()));
+    assert!(c.mqtt.trusted_proxy("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(!c.mqtt.trusted_proxy("127.0.0.2".parse().unwrap()));
+    let c = parse("[mqtt]\nws_listen = \"127.0.0.1:9001\"\n");
+    assert_eq!(c.mqtt.ws_listen.unwrap().to_string(), "127.0.0.1:9001");
+
+    let err = error("[mqtt]\n\nws_listen = \"8083\"\n");
+    assert!(
+        err.starts_with("config.toml:3: mqtt.ws_listen: invalid address \"8083\""),
+        "{err}"
+    );
+    let err = error("[mqtt]\nws_path = \"mqtt\"\n");
+    assert!(
+        err.starts_with("config.toml:2: mqtt.ws_path: \"mqtt\" must start with \"/\""),
+        "{err}"
+    );
+    let err = error(
+        "[mqtt]\nws_allowed_origins = [\n  \"https://ok.example\",\n  \"https://x.example/\",\n]\n",
+    );
+    assert!(
+        err.starts_with(
+            "config.toml:4: mqtt.ws_allowed_origins: invalid origin \"https://x.example/\""
+        ),
+        "{err}"
+    );
+    let err = error("[mqtt]\nws_trusted_proxies = [\"10.0.0.0/40\"]\n");
+    assert!(
+        err.starts_with("config.toml:2: mqtt.ws_trusted_proxies: invalid IP range \"10.0.0.0/40\""),
+        "{err}"
+    );
+}

@@ -26,7 +26,14 @@ pub(crate) enum Event<'a> {
         client_id: &'a str,
         /// `…` and the token's last four characters.
         token: String,
+        /// The client's address (the one a trusted proxy forwarded, for a
+        /// WebSocket behind one).
         peer: String,
+        /// `tcp`, `tls`, `ws` or `wss`.
+        transport: &'static str,
+        /// The proxy the client came through, when its address was forwarded.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proxy: Option<String>,
         clean_session: bool,
         keep_alive: u64,
         will_topic: Option<&'a str>,
@@ -349,6 +356,8 @@ mod event_tests {
             client_id: "c",
             token: "…abcd".into(),
             peer: "127.0.0.1:5".into(),
+            transport: "ws",
+            proxy: None,
             clean_session: true,
             keep_alive: 60,
             will_topic: None,
@@ -362,5 +371,7 @@ mod event_tests {
             "present, as null: {v}"
         );
         assert_eq!(v["protocol"], "5");
+        assert_eq!(v["transport"], "ws");
+        assert!(v.get("proxy").is_none(), "left out when direct: {v}");
     }
 }

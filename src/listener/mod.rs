@@ -1,11 +1,14 @@
-//! Accepting MQTT connections, over TCP and (when a certificate is set) TLS.
+//! Accepting MQTT connections: over TCP, over WebSocket (`ws.rs`), and,
+//! when a certificate is set, over TLS and WebSocket over TLS.
 //!
 //! Accepting happens on the main arbiter; each connection is handed to one
 //! of the per-core arbiters in turn (as a std socket, re-registered with that
-//! arbiter's reactor), where its TLS handshake and its session actor run. So
-//! every core carries traffic and a slow handshake holds up nobody else.
+//! arbiter's reactor), where its TLS and WebSocket handshakes and its
+//! session actor run. So every core carries traffic and a slow handshake
+//! holds up nobody else.
 
 pub(crate) mod tls;
+pub(crate) mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,15 +19,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::METRICS;
-use crate::session::{Handles, Session, Slot};
+use crate::session::{Handles, Peer, Session, Slot, Transport};
 
-/// How long a TLS client may take to finish its handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to finish its TLS and WebSocket handshakes
+/// (both, for wss): as long as it may take to send CONNECT after them.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The running accept loops; dropping this does not stop them, `stop` does.
 pub(crate) struct Listeners {
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Where each listener is bound ("mqtt" or "mqtts", address).
+    /// Where each listener is bound ("mqtt", "mqtts", "ws" or "wss", address).
     pub bound: Vec<(&'static str, SocketAddr)>,
 }
 
@@ -45,35 +49,48 @@ pub(crate) async fn start(
     let mut tasks = Vec::new();
     let mut bound = Vec::new();
     let cfg = &handles.mqtt;
-    let tcp = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for MQTT on {}: {e}", cfg.listen))?;
-    bound.push(("mqtt", tcp.local_addr()?));
-    tasks.push(actix::spawn(accept_loop(
-        tcp,
-        None,
-        handles.clone(),
-        arbiters.clone(),
-    )));
-
-    if let Some((cert, key)) = cfg.tls() {
-        let acceptor = tls::acceptor(cert, key)?;
-        let tls = TcpListener::bind(cfg.tls_listen).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen for MQTT over TLS on {}: {e}", cfg.tls_listen)
-        })?;
-        bound.push(("mqtts", tls.local_addr()?));
+    let acceptor = match cfg.tls() {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let mut wanted = vec![(Transport::Tcp, cfg.listen)];
+    if acceptor.is_some() {
+        wanted.push((Transport::Tls, cfg.tls_listen));
+    }
+    wanted.extend(cfg.ws_listen.map(|a| (Transport::Ws, a)));
+    if acceptor.is_some() {
+        wanted.extend(cfg.wss_listen.map(|a| (Transport::Wss, a)));
+    }
+    for (transport, addr) in wanted {
+        let (name, what) = match transport {
+            Transport::Tcp => ("mqtt", "MQTT"),
+            Transport::Tls => ("mqtts", "MQTT over TLS"),
+            Transport::Ws => ("ws", "MQTT over WebSocket"),
+            Transport::Wss => ("wss", "MQTT over WebSocket over TLS"),
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))?;
+        bound.push((name, listener.local_addr()?));
+        let tls = match transport {
+            Transport::Tls | Transport::Wss => acceptor.clone(),
+            Transport::Tcp | Transport::Ws => None,
+        };
         tasks.push(actix::spawn(accept_loop(
+            listener,
+            transport,
             tls,
-            Some(acceptor),
             handles.clone(),
-            arbiters,
+            arbiters.clone(),
         )));
     }
     Ok(Listeners { tasks, bound })
 }
 
+/// Accepts on one listener; `tls` is the acceptor for `Tls` and `Wss`.
 async fn accept_loop(
     listener: TcpListener,
+    transport: Transport,
     tls: Option<TlsAcceptor>,
     handles: Arc<Handles>,
     arbiters: Vec<ArbiterHandle>,
@@ -111,15 +128,27 @@ async fn accept_loop(
                 Ok(s) => s,
                 Err(e) => return tracing::warn!(error = %e, "cannot register a connection"),
             };
-            match tls {
-                None => {
-                    Session::start(handles, stream, peer, slot);
+            match (transport, tls) {
+                (Transport::Tcp, _) => {
+                    Session::start(handles, stream, Peer::direct(peer, transport), slot);
                 }
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
+                (Transport::Ws, _) => {
+                    ws::serve(handles, stream, peer, transport, slot, HANDSHAKE_TIMEOUT).await;
+                }
+                // Not reached: `start` gives these listeners the acceptor.
+                (Transport::Tls | Transport::Wss, None) => {
+                    tracing::error!(%peer, "a TLS listener without a certificate")
+                }
+                (Transport::Tls | Transport::Wss, Some(acceptor)) => {
+                    let started = tokio::time::Instant::now();
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) if transport == Transport::Wss => {
+                            // What is left of the one deadline for both.
+                            let left = HANDSHAKE_TIMEOUT.saturating_sub(started.elapsed());
+                            ws::serve(handles, stream, peer, transport, slot, left).await;
+                        }
                         Ok(Ok(stream)) => {
-                            Session::start(handles, stream, peer, slot);
+                            Session::start(handles, stream, Peer::direct(peer, transport), slot);
                         }
                         Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::info!(%peer, "TLS handshake timed out"),

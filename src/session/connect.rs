@@ -12,7 +12,7 @@ use actix::prelude::*;
 
 use super::incoming::Incoming;
 use super::inflight::Inflight;
-use super::peer::Peer;
+use super::client::Client;
 use super::{Conn, Lookup, Phase, Resumed, Session, PUBLISH_SLACK};
 use crate::device::limits::Kind;
 use crate::device::watch::{Event, Refusal};
@@ -247,10 +247,10 @@ impl Session {
             (None, Some(max)) => Some(max),
             (e, None) => e,
         };
-        let peer = if v5 {
-            Peer::v5(&c.properties, self.handles.mqtt.topic_alias_maximum)
+        let client = if v5 {
+            Client::v5(&c.properties, self.handles.mqtt.topic_alias_maximum)
         } else {
-            Peer::v3(c.level)
+            Client::v3(c.level)
         };
         let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
         let connack = ConnAckProperties {
@@ -330,7 +330,7 @@ impl Session {
                     generation,
                     will,
                     expiry: granted_expiry,
-                    peer,
+                    client,
                     acl,
                     reserved_logged: false,
                     topics: HashMap::new(),
@@ -409,10 +409,11 @@ impl Session {
             client_id = %c.client_id,
             device = c.identity.as_ref().map(|i| i.device_name.as_str()),
             peer = %self.peer,
+            transport = self.peer.transport.name(),
             resumed,
             "connected"
         );
-        match c.peer.level {
+        match c.client.level {
             3 => METRICS.connects_v31.inc(),
             5 => METRICS.connects_v5.inc(),
             _ => METRICS.connects_v311.inc(),
@@ -422,11 +423,13 @@ impl Session {
                 client_id: &c.client_id,
                 token: format!("…{}", id.token_last4),
                 peer: self.peer.to_string(),
+                transport: self.peer.transport.name(),
+                proxy: self.peer.proxy().map(|p| p.to_string()),
                 clean_session: !c.subscriber.persistent,
                 keep_alive: self.keep_alive.map(|k| k.as_secs()).unwrap_or(0),
                 will_topic: c.will.as_ref().map(|w| w.topic.as_str()),
                 resumed,
-                protocol: protocol_name(c.peer.level),
+                protocol: protocol_name(c.client.level),
             });
         }
         if let Some(id) = &c.identity {

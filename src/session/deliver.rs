@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::inflight::PubRec;
 use super::outbound::Queued;
-use super::peer::AliasUse;
+use super::client::AliasUse;
 use super::{Phase, Session};
 use crate::metrics::METRICS;
 use crate::protocol::{encode_publish, publish_size, Ack, Packet, Publish};
@@ -82,16 +82,16 @@ impl Session {
                 }
                 return;
             }
-            let limit = c.peer.max_packet_size.map_or(usize::MAX, |m| m as usize);
-            let level = c.peer.level;
-            let alias = c.peer.aliases_out.choose(&d.topic);
+            let limit = c.client.max_packet_size.map_or(usize::MAX, |m| m as usize);
+            let level = c.client.level;
+            let alias = c.client.aliases_out.choose(&d.topic);
             // The packet identifier's value does not change the size.
             let mut p = publish_of(&d, 0, level, alias);
             if publish_size(&p, level).is_none_or(|n| n > limit) {
                 // MQTT 5 §3.1.2.11.4: never send a client a packet larger
                 // than its Maximum Packet Size; the message is dropped for it
                 // as if acknowledged.
-                c.peer.aliases_out.undo(&d.topic, alias);
+                c.client.aliases_out.undo(&d.topic, alias);
                 METRICS.dropped_too_large.inc();
                 dequeue(&self.handles.store, d.seq);
                 continue;

@@ -15,11 +15,16 @@
 //! - [`inflight::Inflight`]: the messages sent to the client and not yet
 //!   acknowledged, with their packet ids.
 //!
+//! A session runs over any `AsyncRead + AsyncWrite` of MQTT bytes: a TCP
+//! socket, a TLS stream, or a WebSocket turned into one by
+//! `listener::ws`; [`Peer`] says which, and from where.
+//!
 //! Each packet type is handled in its own file: `connect.rs`, `publish.rs`
 //! (PUBLISH in, PUBREL), `deliver.rs` (PUBLISH out, PUBACK, PUBREC, PUBCOMP),
 //! `subscribe.rs` (SUBSCRIBE, UNSUBSCRIBE). A session works with
 //! [`Handles`], the parts of the broker it uses.
 
+mod client;
 mod connect;
 mod deliver;
 pub(crate) mod gate;
@@ -31,7 +36,6 @@ mod publish;
 mod subscribe;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,6 +63,7 @@ use gate::{Gate, Gated};
 use incoming::Incoming;
 use inflight::Inflight;
 use outbound::{Outbound, Queued};
+pub(crate) use peer::{Peer, Transport};
 
 /// Packets queued to the writer task before the session stops reading and
 /// delivering. Bounds what one connection holds beyond the kernel's buffer.
@@ -253,7 +258,7 @@ struct Conn {
     /// The session expiry interval in force (seconds; None = for ever).
     expiry: Option<u32>,
     /// What the protocol version and the client's CONNECT make of it.
-    peer: peer::Peer,
+    client: client::Client,
     /// Shared with the router, which checks each delivery against it.
     acl: Arc<ClientAcl>,
     /// A publish to a `$` topic was logged already (once per connection).
@@ -301,7 +306,8 @@ pub(crate) struct Session {
     /// This connection's place under `max_connections`.
     _slot: Slot,
     conn_id: u64,
-    peer: SocketAddr,
+    /// Where the connection comes from, and over what.
+    peer: Peer,
     phase: Phase,
     out: Outbound,
     /// A wait for room in the writer queue is running.
@@ -325,12 +331,7 @@ pub(crate) struct Session {
 
 impl Session {
     /// Starts a session on the current arbiter for an accepted connection.
-    pub(crate) fn start<IO>(
-        handles: Arc<Handles>,
-        io: IO,
-        peer: SocketAddr,
-        slot: Slot,
-    ) -> Addr<Session>
+    pub(crate) fn start<IO>(handles: Arc<Handles>, io: IO, peer: Peer, slot: Slot) -> Addr<Session>
     where
         IO: AsyncRead + AsyncWrite + Unpin + 'static,
     {

@@ -26,7 +26,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::incoming::{Answer, Qos2};
-use super::peer::AliasError;
+use super::client::AliasError;
 use super::{Lookup, Session};
 use crate::actions::supervisor::Triggered;
 use crate::device::limits::Kind;
@@ -52,12 +52,12 @@ impl Session {
         let Some(c) = self.phase.live_mut() else {
             return;
         };
-        if c.peer.v5_or_later() {
+        if c.client.v5_or_later() {
             if !p.subscription_ids.is_empty() {
                 tracing::info!(client_id = %c.client_id, "PUBLISH with a subscription identifier from a client: protocol error");
                 return self.close(ctx, "protocol error");
             }
-            match c.peer.aliases_in.resolve(p.topic.clone(), p.topic_alias) {
+            match c.client.aliases_in.resolve(p.topic.clone(), p.topic_alias) {
                 Ok(topic) => p.topic = topic,
                 Err(AliasError::Invalid) => return self.close(ctx, "topic alias invalid"),
                 Err(AliasError::Unknown) => {
@@ -242,11 +242,11 @@ impl Session {
         let Some(c) = self.phase.conn() else {
             return Ack::ok(pkid);
         };
-        if !c.peer.v5_or_later() {
+        if !c.client.v5_or_later() {
             return Ack::ok(pkid);
         }
         Ack {
-            reason_string: if code == 0 { None } else { c.peer.reason(why) },
+            reason_string: if code == 0 { None } else { c.client.reason(why) },
             ..Ack::with_reason(pkid, code)
         }
     }

@@ -165,7 +165,7 @@ impl Session {
             .then(|| {
                 self.phase
                     .conn()
-                    .and_then(|c| c.peer.reason("one or more filters refused"))
+                    .and_then(|c| c.client.reason("one or more filters refused"))
             })
             .flatten();
         let suback = SubAck {

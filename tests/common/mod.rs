@@ -9,7 +9,7 @@
 //! the test panics; then the tail of the server's log is printed.
 #![allow(dead_code)]
 
-pub(crate) mod pinned;
+pub(crate) mod install;
 pub(crate) mod raw;
 pub(crate) mod remotes;
 pub(crate) mod v5;
@@ -159,7 +159,14 @@ impl Config {
         self
     }
 
-    fn render(&self, dir: &Path, mqtt_port: u16, http_port: u16, tls_port: Option<u16>) -> String {
+    fn render(&self, dir: &Path, ports: &Ports) -> String {
+        let Ports {
+            mqtt: mqtt_port,
+            http: http_port,
+            tls: tls_port,
+            ws: ws_port,
+            wss: wss_port,
+        } = *ports;
         let mut s = String::new();
         s.push_str(&format!(
             "[server]\ndata_dir = {:?}\n",
@@ -170,6 +177,15 @@ impl Config {
         }
         s.push('\n');
         s.push_str(&format!("[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n"));
+        // Never the default 0.0.0.0:8083/8084: tests run side by side.
+        // (Unless the test sets the key itself.)
+        let set = |key: &str| self.mqtt.iter().any(|(k, _)| k == key);
+        if !set("ws_listen") {
+            s.push_str(&format!("ws_listen = \"127.0.0.1:{ws_port}\"\n"));
+        }
+        if let (Some(wss_port), false) = (wss_port, set("wss_listen")) {
+            s.push_str(&format!("wss_listen = \"127.0.0.1:{wss_port}\"\n"));
+        }
         if let (Some((cert, key)), Some(tls_port)) = (&self.tls, tls_port) {
             s.push_str(&format!("tls_listen = \"127.0.0.1:{tls_port}\"\n"));
             s.push_str(&format!("tls_cert = {:?}\n", cert.display().to_string()));
@@ -194,6 +210,16 @@ impl Config {
         s.push_str(&self.tail);
         s
     }
+}
+
+/// The ports one start of a server uses.
+#[derive(Clone, Copy)]
+struct Ports {
+    mqtt: u16,
+    http: u16,
+    tls: Option<u16>,
+    ws: u16,
+    wss: Option<u16>,
 }
 
 /// Waits for the next Live Inspector event of `kind`, skipping others.
@@ -228,6 +254,10 @@ pub(crate) struct Server {
     pub mqtt_port: u16,
     pub http_port: u16,
     pub tls_port: Option<u16>,
+    /// MQTT over WebSocket (`ws://127.0.0.1:PORT/mqtt`).
+    pub ws_port: u16,
+    /// MQTT over WebSocket over TLS, when the server has a certificate.
+    pub wss_port: Option<u16>,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
     http: ureq::Agent,
@@ -269,6 +299,8 @@ impl Server {
             mqtt_port: 0,
             http_port: 0,
             tls_port: None,
+            ws_port: 0,
+            wss_port: None,
             config_path,
             log_path,
             http: http_agent(),
@@ -285,12 +317,16 @@ impl Server {
             self.mqtt_port = free_port();
             self.http_port = free_port();
             self.tls_port = self.config.tls.as_ref().map(|_| free_port());
-            let text = self.config.render(
-                self.dir.path(),
-                self.mqtt_port,
-                self.http_port,
-                self.tls_port,
-            );
+            self.ws_port = free_port();
+            self.wss_port = self.config.tls.as_ref().map(|_| free_port());
+            let ports = Ports {
+                mqtt: self.mqtt_port,
+                http: self.http_port,
+                tls: self.tls_port,
+                ws: self.ws_port,
+                wss: self.wss_port,
+            };
+            let text = self.config.render(self.dir.path(), &ports);
             fs::write(&self.config_path, text).expect("write config.toml");
             let log = OpenOptions::new()
                 .create(true)
@@ -331,8 +367,15 @@ impl Server {
     fn wait_ready(&mut self) -> Startup {
         let deadline = Instant::now() + STARTUP;
         let url = format!("http://127.0.0.1:{}/health", self.http_port);
+        let set = |key: &str| self.config.mqtt.iter().any(|(k, _)| k == key);
         let mut ports = vec![self.mqtt_port];
         ports.extend(self.tls_port);
+        if !set("ws_listen") {
+            ports.push(self.ws_port);
+        }
+        if !set("wss_listen") {
+            ports.extend(self.wss_port);
+        }
         let mut healthy = false;
         loop {
             if let Some(status) = self

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conn::Conn;
 use anyhow::{bail, Result};
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::wire::{self, PUBACK, PUBLISH, PUBREC};
 
@@ -86,7 +86,7 @@ fn encode(spec: &PubSpec, out: &mut BytesMut, scratch: &mut Vec<u8>, seq: u64, i
 /// Runs one publisher on an open connection until its count is sent and
 /// acknowledged, or its deadlines pass.
 pub(crate) async fn publisher(
-    mut stream: TcpStream,
+    mut stream: Conn,
     mut inbuf: BytesMut,
     spec: PubSpec,
 ) -> Result<PubResult> {
@@ -241,7 +241,7 @@ pub(crate) struct SubResult {
 
 /// Counts what arrives on an open, subscribed connection.
 pub(crate) async fn subscriber(
-    mut stream: TcpStream,
+    mut stream: Conn,
     mut inbuf: BytesMut,
     spec: SubSpec,
 ) -> Result<SubResult> {

@@ -1,6 +1,7 @@
 //! Turns result lines (one JSON object per scenario run) into a Markdown
 //! table: per scenario and figure, the median for brook and for Mosquitto
-//! over the runs, and the brook/Mosquitto ratio.
+//! over the runs, and the brook/Mosquitto ratio; and, when brook was also
+//! run over WebSocket (label `brook-ws`), brook over ws next to tcp.
 
 use serde_json::Value;
 
@@ -176,6 +177,27 @@ pub(crate) fn table(text: &str) -> String {
             ));
         }
     }
+    // brook over WebSocket (`--ws`, broker label `brook-ws`) next to brook
+    // over TCP, when there were such runs.
+    if lines.iter().any(|v| v["broker"] == "brook-ws") {
+        out.push_str("\n| scenario | figure | brook tcp | brook ws | ws/tcp | runs (t/w) |\n");
+        out.push_str("| --- | --- | ---: | ---: | ---: | --- |\n");
+        for (k, s) in &keys {
+            for (field, label) in figures(s) {
+                let (t, nt) = pick(k, "brook", field);
+                let (w, nw) = pick(k, "brook-ws", field);
+                if nw == 0 {
+                    continue;
+                }
+                out.push_str(&format!(
+                    "| {k} | {label} | {} | {} | {} | {nt}/{nw} |\n",
+                    fmt(t),
+                    fmt(w),
+                    ratio(w, t)
+                ));
+            }
+        }
+    }
     // Durable ingest against Mosquitto's QoS 1 fan-in, which stores nothing.
     // The insert_bucket run when its rows were counted, else the run on
     // tago/data/post (stored by brook without any action).
@@ -213,6 +235,17 @@ pub(crate) fn table(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn websocket_runs_get_their_own_table() {
+        let text = r#"{"scenario":"fanin","broker":"brook","qos":0,"publishers":4,"messages":400,"size":64,"recv_per_s":200}
+{"scenario":"fanin","broker":"brook-ws","qos":0,"publishers":4,"messages":400,"size":64,"recv_per_s":100}
+"#;
+        let t = table(text);
+        assert!(t.contains("| brook tcp | brook ws | ws/tcp |"), "{t}");
+        assert!(t.contains("| 200 | 100 | 0.50 | 1/1 |"), "{t}");
+        assert!(!table(&text.replace("brook-ws", "other")).contains("ws/tcp"));
+    }
 
     #[test]
     fn medians_and_ratio() {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
+
+use crate::conn::Conn;
 
 pub(crate) const CONNECT: u8 = 1;
 pub(crate) const CONNACK: u8 = 2;
@@ -26,6 +28,8 @@ pub(crate) struct Target {
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// MQTT over WebSocket at this path (`--ws`), instead of plain TCP.
+    pub ws_path: Option<String>,
 }
 
 pub(crate) fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
@@ -183,7 +187,7 @@ pub(crate) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>> {
 }
 
 /// Reads until one whole packet is there.
-pub(crate) async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Packet> {
+pub(crate) async fn read_packet(stream: &mut Conn, buf: &mut BytesMut) -> Result<Packet> {
     loop {
         if let Some(p) = next_packet(buf)? {
             return Ok(p);
@@ -198,14 +202,14 @@ pub(crate) async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> R
     }
 }
 
-/// TCP connect (nodelay, optionally a small receive buffer), CONNECT,
-/// CONNACK 0. Returns the stream and what was read past the CONNACK.
+/// TCP connect (nodelay, optionally a small receive buffer), the
+/// WebSocket upgrade with `--ws`, CONNECT, CONNACK 0. Returns the stream and what was read past the CONNACK.
 pub(crate) async fn open(
     target: &Target,
     client_id: &str,
     keep_alive: u16,
     recv_buffer: Option<u32>,
-) -> Result<(TcpStream, BytesMut)> {
+) -> Result<(Conn, BytesMut)> {
     let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await?
         .next()
@@ -218,11 +222,17 @@ pub(crate) async fn open(
     if let Some(size) = recv_buffer {
         socket.set_recv_buffer_size(size)?;
     }
-    let mut stream = socket
+    let stream = socket
         .connect(addr)
         .await
         .with_context(|| format!("connect to {addr}"))?;
     stream.set_nodelay(true)?;
+    let mut stream = match &target.ws_path {
+        None => Conn::Tcp(stream),
+        Some(path) => Conn::websocket(stream, &target.host, target.port, path)
+            .await
+            .with_context(|| format!("WebSocket upgrade at {addr}{path}"))?,
+    };
     let mut out = BytesMut::with_capacity(128);
     connect(&mut out, client_id, keep_alive, target);
     stream.write_all(&out).await?;
@@ -241,7 +251,7 @@ pub(crate) async fn open(
 
 /// SUBSCRIBE and wait for its SUBACK (answering nothing else meanwhile).
 pub(crate) async fn subscribe_and_wait(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     buf: &mut BytesMut,
     filter: &str,
     qos: u8,

@@ -1000,6 +1000,8 @@ function details(e) {
     case "connect":
       field("token", e.token);
       field("peer", e.peer);
+      field("transport", e.transport);
+      field("via proxy", e.proxy);
       field("clean session", e.clean_session);
       field("keep alive", e.keep_alive === undefined ? undefined : `${e.keep_alive} s`);
       field("will", e.will_topic);

@@ -1,13 +1,8 @@
-//! Packages a test runs against, pinned in the repository (a pip
-//! requirements file, an npm `package.json` with its `package-lock.json`)
-//! and installed from PyPI and npm once per test run into `target/ENV/` (a
-//! Python venv in `python/`, an npm project in `node/`), reused while the
-//! pinned files are unchanged. Used by `tests/sdk.rs` (TagoIO's SDKs) and
-//! `tests/interop5.rs` (paho-mqtt and MQTT.js).
-//!
-//! When `python3`, `node` or `npm` is missing or the install fails, the test
-//! fails under `CI` and is skipped (with a line saying why) otherwise: see
-//! [`required`].
+//! Installing the outside clients some tests drive (TagoIO's SDKs, MQTT.js,
+//! paho-mqtt) at the exact versions pinned in the repository, once per test
+//! run, into `target/NAME/`; reused while the pinned files are unchanged.
+//! When a tool is missing or the install fails, the tests fail under `CI`
+//! and are skipped (with a line saying why) otherwise.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,18 +13,19 @@ use std::time::{Duration, Instant};
 /// with a cold cache.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// `target/ENV/`: found from this test binary (`target/debug/deps/NAME-…`),
-/// so a custom `CARGO_TARGET_DIR` is followed.
-pub(crate) fn env_dir(env: &str) -> PathBuf {
+/// `target/NAME/`: found from this test binary (`target/debug/deps/…`), so
+/// a custom `CARGO_TARGET_DIR` is followed.
+pub(crate) fn env_dir(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let target = exe
         .ancestors()
         .nth(3)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join(env)
+    target.join(name)
 }
 
+/// `tool`'s path when it is on PATH.
 pub(crate) fn on_path(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -40,7 +36,7 @@ pub(crate) fn on_path(tool: &str) -> Option<PathBuf> {
 
 /// Runs an install step to its end within [`INSTALL_TIMEOUT`]; Err carries
 /// the command and the tail of its output.
-fn install_step(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn install_step(cmd: &mut Command) -> Result<(), String> {
     let shown = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -91,12 +87,12 @@ fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<
     })
 }
 
-/// Holds an exclusive lock on `target/ENV/.lock` until dropped, so two
+/// Holds an exclusive lock on `DIR/.lock` until dropped, so two
 /// test runs at once (two `cargo test`s) do not install into one place.
-struct InstallLock(#[allow(dead_code)] fs::File);
+pub(crate) struct InstallLock(#[allow(dead_code)] fs::File);
 
 impl InstallLock {
-    fn take(dir: &Path) -> Result<InstallLock, String> {
+    pub(crate) fn take(dir: &Path) -> Result<InstallLock, String> {
         use std::os::unix::io::AsRawFd;
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join(".lock");
@@ -116,7 +112,7 @@ impl InstallLock {
 
 /// Installs into `dir` unless its marker already holds `pinned` (the pinned
 /// file's text): then the install is the one wanted and is reused.
-fn install_once(
+pub(crate) fn install_once(
     dir: &Path,
     pinned: &str,
     install: impl FnOnce(&Path) -> Result<(), String>,
@@ -133,14 +129,12 @@ fn install_once(
     fs::write(&marker, pinned).map_err(|e| format!("cannot write {}: {e}", marker.display()))
 }
 
-/// The Python of a venv in `target/ENV/python/` with `src/requirements.txt`
-/// installed.
-pub(crate) fn install_python(src: &Path, env: &str) -> Result<PathBuf, String> {
+/// A venv in `env/python` with `requirements` (a pinned pip file)
+/// installed; its Python.
+pub(crate) fn python_venv(requirements: &Path, env: &Path) -> Result<PathBuf, String> {
     let python3 = on_path("python3").ok_or("python3 not found on PATH")?;
-    let env = env_dir(env);
-    let _lock = InstallLock::take(&env)?;
-    let requirements = src.join("requirements.txt");
-    let pinned = fs::read_to_string(&requirements)
+    let _lock = InstallLock::take(env)?;
+    let pinned = fs::read_to_string(requirements)
         .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
     let venv = env.join("python");
     install_once(&venv, &pinned, |venv| {
@@ -151,26 +145,25 @@ pub(crate) fn install_python(src: &Path, env: &str) -> Result<PathBuf, String> {
             Command::new(venv.join("bin/python"))
                 .args(["-m", "pip", "install", "--disable-pip-version-check"])
                 .args(["--no-input", "--quiet", "-r"])
-                .arg(&requirements),
+                .arg(requirements),
         )
     })?;
     Ok(venv.join("bin/python"))
 }
 
-/// The `node_modules` of an npm project in `target/ENV/node/`, installed by
-/// `npm ci` from `src/package.json` and `src/package-lock.json`.
-pub(crate) fn install_node(src: &Path, env: &str) -> Result<PathBuf, String> {
+/// `env/node/node_modules`, installed by `npm ci` from `pinned`'s
+/// `package.json` and `package-lock.json`.
+pub(crate) fn node_modules(pinned: &Path, env: &Path) -> Result<PathBuf, String> {
     on_path("node").ok_or("node not found on PATH")?;
     let npm = on_path("npm").ok_or("npm not found on PATH")?;
-    let env = env_dir(env);
-    let _lock = InstallLock::take(&env)?;
-    let lock_file = src.join("package-lock.json");
-    let pinned = fs::read_to_string(&lock_file)
+    let _lock = InstallLock::take(env)?;
+    let lock_file = pinned.join("package-lock.json");
+    let pinned_text = fs::read_to_string(&lock_file)
         .map_err(|e| format!("cannot read {}: {e}", lock_file.display()))?;
     let project = env.join("node");
-    install_once(&project, &pinned, |project| {
+    install_once(&project, &pinned_text, |project| {
         for file in ["package.json", "package-lock.json"] {
-            fs::copy(src.join(file), project.join(file))
+            fs::copy(pinned.join(file), project.join(file))
                 .map_err(|e| format!("cannot copy {file}: {e}"))?;
         }
         install_step(
@@ -182,8 +175,7 @@ pub(crate) fn install_node(src: &Path, env: &str) -> Result<PathBuf, String> {
     Ok(project.join("node_modules"))
 }
 
-/// Under `CI`, a missing install fails the test; elsewhere it skips it,
-/// saying why.
+/// Under `CI`, a missing install fails the test; elsewhere it skips it, saying why.
 pub(crate) fn required<T: Clone>(what: &str, installed: &Result<T, String>) -> Option<T> {
     match installed {
         Ok(t) => Some(t.clone()),
@@ -195,4 +187,20 @@ pub(crate) fn required<T: Clone>(what: &str, installed: &Result<T, String>) -> O
             None
         }
     }
+}
+
+/// `tests/ws-clients/`: MQTT.js and paho-mqtt pinned, and their scripts.
+pub(crate) fn ws_clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ws-clients")
+}
+
+/// `node_modules` with MQTT.js (`tests/ws-clients/package.json`), installed
+/// into `target/ws-clients-env/` on first use; None (skip) or a panic
+/// (under CI) when it cannot be.
+pub(crate) fn mqtt_js() -> Option<PathBuf> {
+    static NODE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    required(
+        "MQTT.js (tests/ws-clients/package.json)",
+        NODE.get_or_init(|| node_modules(&ws_clients_dir(), &env_dir("ws-clients-env"))),
+    )
 }
