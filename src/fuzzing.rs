@@ -207,7 +207,7 @@ pub fn data_items(data: &[u8]) {
     if let Ok(items) = crate::actions::data::parse_items(data) {
         let _ = crate::actions::data::validate(items, "d0000000000000000000000a", 0);
     }
-    let items = crate::actions::data::items_from_mqtt("sensors/t1", data);
+    let items = crate::actions::data::items_from_mqtt("sensors/t1", data, &[]);
     let _ = crate::actions::data::validate(items, "d0000000000000000000000a", 0);
 }
 

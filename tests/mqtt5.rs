@@ -1271,3 +1271,80 @@ fn no_local_on_a_shared_subscription_is_a_protocol_error() {
     let d = c.expect_disconnect5(WAIT, "No Local on a shared subscription");
     assert_eq!(d.reason, rc::PROTOCOL_ERROR, "{d:?}");
 }
+
+// ------------------------------------------------------------ actions
+
+#[test]
+fn user_properties_reach_an_action_as_metadata_user_properties() {
+    let s = Server::start();
+    s.install_action(
+        "store",
+        r#"
+[[action]]
+name = "store-readings"
+trigger = { mqtt_topic = ["v5/readings"] }
+type = "insert_bucket"
+"#,
+    );
+    let token = s.token("d1");
+    let mut p = login(&s, "writer", &token);
+    let props = Props::new()
+        .user("site", "north")
+        .user("unit", "C")
+        .user("unit", "K");
+    // QoS 1 insert_bucket: acknowledged after the commit, so the item is
+    // there when the PUBACK is.
+    let ack = p.publish_acked5("v5/readings", br#"{"variable":"t","value":1}"#, 1, &props);
+    assert!(ack.reason < 0x80, "PUBACK {:#x}", ack.reason);
+    let (status, body) = s.http_request("GET", "/data?variable=t", Some(&token), None);
+    assert_eq!(status, 200, "{body}");
+    let item = &body["result"][0];
+    assert_eq!(
+        item["metadata"]["user_properties"],
+        serde_json::json!({"site": "north", "unit": ["C", "K"]}),
+        "{body}"
+    );
+    assert_eq!(item["metadata"]["mqtt_topic"], "v5/readings");
+    bye(p);
+}
+
+#[test]
+fn the_publish_service_sets_user_properties_content_type_and_message_expiry() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let mut sub = login(&s, "reader", &token);
+    assert_eq!(sub.subscribe5(1, None, &[("svc/t", 1)]).codes, vec![1]);
+    let (status, body) = s.admin(
+        "POST",
+        "/analysis/services/mqtt/publish",
+        Some(serde_json::json!({
+            "topic": "svc/t",
+            "message": "hello",
+            "options": {"qos": 1, "user_properties": {"a": "1", "b": ["x", "y"]}},
+            "content_type": "text/plain",
+            "message_expiry": 600,
+        })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let got = sub.recv5(WAIT);
+    assert_eq!(&got.payload[..], b"hello");
+    assert_eq!(
+        got.props.users(),
+        vec![
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "x".to_string()),
+            ("b".to_string(), "y".to_string())
+        ]
+    );
+    assert_eq!(got.props.str_of(prop::CONTENT_TYPE), Some("text/plain"));
+    let left = got.props.u32_of(prop::MESSAGE_EXPIRY).expect("a message expiry");
+    assert!((590..=600).contains(&left), "{left}");
+    let (status, body) = s.admin(
+        "POST",
+        "/analysis/services/mqtt/publish",
+        Some(serde_json::json!({"topic": "svc/t", "message": "x", "user_properties": {"a": 1}})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("user_properties.a"), "{body}");
+    bye(sub);
+}

@@ -95,9 +95,16 @@ pub(crate) fn parse_items(body: &[u8]) -> Result<Vec<Value>, DataError> {
 /// keeps its quotes; a parser can `JSON.parse` it).
 /// Every item gets `metadata.topic` and `metadata.mqtt_topic` = `topic`, merged
 /// into an existing metadata object (a non-object metadata is left for
-/// [`validate`] to reject). An empty JSON array gives no items.
+/// [`validate`] to reject). An MQTT 5 publish's user properties become
+/// `metadata.user_properties`, an object of name to value (a name given
+/// more than once maps to the array of its values, in order, as MQTT.js
+/// shows them). An empty JSON array gives no items.
 /// The size limit is not checked here: call [`check_size`] first.
-pub(crate) fn items_from_mqtt(topic: &str, payload: &[u8]) -> Vec<Value> {
+pub(crate) fn items_from_mqtt(
+    topic: &str,
+    payload: &[u8],
+    user: &[(String, String)],
+) -> Vec<Value> {
     let has_variable = |v: &Value| v.as_object().is_some_and(|o| o.contains_key("variable"));
     let mut items = match serde_json::from_slice::<Value>(payload) {
         Ok(obj @ Value::Object(_)) if has_variable(&obj) => vec![obj],
@@ -120,9 +127,28 @@ pub(crate) fn items_from_mqtt(topic: &str, payload: &[u8]) -> Vec<Value> {
         if let Some(meta) = metadata.as_object_mut() {
             meta.insert("topic".into(), Value::String(topic.to_string()));
             meta.insert("mqtt_topic".into(), Value::String(topic.to_string()));
+            if !user.is_empty() {
+                meta.insert("user_properties".into(), user_properties(user));
+            }
         }
     }
     items
+}
+
+/// User properties as a JSON object; repeated names give arrays.
+fn user_properties(user: &[(String, String)]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in user {
+        let v = Value::String(v.clone());
+        match m.get_mut(k) {
+            None => {
+                m.insert(k.clone(), v);
+            }
+            Some(Value::Array(values)) => values.push(v),
+            Some(first) => *first = Value::Array(vec![first.take(), v]),
+        }
+    }
+    Value::Object(m)
 }
 
 /// Validates every item (all or nothing) and builds [`DataItem`]s for
@@ -856,6 +882,7 @@ mod tests {
         let items = items_from_mqtt(
             "sensors/t1",
             br#"[{"variable":"t","value":1},{"variable":"h","value":2,"metadata":{"k":"v"}}]"#,
+            &[],
         );
         assert_eq!(items.len(), 2);
         assert_eq!(
@@ -866,9 +893,23 @@ mod tests {
             items[1]["metadata"],
             json!({"k": "v", "topic": "sensors/t1", "mqtt_topic": "sensors/t1"})
         );
-        let single = items_from_mqtt("a/b", br#"{"variable":"t","value":1}"#);
+        let single = items_from_mqtt("a/b", br#"{"variable":"t","value":1}"#, &[]);
         assert_eq!(single.len(), 1);
         assert_eq!(single[0]["value"], 1);
+    }
+
+    #[test]
+    fn mqtt_5_user_properties_reach_the_metadata() {
+        let user = [
+            ("site".to_string(), "north".to_string()),
+            ("unit".to_string(), "C".to_string()),
+            ("unit".to_string(), "K".to_string()),
+        ];
+        let items = items_from_mqtt("a", br#"{"variable":"t","value":1}"#, &user);
+        assert_eq!(
+            items[0]["metadata"]["user_properties"],
+            json!({"site": "north", "unit": ["C", "K"]})
+        );
     }
 
     #[test]
@@ -884,21 +925,21 @@ mod tests {
             (b"\x1a\x2b\xff", "\u{1a}+\u{fffd}"),
             (br#""001100""#, r#""001100""#),
         ] {
-            let items = items_from_mqtt("t", payload);
+            let items = items_from_mqtt("t", payload, &[]);
             assert_eq!(items.len(), 1);
             assert_eq!(items[0]["variable"], "payload");
             assert_eq!(items[0]["value"], text);
             assert_eq!(items[0]["metadata"]["mqtt_topic"], "t");
             assert_eq!(items[0]["metadata"]["topic"], "t");
         }
-        assert!(items_from_mqtt("t", b"[]").is_empty());
-        let items = items_from_mqtt("t", b"");
+        assert!(items_from_mqtt("t", b"[]", &[]).is_empty());
+        let items = items_from_mqtt("t", b"", &[]);
         assert_eq!(items[0]["value"], "");
     }
 
     #[test]
     fn mqtt_items_validate() {
-        let items = items_from_mqtt("sensors/t1", b"hello");
+        let items = items_from_mqtt("sensors/t1", b"hello", &[]);
         let stored = validate(items, "d", NOW).unwrap();
         assert_eq!(stored[0].variable, "payload");
         assert_eq!(

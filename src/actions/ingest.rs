@@ -126,16 +126,18 @@ pub(crate) fn parser_device(d: &DeviceInfo) -> ParserDevice {
     }
 }
 
-/// Items from an MQTT publish on `topic` by `device`.
+/// Items from an MQTT publish on `topic` by `device`, with its MQTT 5 user
+/// properties (none for 3.1.1).
 pub(crate) async fn from_mqtt(
     pool: &ParserPool,
     device: Arc<DeviceInfo>,
     topic: &str,
     payload: Bytes,
+    user: &[(String, String)],
 ) -> Result<Parsed, Rejected> {
     let parsed = match data::check_size(payload.len()) {
         Ok(()) => {
-            let items = data::items_from_mqtt(topic, &payload);
+            let items = data::items_from_mqtt(topic, &payload, user);
             finish(pool, device.clone(), items, payload).await
         }
         Err(e) => Err(Rejected {

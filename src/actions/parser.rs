@@ -463,7 +463,7 @@ payload = [
   { variable: "humidity", value: buffer.readUInt8(1), unit: "%" },
 ];
 "#;
-        let input = crate::actions::data::items_from_mqtt("sensors/t1", b"0x1A2B");
+        let input = crate::actions::data::items_from_mqtt("sensors/t1", b"0x1A2B", &[]);
         let out = run_parser(source, &input, b"0x1A2B", &dev(), &ParserLimits::default()).unwrap();
         assert_eq!(
             out.payload,
@@ -490,7 +490,7 @@ if (mqtt_payload) {
   payload = payload.concat(data).map(x => ({ ...x, serie }));
 }
 "#;
-        let input = crate::actions::data::items_from_mqtt("data", b"0109611395");
+        let input = crate::actions::data::items_from_mqtt("data", b"0109611395", &[]);
         let out = run(source, &input).unwrap();
         assert_eq!(out.payload.len(), 4);
         assert_eq!(out.payload[1]["value"], 1);

@@ -137,6 +137,9 @@ pub(crate) struct Triggered {
     pub device: Arc<DeviceInfo>,
     pub topic: Arc<str>,
     pub payload: Bytes,
+    /// MQTT 5 properties of the publish (their user properties reach the
+    /// items as `metadata.user_properties`); None for 3.1.1.
+    pub properties: Option<Arc<crate::protocol::PublishProperties>>,
     pub done: Option<oneshot::Sender<bool>>,
 }
 
@@ -436,7 +439,16 @@ impl Handler<Triggered> for Supervisor {
         }
         let engine = self.engine.clone();
         actix::spawn(async move {
-            let ok = on_publish(&engine, defs, legacy, msg.device, msg.topic, msg.payload).await;
+            let ok = on_publish(
+                &engine,
+                defs,
+                legacy,
+                msg.device,
+                msg.topic,
+                msg.payload,
+                msg.properties,
+            )
+            .await;
             if let Some(done) = msg.done {
                 let _ = done.send(ok);
             }
@@ -551,8 +563,11 @@ async fn on_publish(
     device: Arc<DeviceInfo>,
     topic: Arc<str>,
     payload: Bytes,
+    properties: Option<Arc<crate::protocol::PublishProperties>>,
 ) -> bool {
-    let parsed = ingest::from_mqtt(&engine.cfg.parsers, device.clone(), &topic, payload).await;
+    let user = properties.as_deref().map_or(&[][..], |p| &p.user[..]);
+    let parsed =
+        ingest::from_mqtt(&engine.cfg.parsers, device.clone(), &topic, payload, user).await;
     let cause = |items: Vec<Value>| Cause {
         trigger: "mqtt_topic",
         detail: topic.to_string(),

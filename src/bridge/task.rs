@@ -973,6 +973,7 @@ impl Bridge {
             device,
             topic: m.topic.clone(),
             payload: m.payload.clone(),
+            properties: None,
             done: Some(done),
         });
         Some(answer)

@@ -10,6 +10,8 @@
 //! retain}}`; `@tago-io/sdk` 12 (JavaScript) sends `{topic, message, device,
 //! qos, retain}`, the options spread into the body.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use bytes::Bytes;
@@ -17,6 +19,7 @@ use serde::Deserialize;
 
 use super::{ok, ApiError, ApiResult, Shared};
 use crate::protocol::validate::check_topic_name;
+use crate::protocol::PublishProperties;
 use crate::router::acl::ClientAcl;
 use crate::router::Publication;
 use crate::store::devices::same_secret;
@@ -45,6 +48,73 @@ struct PublishOptions {
     qos: u8,
     #[serde(default)]
     retain: bool,
+    #[serde(flatten)]
+    mqtt5: Mqtt5Options,
+}
+
+/// What an MQTT 5 subscriber gets with the message, beyond 3.1.1 (a 3.1.1
+/// subscriber gets none of it; the message expiry holds for everyone).
+#[derive(Deserialize, Default)]
+struct Mqtt5Options {
+    /// `{"name": "value"}`; an array of values repeats the name, in order.
+    #[serde(default)]
+    user_properties: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    content_type: Option<String>,
+    /// Seconds, capped by `[mqtt] max_message_expiry`.
+    #[serde(default)]
+    message_expiry: Option<u32>,
+}
+
+impl Mqtt5Options {
+    /// `self`, with what it leaves out taken from `other`.
+    fn or(self, other: Mqtt5Options) -> Mqtt5Options {
+        Mqtt5Options {
+            user_properties: self.user_properties.or(other.user_properties),
+            content_type: self.content_type.or(other.content_type),
+            message_expiry: self.message_expiry.or(other.message_expiry),
+        }
+    }
+
+    /// The properties and the expiry instant (unix ms) of the message.
+    fn properties(
+        self,
+        max_expiry: Option<std::time::Duration>,
+    ) -> Result<(Option<Arc<PublishProperties>>, Option<i64>), ApiError> {
+        let mut user = Vec::new();
+        for (name, value) in self.user_properties.unwrap_or_default() {
+            let bad = || {
+                ApiError::bad(format!(
+                    "user_properties.{name}: must be a string or an array of strings"
+                ))
+            };
+            match value {
+                serde_json::Value::String(v) => user.push((name, v)),
+                serde_json::Value::Array(values) => {
+                    for v in values {
+                        let serde_json::Value::String(v) = v else {
+                            return Err(bad());
+                        };
+                        user.push((name.clone(), v));
+                    }
+                }
+                _ => return Err(bad()),
+            }
+        }
+        let props = PublishProperties {
+            content_type: self.content_type,
+            user,
+            ..PublishProperties::default()
+        };
+        let expires_at = match self.message_expiry {
+            None | Some(0) => None,
+            Some(e) => {
+                let e = max_expiry.map_or(u64::from(e), |max| u64::from(e).min(max.as_secs()));
+                Some(crate::store::now_ms() + (e as i64) * 1000)
+            }
+        };
+        Ok(((!props.is_empty()).then(|| Arc::new(props)), expires_at))
+    }
 }
 
 #[derive(Deserialize)]
@@ -69,6 +139,8 @@ struct PublishRequest {
     qos: Option<u8>,
     #[serde(default)]
     retain: Option<bool>,
+    #[serde(flatten)]
+    mqtt5: Mqtt5Options,
 }
 
 /// Who calls the publish service, checked before its body is read.
@@ -168,10 +240,15 @@ async fn mqtt_publish(
             ));
         }
     }
-    let (qos, retain) = match body.options {
-        Some(o) => (o.qos, o.retain),
-        None => (body.qos.unwrap_or(0), body.retain.unwrap_or(false)),
+    let (qos, retain, mqtt5) = match body.options {
+        Some(o) => (o.qos, o.retain, o.mqtt5.or(body.mqtt5)),
+        None => (
+            body.qos.unwrap_or(0),
+            body.retain.unwrap_or(false),
+            body.mqtt5,
+        ),
     };
+    let (properties, expires_at) = mqtt5.properties(broker.config.mqtt.max_message_expiry)?;
     if qos > 2 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -185,7 +262,11 @@ async fn mqtt_publish(
     };
     if !crate::router::publish(
         &broker.router,
-        Publication::new(body.topic.into(), payload, qos, retain),
+        Publication {
+            properties,
+            expires_at,
+            ..Publication::new(body.topic.into(), payload, qos, retain)
+        },
     )
     .await
     {
