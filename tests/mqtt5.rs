@@ -1348,3 +1348,35 @@ fn the_publish_service_sets_user_properties_content_type_and_message_expiry() {
     assert!(body["message"].as_str().unwrap_or_default().contains("user_properties.a"), "{body}");
     bye(sub);
 }
+
+#[test]
+fn a_revoked_token_gets_disconnect_0x98_administrative_action() {
+    let s = Server::start();
+    s.create_device("d1");
+    let (token_id, token) = s.add_token(
+        "d1",
+        serde_json::json!({"name": "t2", "permission": "full", "expires": null}),
+    );
+    let mut c = login(&s, "revoked", &token);
+    s.admin_ok("DELETE", &format!("/tokens/{token_id}"), None);
+    let d = c.expect_disconnect5(WAIT, "the DISCONNECT of a revoked token's connection");
+    assert_eq!(d.reason, 0x98, "{d:?}");
+    assert!(d.props.str_of(prop::REASON_STRING).is_some(), "{d:?}");
+}
+
+#[test]
+fn sigterm_sends_disconnect_0x8b_server_shutting_down() {
+    let mut s = Server::start();
+    let token = s.token("d1");
+    let mut c = login(&s, "stays", &token);
+    let pid = s.pid();
+    let ok = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(ok.success());
+    let d = c.expect_disconnect5(WAIT, "the DISCONNECT of a server shutting down");
+    assert_eq!(d.reason, 0x8B, "{d:?}");
+    s.wait_exit(WAIT);
+}
