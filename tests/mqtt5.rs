@@ -1337,7 +1337,10 @@ fn the_publish_service_sets_user_properties_content_type_and_message_expiry() {
         ]
     );
     assert_eq!(got.props.str_of(prop::CONTENT_TYPE), Some("text/plain"));
-    let left = got.props.u32_of(prop::MESSAGE_EXPIRY).expect("a message expiry");
+    let left = got
+        .props
+        .u32_of(prop::MESSAGE_EXPIRY)
+        .expect("a message expiry");
     assert!((590..=600).contains(&left), "{left}");
     let (status, body) = s.admin(
         "POST",
@@ -1345,7 +1348,13 @@ fn the_publish_service_sets_user_properties_content_type_and_message_expiry() {
         Some(serde_json::json!({"topic": "svc/t", "message": "x", "user_properties": {"a": 1}})),
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("user_properties.a"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("user_properties.a"),
+        "{body}"
+    );
     bye(sub);
 }
 
@@ -1379,4 +1388,36 @@ fn sigterm_sends_disconnect_0x8b_server_shutting_down() {
     let d = c.expect_disconnect5(WAIT, "the DISCONNECT of a server shutting down");
     assert_eq!(d.reason, 0x8B, "{d:?}");
     s.wait_exit(WAIT);
+}
+
+#[test]
+fn a_persistent_v5_session_keeps_its_options_and_identifiers_across_kill_9() {
+    let mut s = Server::start();
+    let token = s.token("d1");
+    let (mut me, _) = login_persistent(&s, "keeper", &token, 600);
+    let a = me.subscribe5(1, Some(42), &[("keep/t", sub_opts(1, true, false, 0))]);
+    assert_eq!(a.codes, vec![1]);
+    bye(me);
+    s.kill9();
+    s.restart();
+    let (mut me, present) = login_persistent(&s, "keeper", &token, 600);
+    assert!(present, "the session survived kill -9");
+    // No Local held: its own publish does not come back ...
+    assert_eq!(
+        me.publish_acked5("keep/t", b"mine", 2, &Props::new())
+            .reason,
+        0
+    );
+    // ... and another client's does, with the identifier.
+    let mut other = login(&s, "other", &token);
+    other.publish_acked5("keep/t", b"theirs", 1, &Props::new());
+    let p = me.recv5(WAIT);
+    assert_eq!(p.text(), "theirs", "no local survived the restart");
+    assert_eq!(
+        p.props.sub_ids(),
+        vec![42],
+        "the subscription identifier survived"
+    );
+    bye(other);
+    bye(me);
 }
