@@ -119,15 +119,12 @@ impl Session {
                 tracing::info!(client_id = %c.client_id, topic = %p.topic, "payload format says UTF-8 and the payload is not: refused");
                 if let Some(w) = &watch {
                     w.emit(|| {
-                        Event::Refused(Refusal {
-                            kind: "publish",
-                            reason: Some(
-                                "payload format indicator 1 on a payload that is not UTF-8".into(),
-                            ),
-                            client_id: Some(&c.client_id),
-                            topic: Some(&p.topic),
-                            ..Refusal::default()
-                        })
+                        refused(
+                            "publish",
+                            "payload format indicator 1 on a payload that is not UTF-8",
+                            &c.client_id,
+                            &p.topic,
+                        )
                     });
                 }
                 return self.ack_dropped(
@@ -147,13 +144,12 @@ impl Session {
             }
             if let Some(w) = &watch {
                 w.emit(|| {
-                    Event::Refused(Refusal {
-                        kind: "publish",
-                        reason: Some("$ topics are the broker's".into()),
-                        client_id: Some(&c.client_id),
-                        topic: Some(&p.topic),
-                        ..Refusal::default()
-                    })
+                    refused(
+                        "publish",
+                        "$ topics are the broker's",
+                        &c.client_id,
+                        &p.topic,
+                    )
                 });
             }
             return self.ack_dropped(
@@ -169,15 +165,7 @@ impl Session {
             tracing::info!(client_id = %c.client_id, topic = %p.topic, "publish denied");
             if let Some(w) = &watch {
                 let reason = if read_only { "read-only token" } else { "ACL" };
-                w.emit(|| {
-                    Event::Refused(Refusal {
-                        kind: "publish",
-                        reason: Some(reason.into()),
-                        client_id: Some(&c.client_id),
-                        topic: Some(&p.topic),
-                        ..Refusal::default()
-                    })
-                });
+                w.emit(|| refused("publish", reason, &c.client_id, &p.topic));
             }
             let why = if read_only {
                 "read-only token"
@@ -196,15 +184,7 @@ impl Session {
                 // Disconnected rather than dropped: nothing is acknowledged
                 // that is not delivered, and the client resends later.
                 if let Some(w) = &watch {
-                    w.emit(|| {
-                        Event::Refused(Refusal {
-                            kind: "limit",
-                            reason: Some("publish_per_minute".into()),
-                            client_id: Some(&c.client_id),
-                            topic: Some(&p.topic),
-                            ..Refusal::default()
-                        })
-                    });
+                    w.emit(|| refused("limit", "publish_per_minute", &c.client_id, &p.topic));
                 }
                 tracing::info!(client_id = %c.client_id, "publish limit reached: disconnecting");
                 return self.close(ctx, "publish limit reached");
@@ -391,15 +371,7 @@ impl Session {
         if let Some(c) = self.phase.conn() {
             tracing::warn!(client_id = %c.client_id, topic, "mqtt.max_topics reached: closing");
             if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
-                w.emit(|| {
-                    Event::Refused(Refusal {
-                        kind: "publish",
-                        reason: Some("mqtt.max_topics reached".into()),
-                        client_id: Some(&c.client_id),
-                        topic: Some(topic),
-                        ..Refusal::default()
-                    })
-                });
+                w.emit(|| refused("publish", "mqtt.max_topics reached", &c.client_id, topic));
             }
         }
         self.close(ctx, "too many topics");
@@ -410,13 +382,7 @@ impl Session {
         let Some(c) = self.phase.conn() else { return };
         if let Some(w) = c.identity.as_ref().map(|i| &i.watch) {
             w.emit(|| {
-                Event::Refused(Refusal {
-                    kind: "retain",
-                    reason: Some("mqtt.max_retained_messages or max_retained_bytes reached: delivered, not retained".into()),
-                    client_id: Some(&c.client_id),
-                    topic: Some(topic),
-                    ..Refusal::default()
-                })
+                refused("retain", "mqtt.max_retained_messages or max_retained_bytes reached: delivered, not retained", &c.client_id, topic)
             });
         }
     }
@@ -461,4 +427,15 @@ impl Session {
         }
         self.send(Packet::PubComp(Ack::ok(pkid)), ctx);
     }
+}
+
+/// The Live Inspector's event for a refused publish of `client_id` on `topic`.
+fn refused<'a>(kind: &'a str, reason: &'a str, client_id: &'a str, topic: &'a str) -> Event<'a> {
+    Event::Refused(Refusal {
+        kind,
+        reason: Some(reason.into()),
+        client_id: Some(client_id),
+        topic: Some(topic),
+        ..Refusal::default()
+    })
 }
