@@ -1421,3 +1421,35 @@ fn a_persistent_v5_session_keeps_its_options_and_identifiers_across_kill_9() {
     bye(other);
     bye(me);
 }
+
+#[test]
+fn request_problem_information_0_leaves_reason_strings_out_of_acknowledgements() {
+    let s = Server::start_with(Config::new().acl("*", "quiet/#", "deny", &["publish"]));
+    let token = s.token("d1");
+    let mut told = login(&s, "told", &token);
+    let ack = told.publish_acked5("quiet/x", b"denied", 1, &Props::new());
+    assert_eq!(ack.reason, rc::NOT_AUTHORIZED);
+    assert!(
+        ack.props.str_of(prop::REASON_STRING).is_some(),
+        "by default a reason string: {ack:?}"
+    );
+    let (mut quiet, _) = Raw::login5(
+        s.mqtt_port,
+        &c5("quiet", &token).prop(Prop::Byte(prop::REQUEST_PROBLEM_INFO, 0)),
+    );
+    let ack = quiet.publish_acked5("quiet/x", b"denied", 1, &Props::new());
+    assert_eq!(ack.reason, rc::NOT_AUTHORIZED);
+    assert_eq!(ack.props.str_of(prop::REASON_STRING), None, "{ack:?}");
+    bye(told);
+    bye(quiet);
+}
+
+#[test]
+fn suback_has_0x97_past_max_subscriptions_per_client() {
+    let s = Server::start_with(Config::new().mqtt("max_subscriptions_per_client", "2"));
+    let token = s.token("d1");
+    let mut c = login(&s, "greedy", &token);
+    let a = c.subscribe5(1, None, &[("q/1", 1), ("q/2", 1), ("q/3", 1)]);
+    assert_eq!(a.codes, vec![1, 1, 0x97]);
+    bye(c);
+}
