@@ -53,7 +53,8 @@ pub(crate) struct Metrics {
     pub messages_sent: Counter,
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
-    /// QoS 0 messages dropped because a connected subscriber's queue was full.
+    /// QoS 0 messages dropped because a bridge's in-memory queue was full (a
+    /// client's full queue holds its publishers back instead).
     pub dropped_qos0_full: Counter,
     /// QoS 1/2 messages dropped from an offline session's queue past `max_queued_messages`.
     pub dropped_queue_overflow: Counter,

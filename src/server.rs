@@ -92,6 +92,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
                     .mqtt
                     .max_queued_messages
                     .clamp(1, MAX_IN_MEMORY_QUEUE),
+                max_bytes: config.mqtt.max_queued_bytes,
                 max_queued: config.mqtt.max_queued_messages,
                 slow_timeout: config.mqtt.slow_subscriber_timeout,
             },

@@ -727,6 +727,8 @@ fn retained_messages_on_subscribe_respect_the_subscriber_queue_bound() {
     let s = Server::start_with(
         Config::new()
             .mqtt("max_queued_messages", "50")
+            // The count is the bound under test here, not the bytes.
+            .mqtt("max_queued_bytes", "67108864")
             .mqtt("slow_subscriber_timeout", "\"30s\""),
     );
     let d = s.create_device("d");
@@ -748,6 +750,36 @@ fn retained_messages_on_subscribe_respect_the_subscriber_queue_bound() {
     assert!(
         most <= 50.0,
         "{most} messages queued in memory for a queue of 50"
+    );
+}
+
+#[test]
+fn a_subscriber_queue_is_bounded_by_payload_bytes_too() {
+    let s = Server::start_with(
+        Config::new()
+            .mqtt("max_queued_messages", "1000")
+            .mqtt("max_queued_bytes", "1048576")
+            .mqtt("slow_subscriber_timeout", "\"30s\""),
+    );
+    let d = s.create_device("d");
+    let mut p = Raw::login(s.mqtt_port, &ConnectOpts::new("pub", Some(&d.token)));
+    let payload = vec![b'b'; 64 * 1024];
+    // Enough that the socket's buffers and the writer fill first.
+    for i in 0..300u16 {
+        publish_acked(&mut p, &format!("bytes/{i}"), &payload, true, i + 1);
+    }
+    let mut c = Raw::login(s.mqtt_port, &ConnectOpts::new("stuck", Some(&d.token)));
+    c.send(&subscribe_packet(1, &[("bytes/#", 1)]));
+    wait_until("the subscriber's queue fills", WAIT, || {
+        s.metric("brook_queued_messages") >= 16.0
+    });
+    let mut most = 0.0f64;
+    for _ in 0..20 {
+        most = most.max(s.metric("brook_queued_messages"));
+    }
+    assert!(
+        most <= 16.0,
+        "{most} messages of 64 KiB queued in memory under max_queued_bytes = 1 MiB"
     );
 }
 

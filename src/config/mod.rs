@@ -137,6 +137,9 @@ pub struct MqttConfig {
     pub max_inflight: usize,
     /// Messages kept per session while it is offline or behind.
     pub max_queued_messages: usize,
+    /// Payload bytes a connected subscriber's queue holds in memory before
+    /// its publishers are held back.
+    pub max_queued_bytes: usize,
     /// How long a full subscriber may hold its publishers back before it is
     /// disconnected as a slow consumer.
     pub slow_subscriber_timeout: Duration,
@@ -437,6 +440,7 @@ impl Default for Config {
                 max_packet_size: 1_048_576,
                 max_inflight: 100,
                 max_queued_messages: 10_000,
+                max_queued_bytes: 1 << 20,
                 slow_subscriber_timeout: Duration::from_secs(10),
                 sys_interval: Duration::from_secs(10),
                 max_topic_levels: 128,

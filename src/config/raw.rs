@@ -76,6 +76,8 @@ pub(super) struct RawMqtt {
     pub(super) max_inflight: Option<Spanned<usize>>,
     /// See [`MqttConfig::max_queued_messages`].
     pub(super) max_queued_messages: Option<usize>,
+    /// See [`MqttConfig::max_queued_bytes`].
+    pub(super) max_queued_bytes: Option<usize>,
     /// See [`MqttConfig::slow_subscriber_timeout`].
     pub(super) slow_subscriber_timeout: Option<Spanned<String>>,
     /// See [`MqttConfig::sys_interval`].

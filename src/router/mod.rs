@@ -265,6 +265,8 @@ impl ClientEntry {
 pub(crate) struct QueueLimits {
     /// In-memory messages per connected subscriber before publishers are held back.
     pub capacity: usize,
+    /// In-memory payload bytes per connected subscriber, likewise.
+    pub max_bytes: usize,
     /// Messages kept in SQLite for a persistent session while it is away.
     pub max_queued: usize,
     pub slow_timeout: Duration,
@@ -512,7 +514,7 @@ impl Router {
         Subscriber::new(
             client,
             persistent,
-            self.limits.queue.capacity,
+            (self.limits.queue.capacity, self.limits.queue.max_bytes),
             self.limits.queue.max_queued,
             self.store.clone(),
         )

@@ -6,12 +6,15 @@
 //! session. It is where the flow-control guarantee lives:
 //!
 //! - while the client is connected, messages wait here in memory, at most
-//!   `capacity` of them. A QoS 0 message past that is dropped and counted; a
-//!   QoS 1/2 message makes the topic actor wait for room ([`Push::Full`]),
-//!   which holds its publishers back. A subscriber that takes nothing for
+//!   `capacity` of them and `max_bytes` of payload. A message past that, of
+//!   any QoS, makes the topic actor wait for room ([`Push::Full`]), which
+//!   holds its publishers back. A subscriber that takes nothing for
 //!   `slow_subscriber_timeout` while full is marked slow, its session is told
-//!   to close, and the topic goes on; one that keeps reading is never slow,
-//!   its publishers simply go at its pace.
+//!   to close, and the topic goes on (its QoS 0 messages are lost and
+//!   counted); one that keeps reading is never slow and loses nothing, its
+//!   publishers simply go at its pace. (A bridge's queue drops QoS 0 past
+//!   its bound instead: a remote that is slow or down must not hold local
+//!   publishers back for messages it is not owed.)
 //! - for a persistent session every QoS 1/2 message is also written to
 //!   SQLite before the publisher is acknowledged, and deleted when the client
 //!   acknowledges it, so a `kill -9` loses nothing acknowledged. While the
@@ -112,6 +115,8 @@ struct Inner {
     /// The current connection was found to be a slow consumer and is closing.
     slow: bool,
     queue: VecDeque<Delivery>,
+    /// Payload bytes in `queue`.
+    bytes: usize,
     /// Since when a push has found the queue full with the client taking
     /// nothing: cleared whenever the client takes a message. A subscriber
     /// that keeps reading is never slow, however fast its publishers are.
@@ -133,6 +138,8 @@ pub(crate) struct Subscriber {
     /// before their publishers are acknowledged.
     pub bridge: Option<Arc<str>>,
     capacity: usize,
+    /// Payload bytes in memory before publishers are held back.
+    max_bytes: usize,
     max_queued: usize,
     store: Store,
     inner: Mutex<Inner>,
@@ -152,12 +159,17 @@ impl Subscriber {
     pub(crate) fn new(
         client_id: Arc<str>,
         persistent: bool,
-        capacity: usize,
+        (capacity, max_bytes): (usize, usize),
         max_queued: usize,
         store: Store,
     ) -> Arc<Subscriber> {
         Arc::new(Subscriber::build(
-            client_id, persistent, None, capacity, max_queued, store,
+            client_id,
+            persistent,
+            None,
+            (capacity, max_bytes),
+            max_queued,
+            store,
         ))
     }
 
@@ -165,7 +177,7 @@ impl Subscriber {
         client_id: Arc<str>,
         persistent: bool,
         bridge: Option<Arc<str>>,
-        capacity: usize,
+        (capacity, max_bytes): (usize, usize),
         max_queued: usize,
         store: Store,
     ) -> Subscriber {
@@ -174,12 +186,14 @@ impl Subscriber {
             persistent,
             bridge,
             capacity: capacity.max(1),
+            max_bytes: max_bytes.max(1),
             max_queued,
             store,
             inner: Mutex::new(Inner {
                 online: false,
                 slow: false,
                 queue: VecDeque::new(),
+                bytes: 0,
                 full_since: None,
                 offline_count: 0,
                 resume: Resume::default(),
@@ -206,10 +220,16 @@ impl Subscriber {
             client_id,
             false,
             Some(name),
-            capacity,
+            (capacity, usize::MAX),
             usize::MAX,
             store,
         ))
+    }
+
+    /// Whether the in-memory queue is at its bound (a single message always
+    /// fits in an empty one, however large).
+    fn full(&self, g: &Inner) -> bool {
+        g.queue.len() >= self.capacity || (g.bytes >= self.max_bytes && !g.queue.is_empty())
     }
 
     /// Whether a message at `qos` is written to SQLite before its
@@ -237,8 +257,8 @@ impl Subscriber {
         let persist = self.durable(d.qos);
         let mut g = self.inner.lock();
         if g.online && !g.slow {
-            if g.queue.len() >= self.capacity {
-                if d.qos == 0 {
+            if self.full(&g) {
+                if d.qos == 0 && self.bridge.is_some() {
                     METRICS.dropped_qos0_full.inc();
                     return Push::Dropped;
                 }
@@ -247,6 +267,7 @@ impl Subscriber {
             }
             let commit = persist.then(|| self.enqueue_row(&d));
             let was_empty = g.queue.is_empty();
+            g.bytes += d.payload.len();
             g.queue.push_back(d);
             METRICS.queued_messages.inc();
             drop(g);
@@ -315,7 +336,7 @@ impl Subscriber {
         let g = self.inner.lock();
         if !g.online || g.slow {
             Room::Away
-        } else if g.queue.len() >= self.capacity {
+        } else if self.full(&g) {
             Room::Full
         } else {
             Room::Free
@@ -326,7 +347,10 @@ impl Subscriber {
     pub(crate) fn pop_into(&self, out: &mut VecDeque<Delivery>, max: usize) {
         let mut g = self.inner.lock();
         let n = max.min(g.queue.len());
+        let start = out.len();
         out.extend(g.queue.drain(..n));
+        let taken: usize = out.iter().skip(start).map(|d| d.payload.len()).sum();
+        g.bytes = g.bytes.saturating_sub(taken);
         METRICS.queued_messages.add(-(n as i64));
         if n > 0 && g.full_since.is_some() {
             g.full_since = None;
@@ -362,6 +386,7 @@ impl Subscriber {
         g.slow = false;
         METRICS.queued_messages.add(-(g.queue.len() as i64));
         g.queue.clear();
+        g.bytes = 0;
         g.full_since = None;
         g.offline_count = 0;
         (g.generation, std::mem::take(&mut g.resume))
@@ -377,6 +402,7 @@ impl Subscriber {
         g.online = false;
         METRICS.queued_messages.add(-(g.queue.len() as i64));
         g.queue.clear();
+        g.bytes = 0;
         g.full_since = None;
         g.offline_count = unacked;
         g.resume = resume;
@@ -399,6 +425,7 @@ impl Subscriber {
         let dropped = g.queue.iter().filter(|d| !self.durable(d.qos)).count();
         METRICS.queued_messages.add(-(g.queue.len() as i64));
         g.queue.clear();
+        g.bytes = 0;
         g.full_since = None;
         drop(g);
         METRICS.slow_consumers.inc();
