@@ -54,7 +54,12 @@ fn paho() -> Option<PathBuf> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     install::required(
         "paho-mqtt (tests/interop5/requirements.txt)",
-        PYTHON.get_or_init(|| install::python_venv(&interop_dir().join("requirements.txt"), &install::env_dir(ENV))),
+        PYTHON.get_or_init(|| {
+            install::python_venv(
+                &interop_dir().join("requirements.txt"),
+                &install::env_dir(ENV),
+            )
+        }),
     )
 }
 

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::client::Client;
 use super::incoming::Incoming;
 use super::inflight::Inflight;
-use super::client::Client;
 use super::{Conn, Lookup, Phase, Resumed, Session, PUBLISH_SLACK};
 use crate::device::limits::Kind;
 use crate::device::watch::{Event, Refusal};

@@ -9,9 +9,9 @@ use actix::prelude::*;
 
 use std::sync::Arc;
 
+use super::client::AliasUse;
 use super::inflight::PubRec;
 use super::outbound::Queued;
-use super::client::AliasUse;
 use super::{Phase, Session};
 use crate::metrics::METRICS;
 use crate::protocol::{encode_publish, publish_size, Ack, Packet, Publish};

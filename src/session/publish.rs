@@ -25,8 +25,8 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::incoming::{Answer, Qos2};
 use super::client::AliasError;
+use super::incoming::{Answer, Qos2};
 use super::{Lookup, Session};
 use crate::actions::supervisor::Triggered;
 use crate::device::limits::Kind;
@@ -246,7 +246,11 @@ impl Session {
             return Ack::ok(pkid);
         }
         Ack {
-            reason_string: if code == 0 { None } else { c.client.reason(why) },
+            reason_string: if code == 0 {
+                None
+            } else {
+                c.client.reason(why)
+            },
             ..Ack::with_reason(pkid, code)
         }
     }
