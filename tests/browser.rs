@@ -3,7 +3,8 @@
 //! against the real brook binary while an MQTT client publishes.
 //!
 //! One test loads MQTT.js's browser bundle (the npm package pinned in
-//! `tests/ws-clients/`) in a page that speaks MQTT over WebSocket to brook.
+//! `tests/ws-clients/`) in a page that speaks MQTT over WebSocket to brook,
+//! as MQTT 3.1.1 and as MQTT 5.
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them); without
 //! them the test fails under CI and is skipped elsewhere. Every wait polls
@@ -880,7 +881,9 @@ fn the_page_files_are_served_with_their_content_types_and_no_cache() {
 #[test]
 fn mqtt_js_in_the_browser_publishes_and_receives_over_websocket() {
     // The page a dashboard would be: MQTT.js's browser bundle (from the
-    // pinned npm package) over ws://127.0.0.1:PORT/mqtt with a device token.
+    // pinned npm package) over ws://127.0.0.1:PORT/mqtt with a device token,
+    // protocol 4 and then 5; the inspector shows each connection's transport
+    // and protocol.
     let Some(node_modules) = install::mqtt_js() else {
         return;
     };
@@ -901,6 +904,7 @@ fn mqtt_js_in_the_browser_publishes_and_receives_over_websocket() {
         return;
     };
     let url = format!("ws://127.0.0.1:{}/mqtt", s.ws_port);
+    let events = s.watch("dashboard");
     let open = |v: u8| {
         browser.goto(&format!(
             "file://{}/browser.html?url={url}&token={token}&v={v}",
@@ -909,23 +913,34 @@ fn mqtt_js_in_the_browser_publishes_and_receives_over_websocket() {
         browser.wait_for(
             &format!("MQTT.js (protocol {v}) gets its message back, or an error"),
             "const o = document.getElementById('out');
-             return o.dataset.got ? {got: o.dataset.got}
+             return o.dataset.got ? {got: o.dataset.got, user: o.dataset.user || null}
                   : o.dataset.error ? {error: o.dataset.error} : null;",
         )
     };
     let r = open(4);
     assert_eq!(
         r,
-        json!({"got": "hello from the browser"}),
+        json!({"got": "hello from the browser", "user": null}),
         "protocol 4 (3.1.1)"
     );
-    // Protocol 5: served as far as the session speaks it. Until brook
-    // speaks MQTT 5 the CONNACK says "unacceptable protocol version".
+    let e = next_event_of(&events, "connect");
+    assert_eq!(
+        (&e["transport"], &e["protocol"]),
+        (&json!("ws"), &json!("3.1.1")),
+        "{e}"
+    );
+    // Protocol 5: connects, and its publish comes back with its user
+    // property.
     let r = open(5);
-    eprintln!("MQTT.js protocol 5 in the browser: {r}");
-    let ok = r == json!({"got": "hello from the browser"})
-        || r["error"]
-            .as_str()
-            .is_some_and(|e| e.to_lowercase().contains("protocol"));
-    assert!(ok, "protocol 5: {r}");
+    assert_eq!(
+        r,
+        json!({"got": "hello from the browser", "user": "{\"origin\":\"browser\"}"}),
+        "protocol 5"
+    );
+    let e = next_event_of(&events, "connect");
+    assert_eq!(
+        (&e["transport"], &e["protocol"]),
+        (&json!("ws"), &json!("5")),
+        "{e}"
+    );
 }

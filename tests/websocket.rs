@@ -6,8 +6,10 @@
 //! see the close code. The handshake's refusals (404, 400, 403), the Live
 //! Inspector's transport and peer (with `X-Forwarded-For` from a trusted
 //! proxy, and without), interop with a TCP client on the same topic, and a
-//! revoked token. Then real clients over ws and wss: MQTT.js from Node
-//! (protocol 4, and 5 answered as over TCP) and paho-mqtt with
+//! revoked token. MQTT 5 over a WebSocket is the same session as over TCP:
+//! raw v5 packets (tests/common/v5.rs) get a v5 CONNACK with its properties
+//! and exchange messages with a 3.1.1 client on TCP. Then real clients over
+//! ws and wss, both protocol versions: MQTT.js from Node and paho-mqtt with
 //! `transport="websockets"`, pinned in `tests/ws-clients/`.
 
 mod common;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::install;
 use common::raw::{self, ConnectOpts, Packet};
+use common::v5::{prop, puback5, publish5, rc, sub_opts, subscribe5, Connect5, Props};
 use common::*;
 use rumqttc::QoS;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -288,6 +291,144 @@ fn a_ws_client_and_a_tcp_client_share_a_topic() {
     assert!(
         seen[1].2.starts_with("127.0.0.1:"),
         "the socket's peer: {seen:?}"
+    );
+}
+
+#[test]
+fn mqtt_5_over_ws_gets_a_v5_connack_and_talks_to_a_3_1_1_client_on_tcp() {
+    let s = Server::start_with(
+        Config::new()
+            .mqtt("receive_maximum", "20")
+            .mqtt("max_packet_size", "65536"),
+    );
+    let d = s.create_device("dash5");
+    let events = s.watch("dash5");
+    let mut tcp = s.mqtt("tcp-311", &d.token);
+    tcp.subscribe("room5/+", QoS::AtLeastOnce);
+
+    let rt = runtime();
+    let mut ws = rt.block_on(async {
+        // `mqtt` is the subprotocol MQTT 5's WebSocket binding names (§6).
+        let mut ws = ws_open(s.ws_port).await;
+        ws.send(&Connect5::new("ws-v5", Some(&d.token)).encode())
+            .await;
+        let ack = ws.expect_kind(raw::CONNACK, "CONNACK").await.connack5();
+        assert_eq!(ack.code, rc::SUCCESS, "CONNACK reason 0: {ack:?}");
+        assert!(!ack.session_present, "a clean start: {ack:?}");
+        let p = &ack.props;
+        assert_eq!(p.u16_of(prop::RECEIVE_MAXIMUM), Some(20), "{ack:?}");
+        assert_eq!(p.u16_of(prop::TOPIC_ALIAS_MAXIMUM), Some(10), "{ack:?}");
+        assert_eq!(p.u32_of(prop::MAXIMUM_PACKET_SIZE), Some(65536), "{ack:?}");
+        // Absent means 2 (§3.2.2.3.4); absent features are available.
+        assert_eq!(p.byte_of(prop::MAXIMUM_QOS).unwrap_or(2), 2, "{ack:?}");
+        for feature in [
+            prop::RETAIN_AVAILABLE,
+            prop::WILDCARD_AVAILABLE,
+            prop::SUBSCRIPTION_ID_AVAILABLE,
+            prop::SHARED_AVAILABLE,
+        ] {
+            assert_eq!(
+                p.byte_of(feature).unwrap_or(1),
+                1,
+                "0x{feature:02X}: {ack:?}"
+            );
+        }
+        assert!(
+            !p.has(prop::ASSIGNED_CLIENT_ID),
+            "the client chose its id: {ack:?}"
+        );
+
+        ws.send(&subscribe5(
+            1,
+            Some(5),
+            &[("room5/#", sub_opts(1, false, false, 0))],
+        ))
+        .await;
+        let sub = ws.expect_kind(raw::SUBACK, "SUBACK").await.suback5();
+        assert_eq!((sub.pkid, sub.codes), (1, vec![1]), "granted QoS 1");
+
+        // A v5 publish with properties reaches both sides; its own delivery
+        // keeps them and adds the subscription identifier.
+        let props = Props::new()
+            .user("origin", "ws")
+            .str(prop::CONTENT_TYPE, "text/plain");
+        ws.send(&publish5("room5/1", b"from ws v5", 1, false, 7, &props))
+            .await;
+        let (mut acked, mut delivered) = (false, false);
+        while !(acked && delivered) {
+            let p = ws.packet().await;
+            match p.kind {
+                raw::PUBACK => {
+                    let a = p.puback5();
+                    assert_eq!((a.pkid, a.reason), (7, rc::SUCCESS), "{a:?}");
+                    acked = true;
+                }
+                raw::PUBLISH => {
+                    let p = p.publish5();
+                    assert_eq!(
+                        (p.topic.as_str(), p.text().as_str()),
+                        ("room5/1", "from ws v5")
+                    );
+                    assert_eq!(
+                        p.props.users(),
+                        vec![("origin".to_string(), "ws".to_string())],
+                        "the user property intact: {p:?}"
+                    );
+                    assert_eq!(p.props.str_of(prop::CONTENT_TYPE), Some("text/plain"));
+                    assert_eq!(p.props.sub_ids(), vec![5], "{p:?}");
+                    ws.send(&puback5(p.pkid)).await;
+                    delivered = true;
+                }
+                other => panic!("unexpected packet type {other}"),
+            }
+        }
+        ws
+    });
+    let p = tcp.recv(WAIT);
+    assert_eq!(
+        (p.topic.as_str(), text(&p).as_str()),
+        ("room5/1", "from ws v5"),
+        "the 3.1.1 client gets the payload, without properties"
+    );
+
+    tcp.publish("room5/2", QoS::AtLeastOnce, false, "from tcp 3.1.1");
+    rt.block_on(async {
+        let p = ws
+            .expect_kind(raw::PUBLISH, "the TCP client's publish")
+            .await
+            .publish5();
+        assert_eq!(
+            (p.topic.as_str(), p.text().as_str(), p.qos),
+            ("room5/2", "from tcp 3.1.1", 1)
+        );
+        assert!(
+            p.props.users().is_empty(),
+            "a 3.1.1 publish has none: {p:?}"
+        );
+        ws.send(&puback5(p.pkid)).await;
+        ws.send(&common::v5::disconnect5(rc::SUCCESS, &Props::new()))
+            .await;
+        assert_eq!(
+            ws.expect_close("after DISCONNECT").await,
+            Some(CloseCode::Normal)
+        );
+    });
+
+    // The inspector shows each client's transport and protocol.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let e = next_event_of(&events, "connect");
+        seen.push((
+            e["client_id"].as_str().unwrap_or_default().to_string(),
+            e["transport"].as_str().unwrap_or_default().to_string(),
+            e["protocol"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    seen.sort();
+    let owned = |c: &str, t: &str, p: &str| (c.to_string(), t.to_string(), p.to_string());
+    assert_eq!(
+        seen,
+        vec![owned("tcp-311", "tcp", "3.1.1"), owned("ws-v5", "ws", "5")]
     );
 }
 
@@ -651,6 +792,7 @@ fn mqtt_js_publishes_and_receives_over_ws_and_wss() {
     let token = s.token("browser");
     let ws = format!("ws://127.0.0.1:{}/mqtt", s.ws_port);
     let r = mqtt_js_run(&node_modules, &ws, &token, 4, None);
+    assert_eq!(r["connack"], 0, "over ws: {r}");
     assert_eq!(r["payload"], r["sent"], "over ws: {r}");
     assert_eq!(r["qos"], 1, "{r}");
     let wss = format!("wss://localhost:{}/mqtt", s.wss_port.expect("wss port"));
@@ -659,44 +801,50 @@ fn mqtt_js_publishes_and_receives_over_ws_and_wss() {
 }
 
 #[test]
-fn mqtt_js_protocol_5_is_answered_over_ws_as_over_tcp() {
-    // The session speaks what it speaks (3.1.1 until MQTT 5 lands): over a
-    // WebSocket a version 5 CONNECT gets the same answer as over TCP.
+fn mqtt_js_protocol_5_over_ws_and_wss_as_over_tcp() {
+    // MQTT 5 from MQTT.js: CONNACK 0, its own QoS 1 publish back with the
+    // user property it sent, over TCP, ws and wss alike; the inspector shows
+    // each connection as protocol 5 with its transport.
     let Some(node_modules) = install::mqtt_js() else {
         return;
     };
-    let s = Server::start();
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key, _) = self_signed_cert(certs.path());
+    let s = Server::start_with(Config::new().tls(&cert, &key));
     let token = s.token("browser5");
-    let tcp = mqtt_js_run(
-        &node_modules,
-        &format!("mqtt://127.0.0.1:{}", s.mqtt_port),
-        &token,
-        5,
-        None,
-    );
-    let ws = mqtt_js_run(
-        &node_modules,
-        &format!("ws://127.0.0.1:{}/mqtt", s.ws_port),
-        &token,
-        5,
-        None,
-    );
-    let outcome = |r: &serde_json::Value| {
-        if r["payload"].is_string() {
-            format!("received {}", r["payload"])
-        } else {
-            format!("error {}", r["error"])
-        }
-    };
-    assert_eq!(
-        outcome(&ws).replace("over ws", "over mqtt"),
-        outcome(&tcp),
-        "ws {ws} vs tcp {tcp}"
-    );
+    let events = s.watch("browser5");
+    let runs = [
+        ("tcp", format!("mqtt://127.0.0.1:{}", s.mqtt_port), None),
+        ("ws", format!("ws://127.0.0.1:{}/mqtt", s.ws_port), None),
+        (
+            "wss",
+            format!("wss://localhost:{}/mqtt", s.wss_port.expect("wss port")),
+            Some(cert.as_path()),
+        ),
+    ];
+    for (transport, url, ca) in &runs {
+        let r = mqtt_js_run(&node_modules, url, &token, 5, *ca);
+        assert_eq!(r["connack"], 0, "CONNACK reason over {transport}: {r}");
+        assert_eq!(r["payload"], r["sent"], "over {transport}: {r}");
+        assert_eq!(r["qos"], 1, "over {transport}: {r}");
+        assert_eq!(
+            r["user_properties"],
+            serde_json::json!({"origin": "mqttjs"}),
+            "the user property intact over {transport}: {r}"
+        );
+        let e = next_event_of(&events, "connect");
+        assert_eq!(
+            (e["transport"].as_str(), e["protocol"].as_str()),
+            (Some(*transport), Some("5")),
+            "{e}"
+        );
+    }
 }
 
 #[test]
-fn paho_over_websockets_and_secure_websockets() {
+fn paho_over_websockets_and_secure_websockets_in_both_protocols() {
+    // MQTT 3.1.1 and MQTT 5 (with a user property that must come back) over
+    // ws and wss.
     let Some(python) = paho() else {
         return;
     };
@@ -705,24 +853,30 @@ fn paho_over_websockets_and_secure_websockets() {
     let s = Server::start_with(Config::new().tls(&cert, &key));
     let token = s.token("paho");
     let script = clients_dir().join("paho_ws.py");
-    let r = run_script(std::process::Command::new(&python).arg(&script).args([
-        "127.0.0.1",
-        &s.ws_port.to_string(),
-        &token,
-    ]));
-    assert_eq!(
-        r["payload"], "hello from paho over websockets",
-        "over ws: {r}"
-    );
+    let ws = s.ws_port.to_string();
     let wss = s.wss_port.expect("wss port").to_string();
-    let r = run_script(
-        std::process::Command::new(&python)
-            .arg(&script)
-            .args(["localhost", &wss, &token])
-            .arg(&cert),
-    );
-    assert_eq!(
-        r["payload"], "hello from paho over websockets",
-        "over wss: {r}"
-    );
+    let runs = [
+        ("ws", "127.0.0.1", &ws, None),
+        ("wss", "localhost", &wss, Some(&cert)),
+    ];
+    for protocol in ["4", "5"] {
+        for (transport, host, port, ca) in &runs {
+            let mut cmd = std::process::Command::new(&python);
+            cmd.arg(&script)
+                .args([host, port.as_str(), &token, protocol]);
+            if let Some(ca) = ca {
+                cmd.arg(ca);
+            }
+            let r = run_script(&mut cmd);
+            let what = format!("protocol {protocol} over {transport}: {r}");
+            assert_eq!(r["payload"], "hello from paho over websockets", "{what}");
+            assert_eq!(r["qos"], 1, "{what}");
+            let user = if protocol == "5" {
+                serde_json::json!([["origin", "paho"]])
+            } else {
+                serde_json::Value::Null
+            };
+            assert_eq!(r["user_properties"], user, "{what}");
+        }
+    }
 }
