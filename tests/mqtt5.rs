@@ -1337,7 +1337,10 @@ fn the_publish_service_sets_user_properties_content_type_and_message_expiry() {
         ]
     );
     assert_eq!(got.props.str_of(prop::CONTENT_TYPE), Some("text/plain"));
-    let left = got.props.u32_of(prop::MESSAGE_EXPIRY).expect("a message expiry");
+    let left = got
+        .props
+        .u32_of(prop::MESSAGE_EXPIRY)
+        .expect("a message expiry");
     assert!((590..=600).contains(&left), "{left}");
     let (status, body) = s.admin(
         "POST",
@@ -1345,7 +1348,13 @@ fn the_publish_service_sets_user_properties_content_type_and_message_expiry() {
         Some(serde_json::json!({"topic": "svc/t", "message": "x", "user_properties": {"a": 1}})),
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("user_properties.a"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("user_properties.a"),
+        "{body}"
+    );
     bye(sub);
 }
 
