@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::install;
+use common::remotes::{Mosquitto, MosquittoSetup};
 use common::*;
 use rumqttc::QoS;
 use serde_json::{json, Value};
@@ -611,11 +612,25 @@ fn the_page_adds_a_device_charts_its_readings_and_revokes_its_token() {
 }
 
 /// The action views: the list with each action's last run, a failing run's
-/// record with its stderr, and a reload that shows each problem as
-/// `FILE:LINE: message`.
+/// record with its stderr, a reload that shows each problem as
+/// `FILE:LINE: message`, an action locked for a device and unlocked from the
+/// page, and the bridges panel with a bridge to a real Mosquitto (when it is
+/// installed) and one whose remote refuses the connection.
 #[test]
 fn the_page_shows_actions_their_failed_run_and_reload_problems() {
-    let s = Server::start();
+    let remote = Mosquitto::start(MosquittoSetup::default());
+    let mut bridges = String::from(
+        "[[bridge]]\nname = \"backup\"\nurl = \"mqtt://127.0.0.1:1\"\nclient_id = \"brook-backup\"\n\
+         reconnect_min = \"1s\"\nreconnect_max = \"2s\"\nout = [{ filter = \"sensors/#\", qos = 1 }]\n",
+    );
+    if let Some(m) = &remote {
+        bridges.push_str(&format!(
+            "[[bridge]]\nname = \"cloud\"\nurl = {:?}\nclient_id = \"brook-cloud\"\n\
+             out = [{{ filter = \"sensors/#\", qos = 1, remote_prefix = \"site-a/\" }}]\n",
+            m.url()
+        ));
+    }
+    let s = Server::start_with(Config::new().raw(&bridges));
     let actions = s.dir.path().join("actions");
     std::fs::write(
         actions.join("site.toml"),
@@ -629,6 +644,14 @@ name = "check-sensor"
 trigger = { mqtt_topic = ["alarms/#"] }
 type = "analysis"
 analysis = { command = ["sh", "-c", "echo checking the sensor; echo 'sensor offline: no reading for 10 min' >&2; exit 3"], timeout = "10s" }
+
+[[action]]
+name = "too-hot"
+trigger = { variable = ["temperature"] }
+condition = { variable = "temperature", op = ">", value = 30 }
+unlock = { variable = "temperature", op = "<", value = 25 }
+type = "mqtt_publish"
+mqtt_publish = { topic = "alerts/$DEVICE.NAME$", payload = "$VALUE$ $UNIT$" }
 "#,
     )
     .expect("write site.toml");
@@ -647,6 +670,24 @@ analysis = { command = ["sh", "-c", "echo checking the sensor; echo 'sensor offl
             .as_array()
             .is_some_and(|runs| !runs.is_empty())
     });
+    // Stored by store-readings, 34.2 sets too-hot off, which locks it for
+    // greenhouse.
+    c.publish_acked(
+        "sensors/greenhouse",
+        QoS::AtLeastOnce,
+        false,
+        r#"{"variable":"temperature","value":34.2,"unit":"°C"}"#,
+    );
+    let too_hot_locks = |s: &Server| -> Value {
+        let all = s.admin_ok("GET", "/actions", None);
+        all.as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == "too-hot"))
+            .map(|a| a["locks"].clone())
+            .unwrap_or_else(|| panic!("no action too-hot in {all}"))
+    };
+    wait_until("too-hot is locked for greenhouse", WAIT, || {
+        too_hot_locks(&s)[0]["device"] == "greenhouse"
+    });
     let Some(browser) = Browser::start() else {
         return;
     };
@@ -655,7 +696,7 @@ analysis = { command = ["sh", "-c", "echo checking the sensor; echo 'sensor offl
     let last = browser.wait_for(
         "the actions are listed with their last run",
         r#"const b = document.querySelector('#actions [data-action="check-sensor"] .outcome');
-           return b && document.querySelectorAll('#actions button.action').length === 2 && b.textContent;"#,
+           return b && document.querySelectorAll('#actions button.action').length === 3 && b.textContent;"#,
     );
     assert_eq!(last, json!("error"));
     assert_eq!(
@@ -700,14 +741,91 @@ analysis = { command = ["sh", "-c", "echo checking the sensor; echo 'sensor offl
         first.starts_with(&format!("{}:5: ", bad.display())),
         "FILE:LINE: message, got {problems}"
     );
+    assert_eq!(
+        browser.text(r#"#actions [data-action="too-hot"] .locks"#),
+        json!("locked for greenhouse"),
+        "the list says which devices an action is locked for"
+    );
+
+    // The bridges panel: the one to Mosquitto connected, the other's error.
+    let bridges = browser.wait_for(
+        "the bridges panel shows both bridges",
+        &(format!("const needCloud = {};", remote.is_some())
+            + r#"const b = [...document.querySelectorAll('#bridges li.bridge')];
+           const backup = document.querySelector('#bridges li.bridge[data-bridge="backup"]');
+           const cloud = document.querySelector('#bridges li.bridge[data-bridge="cloud"]');
+           if (document.getElementById('bridges-panel').hidden || !backup) return null;
+           if (!backup.querySelector('.last-error')) return null;
+           if (needCloud && !(cloud && cloud.querySelector('.state').textContent === 'connected')) return null;
+           return {count: b.length,
+                   backup: backup.querySelector('.state').textContent,
+                   cloud: cloud && cloud.querySelector('.state').textContent,
+                   cloudSent: cloud && cloud.querySelector('.field.sent').textContent};"#),
+    );
+    eprintln!("the bridges panel: {bridges}");
+    assert_eq!(bridges["backup"], "disconnected", "{bridges}");
+    if remote.is_some() {
+        assert_eq!(bridges["count"], 2, "{bridges}");
+        assert_eq!(bridges["cloud"], "connected", "{bridges}");
+    }
     browser.photograph("console-actions", "#runs-detail", "return true;");
 
     std::fs::remove_file(&bad).expect("remove broken.toml");
     browser.click("#reload-actions");
     browser.wait_for(
         "the reload succeeds",
-        "return document.getElementById('reload-result').textContent === '2 actions loaded';",
+        "return document.getElementById('reload-result').textContent === '3 actions loaded';",
     );
+
+    // too-hot's lock, unlocked from the page.
+    browser.click(r#"#actions [data-action="too-hot"]"#);
+    let lock = browser.wait_for(
+        "too-hot's lock for greenhouse is shown",
+        r#"const l = document.querySelector('#locks li.lock[data-device="greenhouse"]');
+           return !document.getElementById('locks-panel').hidden && l
+                  && [l.querySelector('.device').textContent, l.querySelector('.since').textContent,
+                      l.querySelector('button.unlock').textContent];"#,
+    );
+    assert_eq!(lock[0], "greenhouse", "{lock}");
+    assert!(
+        lock[1].as_str().unwrap_or("").starts_with("locked since "),
+        "{lock}"
+    );
+    assert_eq!(lock[2], "Unlock", "{lock}");
+    let facts = browser.script(
+        "return [...document.querySelectorAll('#action-def dt')].map(dt => dt.textContent + ': ' + dt.nextElementSibling.textContent);",
+    );
+    let facts: Vec<&str> = facts
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(facts.contains(&"condition: temperature > 30"), "{facts:?}");
+    assert!(facts.contains(&"unlock: temperature < 25"), "{facts:?}");
+    browser.photograph("console-locks", "#runs-detail", "return true;");
+    browser.click(r#"#locks li.lock[data-device="greenhouse"] button.unlock"#);
+    let said = browser.wait_for(
+        "the page says too-hot was unlocked and shows no lock",
+        r#"const e = document.getElementById('locks-status');
+           return document.querySelectorAll('#locks li.lock').length === 0
+                  && !document.getElementById('locks-empty').hidden
+                  && !document.querySelector('#actions [data-action="too-hot"] .locks')
+                  && e.textContent && [e.textContent, e.classList.contains('error')];"#,
+    );
+    assert_eq!(said, json!(["too-hot unlocked for greenhouse", false]));
+    assert_eq!(
+        too_hot_locks(&s),
+        json!([]),
+        "unlocked through the admin API"
+    );
+    // An error shows the API's message (the page's own unlock, for a device
+    // that does not exist).
+    browser.script("unlock('too-hot', 'nobody', document.createElement('button'));");
+    let said = browser.wait_for(
+        "the page shows the API's error",
+        "const e = document.getElementById('locks-status');
+         return e.classList.contains('error') && e.textContent;",
+    );
+    assert_eq!(said, json!("nobody: no such device"));
 
     // A bookmark opens an action's runs.
     browser.goto(&s.http_url("/#actions=check-sensor"));

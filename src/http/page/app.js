@@ -1,10 +1,11 @@
 // brook's web page, the installation's console: the broker at a glance
 // (from /metrics); devices with their readings as charts, latest data, Live
 // Inspector (server-sent events), tokens, tags, parameters and parser; the
-// actions with their run records. Every change goes through the admin API
-// the CLI uses, and an error shows the API's message. Plain DOM, no
-// framework, no build step. Everything a device sent (names, topics,
-// payloads, values, units) is shown with textContent, never parsed as HTML.
+// actions with their locks (and Unlock) and run records; the bridges. Every
+// change goes through the admin API the CLI uses, and an error shows the
+// API's message. Plain DOM, no framework, no build step. Everything from the
+// server (names, topics, payloads, values, units, errors) is shown with
+// textContent, never parsed as HTML.
 //
 // Links: #device=NAME[&tab=inspector|tokens|settings], #actions[=NAME], and
 // #token=… beside either (read into session storage, then dropped from the
@@ -76,7 +77,7 @@ const state = {
     timerAt: 0, // when the pending request is due (performance.now())
   },
   metrics: null, // the previous /metrics sample: {at, values}
-  actions: { list: [], buttons: new Map(), selected: null, runs: [], before: null },
+  actions: { list: [], buttons: new Map(), selected: null, runs: [], before: null, locksKey: null },
 };
 
 // ---- small helpers -------------------------------------------------------
@@ -1079,6 +1080,16 @@ function triggerText(trigger) {
     .join(" · ");
 }
 
+/** `{variable: "t", op: ">", value: 30}` → "t > 30"; a list joined with "and"; else as JSON. */
+function conditionText(c) {
+  if (Array.isArray(c)) return c.map(conditionText).join(" and ");
+  if (!c || typeof c !== "object" || typeof c.variable !== "string" || typeof c.op !== "string") return show(c);
+  const known = new Set(["variable", "op", "value", "field"]);
+  if (Object.keys(c).some((k) => !known.has(k))) return show(c);
+  const value = c.value === undefined ? "" : ` ${JSON.stringify(c.value)}`;
+  return `${c.variable} ${c.op}${value}${c.field ? ` (as ${c.field})` : ""}`;
+}
+
 function duration(ms) {
   if (ms === null || ms === undefined) return "";
   if (ms < 1000) return `${ms} ms`;
@@ -1136,7 +1147,15 @@ function renderActions() {
     } else {
       last.append(el("span", "muted", "never ran"));
     }
-    b.replaceChildren(head, el("span", "trigger", triggerText(a.trigger)), last, el("span", "file muted", `${a.file}:${a.line}`));
+    const parts = [head, el("span", "trigger", triggerText(a.trigger)), last];
+    const locks = a.locks || [];
+    if (locks.length) {
+      const names = locks.slice(0, 3).map((l) => l.device || l.device_id);
+      const more = locks.length > 3 ? ` and ${locks.length - 3} more` : "";
+      parts.push(el("span", "locks", `locked for ${names.join(", ")}${more}`));
+    }
+    parts.push(el("span", "file muted", `${a.file}:${a.line}`));
+    b.replaceChildren(...parts);
   });
   for (const [name, b] of buttons) {
     if (!seen.has(name)) {
@@ -1161,10 +1180,65 @@ function renderActionFacts() {
   fact("type", a.type || "");
   fact("trigger", triggerText(a.trigger));
   if (a.definition && a.definition.devices) fact("devices", a.definition.devices.join(", "));
-  if (a.definition && a.definition.condition) fact("condition", show(a.definition.condition));
+  if (a.definition && a.definition.condition) fact("condition", conditionText(a.definition.condition));
+  if (a.definition && a.definition.unlock) fact("unlock", conditionText(a.definition.unlock));
   fact("enabled", a.enabled ? "yes" : "no");
   fact("file", `${a.file}:${a.line}`);
   fact("loaded", when(a.loaded_at));
+  renderLocks(a);
+}
+
+/**
+ * The chosen action's locks, one row per device with an Unlock button.
+ * Redrawn only when they change, so that a button being clicked stays.
+ */
+function renderLocks(a) {
+  const locks = (a && a.locks) || [];
+  const panel = $("locks-panel");
+  panel.hidden = !a || !(a.definition && a.definition.unlock) && !locks.length;
+  const key = a ? JSON.stringify([a.name, locks]) : null;
+  if (key === state.actions.locksKey) {
+    // The same locks: only "how long ago" moves on.
+    for (const li of $("locks").children) li.querySelector(".ago").textContent = ago(li.dataset.lockedAt);
+    return;
+  }
+  state.actions.locksKey = key;
+  $("locks-empty").hidden = locks.length > 0;
+  $("locks").replaceChildren(
+    ...locks.map((l) => {
+      const li = el("li", "lock");
+      const device = l.device || l.device_id;
+      li.dataset.device = device;
+      li.dataset.lockedAt = l.locked_at;
+      const name = el(l.device ? "a" : "span", "device", device);
+      if (l.device) name.href = hashOf({ device: l.device });
+      const since = el("span", "since");
+      since.append(
+        document.createTextNode("locked since "),
+        el("time", "time", when(l.locked_at)),
+        document.createTextNode(" ("),
+        el("span", "ago", ago(l.locked_at)),
+        document.createTextNode(")"),
+      );
+      const b = el("button", "unlock", "Unlock");
+      b.type = "button";
+      b.addEventListener("click", () => unlock(a.name, device, b));
+      li.append(name, since, b);
+      return li;
+    }),
+  );
+}
+
+/** `POST /actions/{name}/unlock?device=NAME`, then the list again. */
+async function unlock(action, device, button) {
+  button.disabled = true;
+  const r = await api(`/actions/${enc(action)}/unlock?device=${enc(device)}`, "POST");
+  if (r.ok) say("locks-status", show(r.body.result));
+  else {
+    say("locks-status", `${device}: ${failure(r)}`, false);
+    button.disabled = false;
+  }
+  await loadActions();
 }
 
 function selectAction(name) {
@@ -1176,6 +1250,8 @@ function selectAction(name) {
   s.selected = name;
   s.runs = [];
   s.before = null;
+  s.locksKey = null;
+  say("locks-status", "");
   $("runs").replaceChildren();
   $("runs-choose").hidden = !!name;
   $("runs-detail").hidden = !name;
@@ -1277,9 +1353,23 @@ async function reloadActions() {
   loadActions();
 }
 
-// ---- bridges (issue 15) --------------------------------------------------
-// Shown only when this brook answers GET /bridges with a list; each bridge's
-// fields as the API gives them.
+// ---- bridges -------------------------------------------------------------
+// GET /bridges, shown when it lists at least one: connected or not (since
+// when, to which remote), the queue and counters, the last error and the
+// next attempt. Fields this page does not know are shown as they come.
+
+/** The fields shown as counters, in this order, with their labels. */
+const BRIDGE_COUNTERS = [
+  ["queued", "queued"],
+  ["inflight", "in flight"],
+  ["sent", "sent"],
+  ["received", "received"],
+  ["dropped", "dropped"],
+  ["loops_stopped", "loops stopped"],
+  ["failed_attempts", "failed attempts"],
+];
+/** Fields shown otherwise (or not at all: the retry delay is the backoff's step). */
+const BRIDGE_SHOWN = new Set(["name", "url", "protocol", "connected", "remote", "since", "last_error", "last_error_at", "retry_in_ms", "retry_delay_ms"]);
 
 async function loadBridges() {
   let r;
@@ -1288,20 +1378,47 @@ async function loadBridges() {
   } catch (_) {
     return;
   }
-  const list = r.ok && Array.isArray(r.body.result) ? r.body.result : null;
-  $("bridges-panel").hidden = !list;
-  if (!list) return;
-  $("bridges").replaceChildren(
-    ...list.map((b) => {
-      const li = el("li", "bridge");
-      for (const [k, v] of Object.entries(b)) {
-        const f = el("span", "field");
-        f.append(el("span", "label", k), document.createTextNode(` ${show(v)}`));
-        li.append(f);
-      }
-      return li;
-    }),
+  const list = r.ok && Array.isArray(r.body.result) ? r.body.result : [];
+  $("bridges-panel").hidden = list.length === 0;
+  $("bridges").replaceChildren(...list.map(bridgeRow));
+}
+
+function bridgeRow(b) {
+  const li = el("li", "bridge");
+  li.dataset.bridge = show(b.name ?? "");
+  const head = el("div", "head");
+  head.append(
+    el("span", "name", b.name),
+    el("span", `state outcome ${b.connected ? "o-ok" : "o-error"}`, b.connected ? "connected" : "disconnected"),
+    el("span", "url muted", `${show(b.url ?? "")}${b.protocol ? ` · MQTT ${b.protocol}` : ""}`),
   );
+  li.append(head);
+  const line = el("div", "line");
+  if (b.connected && b.since) line.append(el("span", "field since", `since ${when(b.since)} (${ago(b.since)})`));
+  if (b.remote && b.remote !== b.url) line.append(el("span", "field remote", `remote ${show(b.remote)}`));
+  if (!b.connected && b.retry_in_ms !== null && b.retry_in_ms !== undefined) {
+    line.append(el("span", "field retry", `next attempt in ${duration(b.retry_in_ms)}`));
+  }
+  if (line.children.length) li.append(line);
+  const counters = el("div", "counters");
+  const field = (cls, k, v) => {
+    const f = el("span", `field ${cls}`);
+    f.append(el("span", "label", k), document.createTextNode(` ${show(v)}`));
+    counters.append(f);
+  };
+  for (const [k, label] of BRIDGE_COUNTERS) {
+    if (b[k] !== undefined && b[k] !== null) field(k, label, b[k]);
+  }
+  for (const [k, v] of Object.entries(b)) {
+    if (!BRIDGE_SHOWN.has(k) && !BRIDGE_COUNTERS.some(([c]) => c === k) && v !== null) field(k, k, v);
+  }
+  li.append(counters);
+  if (b.last_error) {
+    const e = el("div", "last-error error");
+    e.append(el("span", "label", `last error${b.last_error_at ? `, ${ago(b.last_error_at)}` : ""}`), el("span", "message", ` ${show(b.last_error)}`));
+    li.append(e);
+  }
+  return li;
 }
 
 // ---- start ---------------------------------------------------------------
