@@ -13,20 +13,26 @@
 # brook also runs the connections, fan-in and latency scenarios over
 # MQTT over WebSocket (brook-bench --ws, label brook-ws; the connections
 # one on a fresh broker of its own): a second table gives ws next to tcp.
+# Both brokers also run fan-in and latency in MQTT 5 (brook-bench --mqtt 5,
+# labels brook-v5 and mosquitto-v5, in the same round right next to the
+# 3.1.1 runs): a third table gives v5 next to 3.1.1 with the ratio v5/v4.
 # Raw result lines (one JSON object per scenario run) are kept in
 # target/bench/. Options: --quick, --rounds N, --keep (keep the temp dir
-# with both brokers' logs).
+# with both brokers' logs), --mqtt5-only (only fan-in and latency, 3.1.1
+# and MQTT 5, on both brokers).
 set -euo pipefail
 
 QUICK=0
 ROUNDS=""
 KEEP=0
+MQTT5_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --rounds) ROUNDS="$2"; shift ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --mqtt5-only) MQTT5_ONLY=1 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -145,20 +151,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-run() { # run BROKER SCENARIO ARGS...
+run() { # run BROKER SCENARIO ARGS...   (BROKER-v5: the same in MQTT 5)
     local broker="$1"; shift
     local scenario="$1"
     local conn
-    if [ "$broker" = brook ]; then
-        conn=(--broker brook --port "$B_MQTT" --username bench --password "$TOKEN"
+    local base="${broker%-v5}"
+    local mqtt=3.1.1
+    if [ "$base" != "$broker" ]; then mqtt=5; fi
+    if [ "$base" = brook ]; then
+        conn=(--port "$B_MQTT" --username bench --password "$TOKEN"
               --broker-pid "$BROOK_PID" --http "http://127.0.0.1:$B_HTTP")
-    elif [ "$broker" = brook-ws ]; then
-        conn=(--broker brook-ws --ws --port "$B_WS" --username bench --password "$TOKEN"
+    elif [ "$base" = brook-ws ]; then
+        conn=(--ws --port "$B_WS" --username bench --password "$TOKEN"
               --broker-pid "$BROOK_PID" --http "http://127.0.0.1:$B_HTTP")
     else
-        conn=(--broker mosquitto --port "$M_PORT" --username bench --password bench
+        conn=(--port "$M_PORT" --username bench --password bench
               --broker-pid "$MOSQ_PID")
     fi
+    conn+=(--broker "$broker" --mqtt "$mqtt")
     local line
     if line=$("$BENCH" "${conn[@]}" "$@" 2>"$WORK/err"); then
         echo "$line" >>"$RESULTS"
@@ -186,24 +196,38 @@ SCENARIOS=(
 )
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
-    if [ $((round % 2)) = 1 ]; then ORDER=(brook mosquitto); else ORDER=(mosquitto brook); fi
-    echo "== round $round of $ROUNDS (${ORDER[0]} first)" >&2
-    for s in "${FRESH[@]}"; do
-        stop_brokers
-        start_brokers
-        # shellcheck disable=SC2086
-        for b in "${ORDER[@]}"; do run "$b" $s; done
-    done
+    # The order alternates per round, 3.1.1 and MQTT 5 runs of a broker too.
+    if [ $((round % 2)) = 1 ]; then
+        ORDER=(brook mosquitto); V5ORDER=(brook brook-v5 mosquitto mosquitto-v5)
+    else
+        ORDER=(mosquitto brook); V5ORDER=(mosquitto-v5 mosquitto brook-v5 brook)
+    fi
+    echo "== round $round of $ROUNDS (${V5ORDER[0]} first)" >&2
+    if [ "$MQTT5_ONLY" = 0 ]; then
+        for s in "${FRESH[@]}"; do
+            stop_brokers
+            start_brokers
+            # shellcheck disable=SC2086
+            for b in "${ORDER[@]}"; do run "$b" $s; done
+        done
+    fi
     stop_brokers
     start_brokers
-    # shellcheck disable=SC2086
-    run brook-ws ${FRESH[0]}
+    if [ "$MQTT5_ONLY" = 0 ]; then
+        # shellcheck disable=SC2086
+        run brook-ws ${FRESH[0]}
+        EXTRA=(brook-ws)
+    else
+        EXTRA=()
+    fi
     for s in "${SCENARIOS[@]}"; do
         # shellcheck disable=SC2086
-        for b in "${ORDER[@]}" brook-ws; do run "$b" $s; done
+        for b in "${V5ORDER[@]}" "${EXTRA[@]}"; do run "$b" $s; done
     done
-    run brook durable --publishers 4 --messages "$DUR_N"
-    run brook durable --publishers 4 --messages "$DUR_N" --tago-topic
+    if [ "$MQTT5_ONLY" = 0 ]; then
+        run brook durable --publishers 4 --messages "$DUR_N"
+        run brook durable --publishers 4 --messages "$DUR_N" --tago-topic
+    fi
 done
 stop_brokers
 

@@ -1,7 +1,8 @@
 //! A smoke run of the load generator (`brook-bench`) against a real brook:
 //! a second of QoS 1 fan-in, nothing lost, over TCP and over WebSocket
-//! (`--ws`). Not a benchmark: no figure is
-//! checked beyond "it ran and counted everything".
+//! (`--ws`), in MQTT 3.1.1 and in MQTT 5 (`--mqtt 5`); and a short QoS 1
+//! latency run in MQTT 5. Not a benchmark: no figure is checked beyond "it
+//! ran and counted everything".
 
 mod common;
 
@@ -13,15 +14,69 @@ use serde_json::Value;
 
 #[test]
 fn bench_fanin_qos1_smoke() {
-    fanin_smoke(false);
+    fanin_smoke(false, "3.1.1");
 }
 
 #[test]
 fn bench_fanin_qos1_smoke_over_websocket() {
-    fanin_smoke(true);
+    fanin_smoke(true, "3.1.1");
 }
 
-fn fanin_smoke(ws: bool) {
+#[test]
+fn bench_fanin_qos1_smoke_mqtt5() {
+    fanin_smoke(false, "5");
+}
+
+#[test]
+fn bench_fanin_qos1_smoke_mqtt5_over_websocket() {
+    fanin_smoke(true, "5");
+}
+
+/// The latency scenario's publisher keeps a window of 65,000, more than
+/// brook's receive maximum (256): with MQTT 5 it keeps to the CONNACK's.
+#[test]
+fn bench_latency_qos1_smoke_mqtt5() {
+    let server = Server::start();
+    let token = server.token("bench");
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_brook-bench")).args([
+            "--mqtt",
+            "5",
+            "--port",
+            &server.mqtt_port.to_string(),
+            "--username",
+            "Token",
+            "--password",
+            &token,
+            "--broker",
+            "brook-v5",
+            "--max-seconds",
+            "20",
+            "latency",
+            "--qos",
+            "1",
+            "--rate",
+            "2000",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "brook-bench failed: {}", out.stderr);
+    let line: Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON line ({e}): {}", out.stdout));
+    assert_eq!(line["scenario"], "latency");
+    assert_eq!(line["mqtt"], "5", "{line}");
+    assert_eq!(line["lost"], 0, "{line}");
+    assert_eq!(line["refused"], 0, "{line}");
+    assert_eq!(line["timed_out"], false, "{line}");
+    assert_eq!(line["samples"], 2000, "{line}");
+    assert!(line["p50_us"].as_u64().is_some(), "{line}");
+}
+
+fn fanin_smoke(ws: bool, mqtt: &str) {
     let server = Server::start();
     let token = server.token("bench");
     let port = if ws { server.ws_port } else { server.mqtt_port }.to_string();
@@ -30,6 +85,7 @@ fn fanin_smoke(ws: bool) {
     if ws {
         cmd.arg("--ws");
     }
+    cmd.args(["--mqtt", mqtt]);
     let out = run_bounded(
         cmd.args([
             "--port",
@@ -58,6 +114,8 @@ fn fanin_smoke(ws: bool) {
     let line: Value = serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("not one JSON line ({e}): {}", out.stdout));
     assert_eq!(line["scenario"], "fanin");
+    assert_eq!(line["mqtt"], mqtt, "{line}");
+    assert_eq!(line["refused"], 0, "{line}");
     assert_eq!(line["received"], 4000, "{line}");
     assert_eq!(line["lost"], 0, "{line}");
     assert_eq!(line["dup"], 0, "{line}");

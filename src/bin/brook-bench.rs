@@ -1,4 +1,5 @@
-//! brook-bench: an MQTT 3.1.1 load generator for comparing brokers.
+//! brook-bench: an MQTT 3.1.1 / MQTT 5 (`--mqtt 5`) load generator for
+//! comparing brokers.
 //!
 //! It speaks the wire protocol itself over tokio TCP (no broker code, no
 //! client crate), so it measures brook and Mosquitto the same way. Each
@@ -29,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use clients::{Payload, PubResult, PubSpec, SubResult, SubSpec};
-use wire::Target;
+use wire::{Target, Version};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +73,9 @@ struct Common {
     ws: bool,
     #[arg(long, global = true, default_value = "/mqtt")]
     ws_path: String,
+    /// The MQTT version the clients speak: 3.1.1 (or 4) or 5.
+    #[arg(long, global = true, default_value = "3.1.1", value_parser = Version::parse)]
+    mqtt: Version,
 }
 
 impl Common {
@@ -82,6 +86,7 @@ impl Common {
             username: self.username.clone(),
             password: self.password.clone(),
             ws_path: self.ws.then(|| self.ws_path.clone()),
+            version: self.mqtt,
         }
     }
 }
@@ -311,15 +316,27 @@ fn rate(n: u64, from: Instant, to: Option<Instant>) -> f64 {
     }
 }
 
-/// Opens `n` publishers named `bench-RUN-pub-I`.
+/// "3.1.1" or "5", for the result lines.
+fn mqtt_label(v: Version) -> &'static str {
+    match v {
+        Version::V4 => "3.1.1",
+        Version::V5 => "5",
+    }
+}
+
+/// Opens `n` publishers named `bench-RUN-pub-I`; each with the QoS 1 window
+/// it may keep, `window` within what the broker's CONNACK allows.
 async fn open_publishers(
     target: &Target,
     run: &str,
     n: usize,
-) -> Result<Vec<(conn::Conn, BytesMut)>> {
+    window: usize,
+) -> Result<Vec<(conn::Conn, BytesMut, usize)>> {
     let mut v = Vec::with_capacity(n);
     for p in 0..n {
-        v.push(wire::open(target, &format!("bench-{run}-pub-{p}"), 60, None).await?);
+        let (s, b, connack) =
+            wire::open_connack(target, &format!("bench-{run}-pub-{p}"), 60, None).await?;
+        v.push((s, b, connack.window(target.version, window)));
     }
     Ok(v)
 }
@@ -332,7 +349,7 @@ async fn open_subscriber(
     recv_buffer: Option<u32>,
 ) -> Result<(conn::Conn, BytesMut)> {
     let (mut s, mut b) = wire::open(target, client_id, 120, recv_buffer).await?;
-    wire::subscribe_and_wait(&mut s, &mut b, filter, qos).await?;
+    wire::subscribe_and_wait(&mut s, &mut b, target.version, filter, qos).await?;
     Ok((s, b))
 }
 
@@ -360,7 +377,7 @@ async fn fanin(c: &Common, a: &FaninArgs) -> Result<Value> {
         None,
     )
     .await?;
-    let pubs = open_publishers(&target, &run, a.publishers).await?;
+    let pubs = open_publishers(&target, &run, a.publishers, a.window).await?;
     let total = a.publishers as u64 * a.messages;
     let base = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
@@ -368,6 +385,7 @@ async fn fanin(c: &Common, a: &FaninArgs) -> Result<Value> {
         sub,
         subbuf,
         SubSpec {
+            version: target.version,
             publishers: a.publishers,
             expected: Some(total),
             base,
@@ -382,16 +400,17 @@ async fn fanin(c: &Common, a: &FaninArgs) -> Result<Value> {
     let handles = pubs
         .into_iter()
         .enumerate()
-        .map(|(i, (s, b))| {
+        .map(|(i, (s, b, window))| {
             tokio::spawn(clients::publisher(
                 s,
                 b,
                 PubSpec {
+                    version: target.version,
                     index: i as u32,
                     topic: format!("bench/{run}/{i}"),
                     qos: a.qos,
                     count: Some(a.messages),
-                    window: a.window,
+                    window,
                     rate: None,
                     payload: Payload::Binary { size: a.size },
                     base,
@@ -410,6 +429,7 @@ async fn fanin(c: &Common, a: &FaninArgs) -> Result<Value> {
     Ok(json!({
         "scenario": "fanin",
         "broker": c.broker,
+        "mqtt": mqtt_label(c.mqtt),
         "qos": a.qos,
         "publishers": a.publishers,
         "messages": total,
@@ -419,6 +439,7 @@ async fn fanin(c: &Common, a: &FaninArgs) -> Result<Value> {
         "recv_per_s": rate(sub.unique, base, sub.last),
         "received": sub.unique,
         "lost": total - sub.unique.min(total),
+        "refused": pubs.iter().map(|p| p.refused).sum::<u64>(),
         "dup": sub.dup,
         "out_of_order": sub.out_of_order,
         "timed_out": sub.timed_out || pubs.iter().any(|p| p.timed_out),
@@ -442,8 +463,8 @@ async fn latency(c: &Common, a: &LatencyArgs) -> Result<Value> {
         None,
     )
     .await?;
-    let mut pubs = open_publishers(&target, &run, 1).await?;
-    let (ps, pb) = pubs.pop().expect("one publisher");
+    let mut pubs = open_publishers(&target, &run, 1, 65_000).await?;
+    let (ps, pb, window) = pubs.pop().expect("one publisher");
     let warm = (a.rate * a.warmup).round() as u64;
     let total = warm + (a.rate * a.duration).round() as u64;
     let base = Instant::now();
@@ -453,6 +474,7 @@ async fn latency(c: &Common, a: &LatencyArgs) -> Result<Value> {
         sub,
         subbuf,
         SubSpec {
+            version: target.version,
             publishers: 1,
             expected: Some(total),
             base,
@@ -467,11 +489,12 @@ async fn latency(c: &Common, a: &LatencyArgs) -> Result<Value> {
         ps,
         pb,
         PubSpec {
+            version: target.version,
             index: 0,
             topic: format!("bench/{run}/0"),
             qos: a.qos,
             count: Some(total),
-            window: 65_000,
+            window,
             rate: Some(a.rate),
             payload: Payload::Binary { size: a.size },
             base,
@@ -494,6 +517,7 @@ async fn latency(c: &Common, a: &LatencyArgs) -> Result<Value> {
     Ok(json!({
         "scenario": "latency",
         "broker": c.broker,
+        "mqtt": mqtt_label(c.mqtt),
         "qos": a.qos,
         "rate": a.rate,
         "size": a.size,
@@ -507,6 +531,7 @@ async fn latency(c: &Common, a: &LatencyArgs) -> Result<Value> {
         "mean_us": mean,
         "achieved_rate": rate(p.sent, base, p.finished),
         "lost": total - sub.unique.min(total),
+        "refused": p.refused,
         "dup": sub.dup,
         "out_of_order": sub.out_of_order,
         "timed_out": sub.timed_out || p.timed_out,
@@ -558,16 +583,16 @@ async fn churn(c: &Common, a: &ChurnArgs) -> Result<Value> {
         while sent < a.topics && sent - acked < window {
             let packet_id = (sent % 65535 + 1) as u16;
             out.clear();
-            let first = 0x30 | (1 << 1) | 1; // PUBLISH, QoS 1, retain
-            let name = topic(sent);
-            let mut body = BytesMut::new();
-            body.extend_from_slice(&(name.len() as u16).to_be_bytes());
-            body.extend_from_slice(name.as_bytes());
-            body.extend_from_slice(&packet_id.to_be_bytes());
-            body.extend_from_slice(b"0123456789abcdef");
-            out.extend_from_slice(&[first]);
-            wire::put_remaining_length(&mut out, body.len());
-            out.extend_from_slice(&body);
+            let v = target.version;
+            wire::publish(
+                &mut out,
+                v,
+                &topic(sent),
+                1,
+                true,
+                packet_id,
+                b"0123456789abcdef",
+            );
             p.write_all(&out).await?;
             sent += 1;
         }
@@ -582,18 +607,10 @@ async fn churn(c: &Common, a: &ChurnArgs) -> Result<Value> {
         wire::open(&target, &format!("bench-{run}-heavy"), 60, None).await?;
     let mut packet_id = 1u16;
     for chunk in (0..a.subscriptions).collect::<Vec<_>>().chunks(100) {
-        let mut body = BytesMut::new();
-        body.extend_from_slice(&packet_id.to_be_bytes());
-        for i in chunk {
-            let f = topic(*i);
-            body.extend_from_slice(&(f.len() as u16).to_be_bytes());
-            body.extend_from_slice(f.as_bytes());
-            body.extend_from_slice(&[0]);
-        }
+        let filters: Vec<String> = chunk.iter().map(|i| topic(*i)).collect();
+        let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
         out.clear();
-        out.extend_from_slice(&[0x82]);
-        wire::put_remaining_length(&mut out, body.len());
-        out.extend_from_slice(&body);
+        wire::subscribe_many(&mut out, target.version, packet_id, &filters, 0);
         heavy.write_all(&out).await?;
         loop {
             let packet = wire::read_packet(&mut heavy, &mut hbuf).await?;
@@ -620,6 +637,7 @@ async fn churn(c: &Common, a: &ChurnArgs) -> Result<Value> {
     Ok(json!({
         "scenario": "churn",
         "broker": c.broker,
+        "mqtt": mqtt_label(c.mqtt),
         "topics": a.topics,
         "subscriptions": a.subscriptions,
         "connect_ms_p50_before": q(&before, 0.5),
@@ -706,6 +724,7 @@ async fn connections(c: &Common, a: &ConnectionsArgs) -> Result<Value> {
     Ok(json!({
         "scenario": "connections",
         "broker": c.broker,
+        "mqtt": mqtt_label(c.mqtt),
         "clients": a.clients,
         "connected": connected,
         "alive_after_settle": alive,
@@ -795,18 +814,19 @@ async fn durable(c: &Common, a: &DurableArgs) -> Result<Value> {
         Some(h) => count_rows(h, &token, &variable).await?,
         None => Err("no --http URL given".to_string()),
     };
-    let pubs = open_publishers(&target, &run, a.publishers).await?;
+    let pubs = open_publishers(&target, &run, a.publishers, a.window).await?;
     let total = a.publishers as u64 * a.messages;
     let base = Instant::now();
     let progress = Arc::new(AtomicU64::new(0));
     let handles = pubs
         .into_iter()
         .enumerate()
-        .map(|(i, (s, b))| {
+        .map(|(i, (s, b, window))| {
             tokio::spawn(clients::publisher(
                 s,
                 b,
                 PubSpec {
+                    version: target.version,
                     index: i as u32,
                     topic: if a.tago_topic {
                         "tago/data/post".to_string()
@@ -815,7 +835,7 @@ async fn durable(c: &Common, a: &DurableArgs) -> Result<Value> {
                     },
                     qos: 1,
                     count: Some(a.messages),
-                    window: a.window,
+                    window,
                     rate: None,
                     payload: Payload::Json {
                         variable: variable.clone(),
@@ -857,6 +877,7 @@ async fn durable(c: &Common, a: &DurableArgs) -> Result<Value> {
     Ok(json!({
         "scenario": "durable",
         "broker": c.broker,
+        "mqtt": mqtt_label(c.mqtt),
         "qos": 1,
         "via": if a.tago_topic { "tago/data/post" } else { "insert_bucket" },
         "publishers": a.publishers,
@@ -864,6 +885,7 @@ async fn durable(c: &Common, a: &DurableArgs) -> Result<Value> {
         "window": a.window,
         "sent_per_s": rate(acked, base, finished),
         "acked": acked,
+        "refused": pubs.iter().map(|p| p.refused).sum::<u64>(),
         "rows_expected": total,
         "rows_at_last_ack": rows_at_ack,
         "rows_stored": rows,
@@ -907,7 +929,7 @@ async fn slow_phase(c: &Common, a: &SlowArgs, with_slow: bool, deadline: Instant
         .await?;
         slow_sub = Some(s);
     }
-    let pubs = open_publishers(&target, &run, a.publishers).await?;
+    let pubs = open_publishers(&target, &run, a.publishers, a.window).await?;
     let base = Instant::now();
     let stop_sending = base + Duration::from_secs_f64(a.duration);
     if stop_sending >= deadline {
@@ -918,6 +940,7 @@ async fn slow_phase(c: &Common, a: &SlowArgs, with_slow: bool, deadline: Instant
         sub,
         subbuf,
         SubSpec {
+            version: target.version,
             publishers: a.publishers,
             expected: None,
             base,
@@ -932,16 +955,17 @@ async fn slow_phase(c: &Common, a: &SlowArgs, with_slow: bool, deadline: Instant
     let handles: Vec<_> = pubs
         .into_iter()
         .enumerate()
-        .map(|(i, (s, b))| {
+        .map(|(i, (s, b, window))| {
             tokio::spawn(clients::publisher(
                 s,
                 b,
                 PubSpec {
+                    version: target.version,
                     index: i as u32,
                     topic: format!("bench/{run}/{i}"),
                     qos: a.qos,
                     count: None,
-                    window: a.window,
+                    window,
                     rate: None,
                     payload: Payload::Binary { size: a.size },
                     base,
@@ -1024,6 +1048,7 @@ async fn slow(c: &Common, a: &SlowArgs) -> Result<Value> {
     Ok(json!({
         "scenario": "slow",
         "broker": c.broker,
+        "mqtt": mqtt_label(c.mqtt),
         "qos": a.qos,
         "publishers": a.publishers,
         "size": a.size,

@@ -1,6 +1,6 @@
-//! The two kinds of client every scenario is made of: a publisher (one
-//! topic, QoS 0 or 1, a window of unacknowledged messages, optionally a fixed
-//! rate) and a counting subscriber (sequence numbers per publisher: lost,
+//! The two kinds of client every scenario is made of, in MQTT 3.1.1 or 5: a
+//! publisher (one topic, QoS 0 or 1, a window of unacknowledged messages,
+//! optionally a fixed rate) and a counting subscriber (sequence numbers per publisher: lost,
 //! duplicated, out of order; send timestamps: latency).
 
 use std::io::ErrorKind;
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::conn::Conn;
 use anyhow::{bail, Result};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::wire::{self, PUBACK, PUBLISH, PUBREC};
+use crate::wire::{self, Version, DISCONNECT, PUBACK, PUBLISH, PUBREC};
 
 /// Bytes at the start of every binary payload: publisher index (u32),
 /// sequence number (u64), send time in ns since the run's base (u64).
@@ -32,12 +32,14 @@ pub(crate) enum Payload {
 }
 
 pub(crate) struct PubSpec {
+    pub version: Version,
     pub index: u32,
     pub topic: String,
     pub qos: u8,
     /// Messages to send; `None` = until `stop_sending`.
     pub count: Option<u64>,
-    /// QoS 1: most unacknowledged messages at once.
+    /// QoS 1: most unacknowledged messages at once (with MQTT 5, within
+    /// the broker's receive maximum: see `wire::Connack::window`).
     pub window: usize,
     /// Messages per second; `None` = as fast as the window allows.
     pub rate: Option<f64>,
@@ -56,6 +58,8 @@ pub(crate) struct PubSpec {
 pub(crate) struct PubResult {
     pub sent: u64,
     pub acked: u64,
+    /// MQTT 5: acknowledgements with a failure reason code (0x80 and up).
+    pub refused: u64,
     /// The last acknowledgement (QoS 1) or the last write (QoS 0).
     pub finished: Option<Instant>,
     pub timed_out: bool,
@@ -80,7 +84,7 @@ fn encode(spec: &PubSpec, out: &mut BytesMut, scratch: &mut Vec<u8>, seq: u64, i
             );
         }
     }
-    wire::publish(out, &spec.topic, spec.qos, id, scratch);
+    wire::publish(out, spec.version, &spec.topic, spec.qos, false, id, scratch);
 }
 
 /// Runs one publisher on an open connection until its count is sent and
@@ -167,10 +171,23 @@ pub(crate) async fn publisher(
                 PUBACK => {
                     inflight = inflight.saturating_sub(1);
                     res.acked += 1;
+                    if p.reason(spec.version) >= 0x80 {
+                        res.refused += 1;
+                    }
                     res.finished = Some(Instant::now());
                     spec.progress.fetch_add(1, Ordering::Relaxed);
                 }
+                // A PUBREC with a failure reason ends the exchange (MQTT 5).
+                PUBREC if p.reason(spec.version) >= 0x80 => {
+                    inflight = inflight.saturating_sub(1);
+                    res.refused += 1;
+                }
                 PUBREC => wire::ack(&mut acks, wire::PUBREL, p.ack_id()),
+                DISCONNECT => bail!(
+                    "publisher {}: DISCONNECT from the broker, reason {:#04x}",
+                    spec.index,
+                    p.reason(spec.version)
+                ),
                 _ => {}
             }
         }
@@ -210,6 +227,7 @@ impl Seen {
 }
 
 pub(crate) struct SubSpec {
+    pub version: Version,
     pub publishers: usize,
     /// Messages expected in all; `None` = unknown (stop on idle or deadline).
     pub expected: Option<u64>,
@@ -253,7 +271,7 @@ pub(crate) async fn subscriber(
         while let Some(p) = wire::next_packet(&mut inbuf)? {
             match p.kind() {
                 PUBLISH => {
-                    let (qos, id, payload) = p.publish()?;
+                    let (qos, id, payload) = p.publish(spec.version)?;
                     let now = Instant::now();
                     res.first.get_or_insert(now);
                     res.last = Some(now);
@@ -290,6 +308,10 @@ pub(crate) async fn subscriber(
                     }
                 }
                 wire::PUBREL => wire::ack(&mut acks, wire::PUBCOMP, p.ack_id()),
+                DISCONNECT => bail!(
+                    "subscriber: DISCONNECT from the broker, reason {:#04x}",
+                    p.reason(spec.version)
+                ),
                 _ => {}
             }
         }
@@ -323,8 +345,7 @@ pub(crate) async fn subscriber(
     }
     res.per_publisher = seen.iter().map(|s| s.unique).collect();
     let mut bye = BytesMut::new();
-    bye.put_u8(0xE0);
-    bye.put_u8(0);
+    wire::disconnect(&mut bye);
     let _ = stream.write_all(&bye).await;
     Ok(res)
 }

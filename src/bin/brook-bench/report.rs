@@ -1,7 +1,9 @@
 //! Turns result lines (one JSON object per scenario run) into a Markdown
 //! table: per scenario and figure, the median for brook and for Mosquitto
-//! over the runs, and the brook/Mosquitto ratio; and, when brook was also
-//! run over WebSocket (label `brook-ws`), brook over ws next to tcp.
+//! over the runs, and the brook/Mosquitto ratio; when brook was also run
+//! over WebSocket (label `brook-ws`), brook over ws next to tcp; and when a
+//! broker was also run with `--mqtt 5` (label `BROKER-v5`), its MQTT 5
+//! figures next to its 3.1.1 ones, with the ratio v5/v4.
 
 use serde_json::Value;
 
@@ -198,6 +200,39 @@ pub(crate) fn table(text: &str) -> String {
             }
         }
     }
+    // MQTT 5 (`--mqtt 5`, broker label `BROKER-v5`) next to 3.1.1 (label
+    // `BROKER`), per broker that had such runs.
+    let mut v5_brokers: Vec<String> = Vec::new();
+    for v in &lines {
+        if let Some(base) = v["broker"].as_str().and_then(|b| b.strip_suffix("-v5")) {
+            if !v5_brokers.iter().any(|b| b == base) {
+                v5_brokers.push(base.to_string());
+            }
+        }
+    }
+    if !v5_brokers.is_empty() {
+        out.push_str(
+            "\n| scenario | figure | broker | MQTT 3.1.1 | MQTT 5 | v5/v4 | runs (4/5) |\n",
+        );
+        out.push_str("| --- | --- | --- | ---: | ---: | ---: | --- |\n");
+        for (k, s) in &keys {
+            for (field, label) in figures(s) {
+                for base in &v5_brokers {
+                    let (four, n4) = pick(k, base, field);
+                    let (five, n5) = pick(k, &format!("{base}-v5"), field);
+                    if n5 == 0 {
+                        continue;
+                    }
+                    out.push_str(&format!(
+                        "| {k} | {label} | {base} | {} | {} | {} | {n4}/{n5} |\n",
+                        fmt(four),
+                        fmt(five),
+                        ratio(five, four)
+                    ));
+                }
+            }
+        }
+    }
     // Durable ingest against Mosquitto's QoS 1 fan-in, which stores nothing.
     // The insert_bucket run when its rows were counted, else the run on
     // tago/data/post (stored by brook without any action).
@@ -245,6 +280,33 @@ mod tests {
         assert!(t.contains("| brook tcp | brook ws | ws/tcp |"), "{t}");
         assert!(t.contains("| 200 | 100 | 0.50 | 1/1 |"), "{t}");
         assert!(!table(&text.replace("brook-ws", "other")).contains("ws/tcp"));
+    }
+
+    #[test]
+    fn mqtt5_runs_get_their_own_table() {
+        let text = r#"{"scenario":"latency","broker":"brook","qos":0,"rate":1000,"p50_us":100}
+{"scenario":"latency","broker":"brook-v5","qos":0,"rate":1000,"p50_us":110}
+{"scenario":"latency","broker":"mosquitto","qos":0,"rate":1000,"p50_us":70}
+{"scenario":"latency","broker":"mosquitto-v5","qos":0,"rate":1000,"p50_us":70}
+"#;
+        let t = table(text);
+        assert!(t.contains("| MQTT 3.1.1 | MQTT 5 | v5/v4 |"), "{t}");
+        assert!(
+            t.contains("| p50 µs (lower is better) | brook | 100 | 110 | 1.10 | 1/1 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| p50 µs (lower is better) | mosquitto | 70 | 70 | 1.00 | 1/1 |"),
+            "{t}"
+        );
+        // The v5 lines stay out of the brook/mosquitto table.
+        assert!(
+            t.contains(
+                "| latency QoS 0 at 1000/s | p50 µs (lower is better) | 100 | 70 | 1.43 | 1/1 |"
+            ),
+            "{t}"
+        );
+        assert!(!table(&text.replace("-v5", "-x")).contains("v5/v4"));
     }
 
     #[test]

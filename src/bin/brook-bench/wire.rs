@@ -1,7 +1,13 @@
-//! Just enough of MQTT 3.1.1 on the wire for a load generator: encode
-//! CONNECT, SUBSCRIBE, PUBLISH, PUBACK, DISCONNECT; split a byte stream into
-//! packets. Independent of the broker's own codec on purpose, so that the
+//! Just enough of MQTT 3.1.1 and MQTT 5 on the wire for a load generator:
+//! encode CONNECT, SUBSCRIBE, PUBLISH, the acknowledgements, DISCONNECT; split
+//! a byte stream into packets; read CONNACK, SUBACK and PUBLISH of either
+//! version. Independent of the broker's own codec on purpose, so that the
 //! benchmark measures any broker the same way.
+//!
+//! MQTT 5 (`--mqtt 5`) is the same packets with a property block where the
+//! spec puts one, always empty here (the scenarios use clean sessions, so
+//! CONNECT needs no session expiry), and reason codes in the
+//! acknowledgements (the short form, success, unless an answer needs one).
 
 use std::time::Duration;
 
@@ -19,7 +25,53 @@ pub(crate) const PUBACK: u8 = 4;
 pub(crate) const PUBREC: u8 = 5;
 pub(crate) const PUBREL: u8 = 6;
 pub(crate) const PUBCOMP: u8 = 7;
+pub(crate) const SUBSCRIBE: u8 = 8;
 pub(crate) const SUBACK: u8 = 9;
+pub(crate) const DISCONNECT: u8 = 14;
+
+/// The protocol the clients speak (`--mqtt`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// MQTT 3.1.1, protocol level 4.
+    #[default]
+    V4,
+    /// MQTT 5, protocol level 5.
+    V5,
+}
+
+impl Version {
+    /// `3.1.1` or `4`; `5` or `5.0`.
+    pub(crate) fn parse(s: &str) -> Result<Version, String> {
+        match s {
+            "3.1.1" | "4" => Ok(Version::V4),
+            "5" | "5.0" => Ok(Version::V5),
+            other => Err(format!("MQTT version {other:?}: 3.1.1 (or 4) or 5")),
+        }
+    }
+
+    /// The protocol level in CONNECT.
+    pub(crate) fn level(self) -> u8 {
+        match self {
+            Version::V4 => 4,
+            Version::V5 => 5,
+        }
+    }
+
+    fn v5(self) -> bool {
+        self == Version::V5
+    }
+
+    /// Bytes of an empty property block: its length, 0 (MQTT 5 only).
+    fn props_len(self) -> usize {
+        usize::from(self.v5())
+    }
+
+    fn put_empty_props(self, buf: &mut BytesMut) {
+        if self.v5() {
+            buf.put_u8(0);
+        }
+    }
+}
 
 /// Where and how to log in.
 #[derive(Clone, Debug)]
@@ -30,9 +82,10 @@ pub(crate) struct Target {
     pub password: Option<String>,
     /// MQTT over WebSocket at this path (`--ws`), instead of plain TCP.
     pub ws_path: Option<String>,
+    pub version: Version,
 }
 
-pub(crate) fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
+fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
@@ -46,14 +99,27 @@ pub(crate) fn put_remaining_length(buf: &mut BytesMut, mut len: usize) {
     }
 }
 
+/// A variable byte integer at the front of `b`: (value, bytes it took).
+fn get_varint(b: &[u8]) -> Result<(usize, usize)> {
+    let mut value = 0usize;
+    for (i, byte) in b.iter().take(4).enumerate() {
+        value |= ((byte & 0x7f) as usize) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((value, i + 1));
+        }
+    }
+    bail!("malformed variable byte integer")
+}
+
 fn put_str(buf: &mut BytesMut, s: &[u8]) {
     buf.put_u16(s.len() as u16);
     buf.put_slice(s);
 }
 
 pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, target: &Target) {
-    let mut flags = 0x02u8; // clean session
-    let mut len = 10 + 2 + client_id.len();
+    let v = target.version;
+    let mut flags = 0x02u8; // clean session (MQTT 5: clean start, session expiry 0)
+    let mut len = 10 + v.props_len() + 2 + client_id.len();
     if let Some(u) = &target.username {
         flags |= 0x80;
         len += 2 + u.len();
@@ -65,9 +131,10 @@ pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, targ
     buf.put_u8(CONNECT << 4);
     put_remaining_length(buf, len);
     put_str(buf, b"MQTT");
-    buf.put_u8(4);
+    buf.put_u8(v.level());
     buf.put_u8(flags);
     buf.put_u16(keep_alive);
+    v.put_empty_props(buf);
     put_str(buf, client_id.as_bytes());
     if let Some(u) = &target.username {
         put_str(buf, u.as_bytes());
@@ -77,34 +144,78 @@ pub(crate) fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, targ
     }
 }
 
-pub(crate) fn subscribe(buf: &mut BytesMut, packet_id: u16, filter: &str, qos: u8) {
-    buf.put_u8(0x82);
-    put_remaining_length(buf, 2 + 2 + filter.len() + 1);
+/// SUBSCRIBE to `filters`, each at `qos`. MQTT 5: an empty property block,
+/// and the options byte is the maximum QoS alone (no local 0, retain as
+/// published 0, retain handling 0: as 3.1.1 behaves).
+pub(crate) fn subscribe_many(
+    buf: &mut BytesMut,
+    v: Version,
+    packet_id: u16,
+    filters: &[&str],
+    qos: u8,
+) {
+    let len = 2 + v.props_len() + filters.iter().map(|f| 2 + f.len() + 1).sum::<usize>();
+    buf.put_u8((SUBSCRIBE << 4) | 0x02);
+    put_remaining_length(buf, len);
     buf.put_u16(packet_id);
-    put_str(buf, filter.as_bytes());
-    buf.put_u8(qos);
+    v.put_empty_props(buf);
+    for f in filters {
+        put_str(buf, f.as_bytes());
+        buf.put_u8(qos);
+    }
 }
 
-pub(crate) fn publish(buf: &mut BytesMut, topic: &str, qos: u8, packet_id: u16, payload: &[u8]) {
-    buf.put_u8((PUBLISH << 4) | (qos << 1));
+pub(crate) fn subscribe(buf: &mut BytesMut, v: Version, packet_id: u16, filter: &str, qos: u8) {
+    subscribe_many(buf, v, packet_id, &[filter], qos);
+}
+
+pub(crate) fn publish(
+    buf: &mut BytesMut,
+    v: Version,
+    topic: &str,
+    qos: u8,
+    retain: bool,
+    packet_id: u16,
+    payload: &[u8],
+) {
+    buf.put_u8((PUBLISH << 4) | (qos << 1) | u8::from(retain));
     let id_len = if qos > 0 { 2 } else { 0 };
-    put_remaining_length(buf, 2 + topic.len() + id_len + payload.len());
+    put_remaining_length(
+        buf,
+        2 + topic.len() + id_len + v.props_len() + payload.len(),
+    );
     put_str(buf, topic.as_bytes());
     if qos > 0 {
         buf.put_u16(packet_id);
     }
+    v.put_empty_props(buf);
     buf.put_slice(payload);
 }
 
+/// PUBACK/PUBREC/PUBREL/PUBCOMP with reason code 0 (success): the same two
+/// bytes in 3.1.1 and MQTT 5 (whose short form means success).
 pub(crate) fn ack(buf: &mut BytesMut, kind: u8, packet_id: u16) {
+    ack_reason(buf, Version::V4, kind, packet_id, 0);
+}
+
+/// An acknowledgement with a reason code: MQTT 5 carries a non-zero one
+/// (and no properties: the spec lets the property length go when the
+/// remaining length is 3); 3.1.1 has none.
+pub(crate) fn ack_reason(buf: &mut BytesMut, v: Version, kind: u8, packet_id: u16, reason: u8) {
     let flags = if kind == PUBREL { 0x02 } else { 0 };
     buf.put_u8((kind << 4) | flags);
-    buf.put_u8(2);
-    buf.put_u16(packet_id);
+    if v.v5() && reason != 0 {
+        buf.put_u8(3);
+        buf.put_u16(packet_id);
+        buf.put_u8(reason);
+    } else {
+        buf.put_u8(2);
+        buf.put_u16(packet_id);
+    }
 }
 
 pub(crate) fn disconnect(buf: &mut BytesMut) {
-    buf.put_u8(0xE0);
+    buf.put_u8(DISCONNECT << 4);
     buf.put_u8(0);
 }
 
@@ -129,8 +240,19 @@ impl Packet {
         }
     }
 
-    /// (qos, packet id, payload) of a PUBLISH.
-    pub(crate) fn publish(&self) -> Result<(u8, u16, Bytes)> {
+    /// The reason code of a PUBACK/PUBREC/PUBREL/PUBCOMP (MQTT 5; absent =
+    /// 0, success) or of a DISCONNECT. Always 0 in 3.1.1.
+    pub(crate) fn reason(&self, v: Version) -> u8 {
+        let at = if self.kind() == DISCONNECT { 0 } else { 2 };
+        match v {
+            Version::V5 => self.body.get(at).copied().unwrap_or(0),
+            Version::V4 => 0,
+        }
+    }
+
+    /// (qos, packet id, payload) of a PUBLISH; MQTT 5: its properties are
+    /// skipped.
+    pub(crate) fn publish(&self, v: Version) -> Result<(u8, u16, Bytes)> {
         let qos = (self.header >> 1) & 3;
         let b = &self.body;
         if b.len() < 2 {
@@ -146,11 +268,122 @@ impl Packet {
             id = u16::from_be_bytes([b[at], b[at + 1]]);
             at += 2;
         }
+        if v.v5() {
+            let (plen, n) = get_varint(b.get(at..).unwrap_or_default())?;
+            at += n + plen;
+        }
         if b.len() < at {
             bail!("short PUBLISH");
         }
         Ok((qos, id, self.body.slice(at..)))
     }
+
+    /// The CONNACK's return code (3.1.1) or reason code (MQTT 5) and, in
+    /// MQTT 5, what its properties say that the clients heed.
+    pub(crate) fn connack(&self, v: Version) -> Result<Connack> {
+        let b = &self.body;
+        if self.kind() != CONNACK || b.len() < 2 {
+            bail!("expected CONNACK, got packet type {}", self.kind());
+        }
+        let mut c = Connack {
+            code: b[1],
+            receive_maximum: None,
+            reason_string: None,
+        };
+        if v.v5() {
+            for_each_property(&b[2..], |id, value| match id {
+                0x21 if value.len() == 2 => {
+                    c.receive_maximum = Some(u16::from_be_bytes([value[0], value[1]]))
+                }
+                0x1F => c.reason_string = Some(String::from_utf8_lossy(value).into_owned()),
+                _ => {}
+            })?;
+        }
+        Ok(c)
+    }
+
+    /// The SUBACK's return codes (3.1.1: 0x80 = failure) or reason codes
+    /// (MQTT 5: 0x80 and up = failure), one per filter.
+    pub(crate) fn suback_codes(&self, v: Version) -> Result<&[u8]> {
+        let b = &self.body;
+        let mut at = 2;
+        if v.v5() {
+            let (plen, n) = get_varint(b.get(at..).unwrap_or_default())?;
+            at += n + plen;
+        }
+        match b.get(at..) {
+            Some(codes) if !codes.is_empty() => Ok(codes),
+            _ => bail!("short SUBACK"),
+        }
+    }
+}
+
+/// What a CONNACK says.
+#[derive(Debug)]
+pub(crate) struct Connack {
+    /// 0 = accepted.
+    pub code: u8,
+    /// MQTT 5: the most unacknowledged QoS 1/2 PUBLISHes the broker takes
+    /// from a client (absent = 65,535).
+    pub receive_maximum: Option<u16>,
+    /// MQTT 5: why a CONNECT was refused.
+    pub reason_string: Option<String>,
+}
+
+impl Connack {
+    /// The QoS 1 window a publisher may keep: its own, within the broker's
+    /// receive maximum (MQTT 5; 3.1.1 has no such limit).
+    pub(crate) fn window(&self, v: Version, wanted: usize) -> usize {
+        match v {
+            Version::V4 => wanted,
+            Version::V5 => wanted.min(usize::from(self.receive_maximum.unwrap_or(u16::MAX))),
+        }
+    }
+}
+
+/// Walks an MQTT 5 property block (its length first), giving each
+/// property's id and value bytes (a string's or binary's without its length;
+/// a user property's name and value both).
+fn for_each_property(block: &[u8], mut f: impl FnMut(u8, &[u8])) -> Result<()> {
+    let (len, n) = get_varint(block)?;
+    let mut p = block
+        .get(n..n + len)
+        .ok_or_else(|| anyhow!("short property block"))?;
+    while !p.is_empty() {
+        let id = p[0];
+        p = &p[1..];
+        let size = match id {
+            0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => 1,
+            0x13 | 0x21 | 0x22 | 0x23 => 2,
+            0x02 | 0x11 | 0x18 | 0x27 => 4,
+            0x0B => get_varint(p)?.1,
+            0x03 | 0x08 | 0x09 | 0x12 | 0x15 | 0x16 | 0x1A | 0x1C | 0x1F => {
+                if p.len() < 2 {
+                    bail!("short property {id:#04x}");
+                }
+                let l = u16::from_be_bytes([p[0], p[1]]) as usize;
+                p = &p[2..];
+                l
+            }
+            0x26 => {
+                let first = p
+                    .get(..2)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
+                let second = first.and_then(|l| p.get(2 + l..4 + l));
+                match second {
+                    Some(b) => 4 + first.unwrap_or(0) + u16::from_be_bytes([b[0], b[1]]) as usize,
+                    None => bail!("short user property"),
+                }
+            }
+            other => bail!("unknown property {other:#04x}"),
+        };
+        let value = p
+            .get(..size)
+            .ok_or_else(|| anyhow!("short property {id:#04x}"))?;
+        f(id, value);
+        p = &p[size..];
+    }
+    Ok(())
 }
 
 /// Takes one whole packet off the front of `buf`, if there is one.
@@ -203,13 +436,25 @@ pub(crate) async fn read_packet(stream: &mut Conn, buf: &mut BytesMut) -> Result
 }
 
 /// TCP connect (nodelay, optionally a small receive buffer), the
-/// WebSocket upgrade with `--ws`, CONNECT, CONNACK 0. Returns the stream and what was read past the CONNACK.
+/// WebSocket upgrade with `--ws`, CONNECT, CONNACK 0. Returns the stream and
+/// what was read past the CONNACK.
 pub(crate) async fn open(
     target: &Target,
     client_id: &str,
     keep_alive: u16,
     recv_buffer: Option<u32>,
 ) -> Result<(Conn, BytesMut)> {
+    let (stream, buf, _) = open_connack(target, client_id, keep_alive, recv_buffer).await?;
+    Ok((stream, buf))
+}
+
+/// [`open`], and what the CONNACK said.
+pub(crate) async fn open_connack(
+    target: &Target,
+    client_id: &str,
+    keep_alive: u16,
+    recv_buffer: Option<u32>,
+) -> Result<(Conn, BytesMut, Connack)> {
     let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await?
         .next()
@@ -240,32 +485,36 @@ pub(crate) async fn open(
     let p = tokio::time::timeout(Duration::from_secs(30), read_packet(&mut stream, &mut buf))
         .await
         .map_err(|_| anyhow!("no CONNACK within 30 s"))??;
-    if p.kind() != CONNACK || p.body.len() < 2 {
-        bail!("expected CONNACK, got packet type {}", p.kind());
+    let c = p.connack(target.version)?;
+    if c.code != 0 {
+        match (&c.reason_string, target.version) {
+            (Some(why), _) => bail!("CONNACK reason code {:#04x}: {why}", c.code),
+            (None, Version::V5) => bail!("CONNACK reason code {:#04x}", c.code),
+            (None, Version::V4) => bail!("CONNACK return code {}", c.code),
+        }
     }
-    if p.body[1] != 0 {
-        bail!("CONNACK return code {}", p.body[1]);
-    }
-    Ok((stream, buf))
+    Ok((stream, buf, c))
 }
 
 /// SUBSCRIBE and wait for its SUBACK (answering nothing else meanwhile).
 pub(crate) async fn subscribe_and_wait(
     stream: &mut Conn,
     buf: &mut BytesMut,
+    v: Version,
     filter: &str,
     qos: u8,
 ) -> Result<()> {
     let mut out = BytesMut::with_capacity(64);
-    subscribe(&mut out, 1, filter, qos);
+    subscribe(&mut out, v, 1, filter, qos);
     stream.write_all(&out).await?;
     loop {
         let p = tokio::time::timeout(Duration::from_secs(30), read_packet(stream, buf))
             .await
             .map_err(|_| anyhow!("no SUBACK within 30 s"))??;
         if p.kind() == SUBACK {
-            if p.body.len() < 3 || p.body[2] == 0x80 {
-                bail!("subscription to {filter} refused");
+            let code = p.suback_codes(v)?[0];
+            if code >= 0x80 {
+                bail!("subscription to {filter} refused ({code:#04x})");
             }
             return Ok(());
         }
@@ -276,26 +525,113 @@ pub(crate) async fn subscribe_and_wait(
 mod tests {
     use super::*;
 
+    fn target(version: Version) -> Target {
+        Target {
+            host: "h".into(),
+            port: 1,
+            username: Some("u".into()),
+            password: Some("p".into()),
+            ws_path: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(Version::parse("3.1.1"), Ok(Version::V4));
+        assert_eq!(Version::parse("4"), Ok(Version::V4));
+        assert_eq!(Version::parse("5"), Ok(Version::V5));
+        assert!(Version::parse("3").is_err());
+    }
+
     #[test]
     fn publish_round_trip() {
-        let mut b = BytesMut::new();
-        publish(&mut b, "a/b", 1, 7, &[1u8; 300]);
-        ack(&mut b, PUBACK, 9);
-        let p = next_packet(&mut b).unwrap().unwrap();
-        let (qos, id, payload) = p.publish().unwrap();
-        assert_eq!((qos, id, payload.len()), (1, 7, 300));
-        let a = next_packet(&mut b).unwrap().unwrap();
-        assert_eq!((a.kind(), a.ack_id()), (PUBACK, 9));
-        assert!(next_packet(&mut b).unwrap().is_none());
+        for v in [Version::V4, Version::V5] {
+            let mut b = BytesMut::new();
+            publish(&mut b, v, "a/b", 1, false, 7, &[1u8; 300]);
+            ack(&mut b, PUBACK, 9);
+            let p = next_packet(&mut b).unwrap().unwrap();
+            let (qos, id, payload) = p.publish(v).unwrap();
+            assert_eq!((qos, id, payload.len()), (1, 7, 300), "{v:?}");
+            let a = next_packet(&mut b).unwrap().unwrap();
+            assert_eq!((a.kind(), a.ack_id(), a.reason(v)), (PUBACK, 9, 0));
+            assert!(next_packet(&mut b).unwrap().is_none());
+        }
     }
 
     #[test]
     fn split_input_waits() {
         let mut whole = BytesMut::new();
-        publish(&mut whole, "t", 0, 0, &[0u8; 200]);
+        publish(&mut whole, Version::V4, "t", 0, false, 0, &[0u8; 200]);
         let mut part = BytesMut::from(&whole[..3]);
         assert!(next_packet(&mut part).unwrap().is_none());
         part.extend_from_slice(&whole[3..]);
         assert!(next_packet(&mut part).unwrap().is_some());
+    }
+
+    /// The MQTT 5 packets byte for byte, as the spec lays them out.
+    #[test]
+    fn mqtt5_bytes() {
+        let mut b = BytesMut::new();
+        connect(&mut b, "c", 60, &target(Version::V5));
+        assert_eq!(
+            &b[..],
+            b"\x10\x14\x00\x04MQTT\x05\xc2\x00\x3c\x00\x00\x01c\x00\x01u\x00\x01p"
+        );
+        b.clear();
+        connect(&mut b, "c", 60, &target(Version::V4));
+        assert_eq!(
+            &b[..],
+            b"\x10\x13\x00\x04MQTT\x04\xc2\x00\x3c\x00\x01c\x00\x01u\x00\x01p"
+        );
+        b.clear();
+        subscribe(&mut b, Version::V5, 1, "a/#", 1);
+        assert_eq!(&b[..], b"\x82\x09\x00\x01\x00\x00\x03a/#\x01");
+        b.clear();
+        publish(&mut b, Version::V5, "t", 1, true, 5, b"xy");
+        assert_eq!(&b[..], b"\x33\x08\x00\x01t\x00\x05\x00xy");
+        b.clear();
+        publish(&mut b, Version::V5, "t", 0, false, 0, b"xy");
+        assert_eq!(&b[..], b"\x30\x06\x00\x01t\x00xy");
+        b.clear();
+        ack_reason(&mut b, Version::V5, PUBREL, 5, 0x92);
+        assert_eq!(&b[..], b"\x62\x03\x00\x05\x92");
+        b.clear();
+        ack_reason(&mut b, Version::V4, PUBREL, 5, 0x92);
+        assert_eq!(&b[..], b"\x62\x02\x00\x05");
+    }
+
+    #[test]
+    fn mqtt5_incoming() {
+        let v = Version::V5;
+        // CONNACK: receive maximum 256, a user property, topic alias max 10.
+        let mut b = BytesMut::from(
+            &b"\x20\x11\x00\x00\x0e\x21\x01\x00\x26\x00\x01k\x00\x02vv\x22\x00\x0a"[..],
+        );
+        let c = next_packet(&mut b).unwrap().unwrap().connack(v).unwrap();
+        assert_eq!((c.code, c.receive_maximum), (0, Some(256)));
+        assert_eq!(c.window(v, 65_000), 256);
+        assert_eq!(c.window(Version::V4, 65_000), 65_000);
+        // A refusal with a reason string.
+        let mut b = BytesMut::from(&b"\x20\x09\x00\x86\x06\x1f\x00\x03bad"[..]);
+        let c = next_packet(&mut b).unwrap().unwrap().connack(v).unwrap();
+        assert_eq!((c.code, c.reason_string.as_deref()), (0x86, Some("bad")));
+        // SUBACK with a reason string property, granted QoS 1.
+        let mut b = BytesMut::from(&b"\x90\x08\x00\x01\x04\x1f\x00\x01r\x01"[..]);
+        let p = next_packet(&mut b).unwrap().unwrap();
+        assert_eq!(p.suback_codes(v).unwrap(), &[1]);
+        // PUBLISH with properties (message expiry, subscription id 3).
+        let mut b =
+            BytesMut::from(&b"\x32\x10\x00\x01t\x00\x07\x07\x02\x00\x00\x00\x3c\x0b\x03pay"[..]);
+        let p = next_packet(&mut b).unwrap().unwrap();
+        let (qos, id, payload) = p.publish(v).unwrap();
+        assert_eq!((qos, id, &payload[..]), (1, 7, &b"pay"[..]));
+        // PUBACK 0x10 (no matching subscribers) with no properties.
+        let mut b = BytesMut::from(&b"\x40\x03\x00\x09\x10"[..]);
+        let p = next_packet(&mut b).unwrap().unwrap();
+        assert_eq!((p.ack_id(), p.reason(v)), (9, 0x10));
+        // DISCONNECT 0x8e (session taken over).
+        let mut b = BytesMut::from(&b"\xe0\x02\x8e\x00"[..]);
+        assert_eq!(next_packet(&mut b).unwrap().unwrap().reason(v), 0x8e);
     }
 }
