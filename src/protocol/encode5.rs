@@ -236,9 +236,26 @@ fn remaining_length(packet: &Packet) -> Option<usize> {
     (!size.bad && size.len <= MAX_REMAINING_LENGTH).then_some(size.len)
 }
 
+/// Whether `p` carries no property at all (every PUBLISH from a 3.1.1
+/// client to a v5 subscriber without subscription identifiers): its
+/// property block is the single byte 0, written without the property walk.
+fn bare(p: &Publish) -> bool {
+    p.properties.is_none()
+        && p.subscription_ids.is_empty()
+        && p.topic_alias.is_none()
+        && p.message_expiry_left.is_none()
+}
+
 fn publish_remaining_length(p: &Publish) -> Option<usize> {
     if p.qos > 2 {
         return None;
+    }
+    if bare(p) {
+        if p.topic.len() > usize::from(u16::MAX) {
+            return None;
+        }
+        let len = 2 + p.topic.len() + if p.qos > 0 { 2 } else { 0 } + 1 + p.payload.len();
+        return (len <= MAX_REMAINING_LENGTH).then_some(len);
     }
     let mut size = Size::default();
     publish(p, &mut size);
@@ -310,6 +327,11 @@ fn publish(p: &Publish, o: &mut dyn Sink) {
     string(o, &p.topic);
     if p.qos > 0 {
         two(o, p.pkid);
+    }
+    if bare(p) {
+        byte(o, 0);
+        o.put(&p.payload);
+        return;
     }
     let props = p.properties.as_deref();
     let expiry = p
