@@ -189,10 +189,12 @@ impl Parser<'_> {
             max_queued_messages: m
                 .max_queued_messages
                 .unwrap_or(defaults.mqtt.max_queued_messages),
-            max_queued_bytes: m
-                .max_queued_bytes
-                .unwrap_or(defaults.mqtt.max_queued_bytes)
-                .max(1),
+            max_queued_bytes: self.count(
+                m.max_queued_bytes,
+                "mqtt.max_queued_bytes",
+                defaults.mqtt.max_queued_bytes,
+                1..=(1 << 31),
+            )?,
             slow_subscriber_timeout: self.duration(
                 m.slow_subscriber_timeout,
                 "mqtt.slow_subscriber_timeout",

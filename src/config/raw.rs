@@ -77,7 +77,7 @@ pub(super) struct RawMqtt {
     /// See [`MqttConfig::max_queued_messages`].
     pub(super) max_queued_messages: Option<usize>,
     /// See [`MqttConfig::max_queued_bytes`].
-    pub(super) max_queued_bytes: Option<usize>,
+    pub(super) max_queued_bytes: Option<Spanned<i64>>,
     /// See [`MqttConfig::slow_subscriber_timeout`].
     pub(super) slow_subscriber_timeout: Option<Spanned<String>>,
     /// See [`MqttConfig::sys_interval`].

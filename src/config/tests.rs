@@ -666,3 +666,17 @@ fn websocket_keys() {
         "{err}"
     );
 }
+
+#[test]
+fn max_queued_bytes_defaults_to_1_mib_and_refuses_0_with_file_line_and_key() {
+    assert_eq!(parse("").mqtt.max_queued_bytes, 1 << 20);
+    assert_eq!(
+        parse("[mqtt]\nmax_queued_bytes = 4096\n")
+            .mqtt
+            .max_queued_bytes,
+        4096
+    );
+    let e = error("[mqtt]\nmax_queued_bytes = 0\n");
+    assert!(e.starts_with("config.toml:2:"), "{e}");
+    assert!(e.contains("mqtt.max_queued_bytes"), "{e}");
+}
