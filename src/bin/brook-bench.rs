@@ -464,7 +464,9 @@ async fn latency(c: &Common, a: &LatencyArgs) -> Result<Value> {
     )
     .await?;
     let mut pubs = open_publishers(&target, &run, 1, 65_000).await?;
-    let (ps, pb, window) = pubs.pop().expect("one publisher");
+    let (ps, pb, window) = pubs
+        .pop()
+        .ok_or_else(|| anyhow!("open_publishers opened no publisher"))?;
     let warm = (a.rate * a.warmup).round() as u64;
     let total = warm + (a.rate * a.duration).round() as u64;
     let base = Instant::now();
