@@ -127,10 +127,11 @@ impl Group {
     fn pick(&mut self) -> Option<&Member> {
         let n = self.members.len();
         let order = |next: usize| (0..n).map(move |k| (next + k) % n);
-        let rooms: Vec<Room> = self.members.iter().map(|m| m.subscriber.room()).collect();
+        // Asked member by member: the next one in turn is usually free.
+        let room = |i: usize| self.members[i].subscriber.room();
         let chosen = order(self.next)
-            .find(|&i| rooms[i] == Room::Free)
-            .or_else(|| order(self.next).find(|&i| rooms[i] == Room::Full))
+            .find(|&i| room(i) == Room::Free)
+            .or_else(|| order(self.next).find(|&i| room(i) == Room::Full))
             .or_else(|| {
                 order(self.next).find(|&i| {
                     let s = &self.members[i].subscriber;
