@@ -1494,6 +1494,11 @@ fn fuzz_seeds_decode_as_their_names_say() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // What the fuzzer added (named by their SHA-1) may be anything; the
+        // hand-made seeds say in their name what they are.
+        if name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
         let mut buf = BytesMut::from(&std::fs::read(&path).unwrap()[..]);
         let mut codec = codec5();
         let mut result = Ok(());
