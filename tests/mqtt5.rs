@@ -1099,6 +1099,66 @@ fn will_is_not_sent_when_the_client_reconnects_within_the_delay() {
 }
 
 #[test]
+fn a_delayed_will_goes_when_a_clean_start_takes_the_open_session_over() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let mut sub = login(&s, "heir", &token);
+    assert_eq!(sub.subscribe5(1, None, &[("wto/+", 1)]).codes, vec![1]);
+    // A will that would wait ten minutes: only the session's end sends it now.
+    let (mut old, _) = Raw::login5(
+        s.mqtt_port,
+        &c5("twin", &token).session_expiry(600).will(
+            "wto/twin",
+            b"session over",
+            1,
+            false,
+            Props::new().u32(prop::WILL_DELAY, 600),
+        ),
+    );
+    let (new, ack) = Raw::login5(s.mqtt_port, &c5("twin", &token).clean_start(true));
+    assert!(!ack.session_present, "a clean start");
+    let d = old.expect_disconnect5(WAIT, "the connection taken over");
+    assert_eq!(d.reason, rc::SESSION_TAKEN_OVER, "{d:?}");
+    let will = sub.recv5(WAIT);
+    assert_eq!(
+        (will.topic.as_str(), will.text().as_str()),
+        ("wto/twin", "session over"),
+        "the clean start ended the old session, so its will went"
+    );
+    bye(new);
+}
+
+#[test]
+fn a_delayed_will_does_not_go_when_a_resume_takes_the_open_session_over() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let mut sub = login(&s, "heir", &token);
+    assert_eq!(sub.subscribe5(1, None, &[("wtr/+", 1)]).codes, vec![1]);
+    let connect = c5("twin", &token).clean_start(false).session_expiry(600);
+    let (mut old, _) = Raw::login5(
+        s.mqtt_port,
+        &connect.clone().will(
+            "wtr/twin",
+            b"session over",
+            1,
+            false,
+            Props::new().u32(prop::WILL_DELAY, 600),
+        ),
+    );
+    let (new, ack) = Raw::login5(s.mqtt_port, &connect);
+    assert!(ack.session_present, "the session was resumed");
+    let d = old.expect_disconnect5(WAIT, "the connection taken over");
+    assert_eq!(d.reason, rc::SESSION_TAKEN_OVER, "{d:?}");
+    old.assert_closed(WAIT, "the old connection is closed");
+    assert_eq!(
+        before_marker(&s, &token, &mut sub, "wtr/marker", "marker"),
+        Vec::<String>::new(),
+        "the session goes on, so the will waits for its delay"
+    );
+    bye(new);
+}
+
+#[test]
 fn disconnect_with_reason_0x04_sends_the_will() {
     let s = Server::start();
     let token = s.token("d1");

@@ -243,6 +243,9 @@ struct ClientEntry {
     away: u64,
     /// Its will, waiting for its delay (MQTT 5) while it is away.
     will: Option<Publication>,
+    /// A connection whose session a clean start ended while it was still
+    /// open: its delayed will goes as soon as it reports its end.
+    ended_conn: Option<u64>,
 }
 
 impl ClientEntry {
@@ -256,6 +259,7 @@ impl ClientEntry {
             expiry: None,
             away: 0,
             will: None,
+            ended_conn: None,
         }
     }
 }
@@ -680,8 +684,14 @@ impl Router {
                 tracing::warn!(client_id = %client, device = msg.device_id.as_deref(), max, "mqtt.max_sessions_per_device reached");
                 return ConnectAnswer::TooManySessions { max };
             }
-            // A clean start: a will still waiting goes now (MQTT 5 §3.1.3.2.2).
+            // A clean start: a will still waiting goes now (MQTT 5 §3.1.3.2.2),
+            // and so does the will of a connection still open, taken over
+            // here, once it has reported its end.
             self.send_will(ctx, &client);
+            let open = self
+                .clients
+                .get(&client)
+                .and_then(|e| e.conn.as_ref().map(|(id, _)| *id));
             self.forget(&client);
             if was_persistent {
                 let c = client.clone();
@@ -693,7 +703,8 @@ impl Router {
             if persistent {
                 *self.sessions_of.entry(msg.device_id.clone()).or_default() += 1;
             }
-            let entry = ClientEntry::new(sub, msg.device_id.clone(), msg.acl.clone());
+            let mut entry = ClientEntry::new(sub, msg.device_id.clone(), msg.acl.clone());
+            entry.ended_conn = open.filter(|id| *id != msg.conn_id);
             self.clients.insert(client.clone(), entry);
         }
         // `clients` holds the entry: it was either resumable or inserted above.
@@ -762,7 +773,15 @@ impl Router {
             return;
         };
         if entry.conn.as_ref().map(|(id, _)| *id) != Some(conn_id) {
-            return; // a newer connection has taken over
+            // A newer connection has taken over. If it started clean, the
+            // session this connection had has ended: its will goes now.
+            if entry.ended_conn == Some(conn_id) {
+                entry.ended_conn = None;
+                if let Some((will, _)) = will {
+                    publish_later(ctx, will);
+                }
+            }
+            return;
         }
         entry.conn = None;
         entry.away += 1;
@@ -838,14 +857,18 @@ impl Router {
 
     /// Publishes `client`'s waiting will, if it has one.
     fn send_will(&mut self, ctx: &mut Context<Self>, client: &Arc<str>) {
-        let Some(will) = self.clients.get_mut(client).and_then(|e| e.will.take()) else {
-            return;
-        };
-        let router = ctx.address();
-        actix::spawn(async move {
-            publish(&router, will).await;
-        });
+        if let Some(will) = self.clients.get_mut(client).and_then(|e| e.will.take()) {
+            publish_later(ctx, will);
+        }
     }
+}
+
+/// Publishes `will` once the router has finished what it is doing.
+fn publish_later(ctx: &mut Context<Router>, will: Publication) {
+    let router = ctx.address();
+    actix::spawn(async move {
+        publish(&router, will).await;
+    });
 }
 
 impl Actor for Router {
