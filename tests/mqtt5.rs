@@ -1513,3 +1513,190 @@ fn suback_has_0x97_past_max_subscriptions_per_client() {
     assert_eq!(a.codes, vec![1, 1, 0x97]);
     bye(c);
 }
+
+// ------------------------------------------------ refusals and closes in v5
+
+#[test]
+fn connect_without_a_token_is_refused_with_0x87_and_a_reason_string() {
+    let s = Server::start();
+    let (mut c, ack) = Raw::connect5(s.mqtt_port, &Connect5::new("anon", None));
+    assert_eq!(ack.code, rc::NOT_AUTHORIZED, "{ack:?}");
+    assert!(
+        ack.props.str_of(prop::REASON_STRING).is_some(),
+        "a reason string on the refusal: {ack:?}"
+    );
+    c.assert_closed(WAIT, "a refused CONNECT is closed");
+}
+
+#[test]
+fn a_client_id_of_another_devices_session_is_refused_with_0x85() {
+    let s = Server::start();
+    let mine = s.token("d1");
+    let theirs = s.token("d2");
+    let (keeper, _) = login_persistent(&s, "claimed", &mine, 600);
+    let (mut c, ack) = Raw::connect5(s.mqtt_port, &c5("claimed", &theirs));
+    assert_eq!(ack.code, rc::CLIENT_IDENTIFIER_NOT_VALID, "{ack:?}");
+    assert!(ack.props.str_of(prop::REASON_STRING).is_some(), "{ack:?}");
+    c.assert_closed(WAIT, "a refused CONNECT is closed");
+    // A client id reserved for bridges is refused the same way.
+    let (mut b, ack) = Raw::connect5(s.mqtt_port, &c5("bridge:x", &mine));
+    assert_eq!(ack.code, rc::CLIENT_IDENTIFIER_NOT_VALID, "{ack:?}");
+    b.assert_closed(WAIT, "a refused CONNECT is closed");
+    bye(keeper);
+}
+
+#[test]
+fn connects_past_connect_per_minute_are_refused_with_0x9f() {
+    let s = Server::start_with(Config::new().raw("[limits]\nconnect_per_minute = 2"));
+    let token = s.token("d1");
+    for i in 0..2 {
+        bye(login(&s, &format!("often-{i}"), &token));
+    }
+    let (mut c, ack) = Raw::connect5(s.mqtt_port, &c5("often-2", &token));
+    assert_eq!(ack.code, rc::CONNECTION_RATE_EXCEEDED, "{ack:?}");
+    assert!(ack.props.str_of(prop::REASON_STRING).is_some(), "{ack:?}");
+    c.assert_closed(WAIT, "a refused CONNECT is closed");
+}
+
+#[test]
+fn persistent_sessions_past_max_sessions_per_device_are_refused_with_0x97() {
+    let s = Server::start_with(Config::new().mqtt("max_sessions_per_device", "1"));
+    let token = s.token("d1");
+    let (first, _) = login_persistent(&s, "kept-1", &token, 600);
+    let (mut c, ack) = Raw::connect5(
+        s.mqtt_port,
+        &c5("kept-2", &token).clean_start(false).session_expiry(600),
+    );
+    assert_eq!(ack.code, rc::QUOTA_EXCEEDED, "{ack:?}");
+    assert!(ack.props.str_of(prop::REASON_STRING).is_some(), "{ack:?}");
+    c.assert_closed(WAIT, "a refused CONNECT is closed");
+    // A session that ends with its connection is not one more kept.
+    bye(login(&s, "passing", &token));
+    bye(first);
+}
+
+#[test]
+fn connect_user_properties_are_accepted_and_ignored() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let mut sub = login(&s, "listener", &token);
+    assert_eq!(sub.subscribe5(1, None, &[("cup/t", 1)]).codes, vec![1]);
+    let (mut c, ack) = Raw::login5(
+        s.mqtt_port,
+        &c5("propful", &token)
+            .prop(Prop::Pair("site".into(), "barn".into()))
+            .prop(Prop::Pair("site".into(), "loft".into())),
+    );
+    assert_eq!(ack.code, rc::SUCCESS);
+    assert_eq!(c.publish_acked5("cup/t", b"hi", 1, &Props::new()).reason, 0);
+    let got = sub.recv5(WAIT);
+    assert_eq!(got.text(), "hi");
+    assert!(
+        got.props.users().is_empty(),
+        "CONNECT's user properties are not put on the client's publishes: {:?}",
+        got.props
+    );
+    bye(c);
+    bye(sub);
+}
+
+#[test]
+fn a_publish_past_publish_per_minute_gets_puback_0x97_and_the_connection_stays() {
+    let s = Server::start_with(Config::new().raw("[limits]\npublish_per_minute = 2"));
+    let token = s.token("d1");
+    let mut sub = login(&s, "counter", &token);
+    assert_eq!(sub.subscribe5(1, None, &[("ppm/t", 1)]).codes, vec![1]);
+    let mut c = login(&s, "chatty", &token);
+    // The subscriber's SUBSCRIBE and both CONNECTs are not publishes.
+    for (pkid, text) in [(1, "one"), (2, "two")] {
+        assert_eq!(
+            c.publish_acked5("ppm/t", text.as_bytes(), pkid, &Props::new())
+                .reason,
+            0
+        );
+    }
+    let over = c.publish_acked5("ppm/t", b"three", 3, &Props::new());
+    assert_eq!(over.reason, rc::QUOTA_EXCEEDED, "{over:?}");
+    assert!(over.props.str_of(prop::REASON_STRING).is_some(), "{over:?}");
+    // Still connected: a PINGREQ is answered.
+    c.send(&[0xC0, 0x00]);
+    let pong = c.expect_packet(WAIT, "PINGRESP");
+    assert_eq!(pong.kind, PINGRESP, "{pong:?}");
+    let got: Vec<String> = (0..2).map(|_| sub.recv5(WAIT).text()).collect();
+    assert_eq!(
+        got,
+        vec!["one", "two"],
+        "the refused publish was not delivered"
+    );
+    bye(c);
+    bye(sub);
+}
+
+#[test]
+fn a_packet_larger_than_max_packet_size_gets_disconnect_0x95() {
+    let s = Server::start_with(Config::new().mqtt("max_packet_size", "1024"));
+    let token = s.token("d1");
+    let mut c = login(&s, "big", &token);
+    c.send(&publish5(
+        "big/t",
+        &[b'x'; 2000],
+        0,
+        false,
+        0,
+        &Props::new(),
+    ));
+    let d = c.expect_disconnect5(WAIT, "a packet over max_packet_size");
+    assert_eq!(d.reason, rc::PACKET_TOO_LARGE, "{d:?}");
+}
+
+#[test]
+fn a_malformed_packet_gets_disconnect_0x81() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let mut c = login(&s, "sloppy", &token);
+    // A QoS 0 PUBLISH whose property length (9) runs past the packet's end.
+    let mut body = Vec::new();
+    body.extend_from_slice(&[0, 3, b'a', b'/', b'b']);
+    body.extend_from_slice(&[9, 0x01, 0x01]);
+    let mut packet = vec![0x30, body.len() as u8];
+    packet.extend_from_slice(&body);
+    c.send(&packet);
+    let d = c.expect_disconnect5(WAIT, "a malformed PUBLISH");
+    assert_eq!(d.reason, rc::MALFORMED, "{d:?}");
+    assert!(d.props.str_of(prop::REASON_STRING).is_some(), "{d:?}");
+}
+
+#[test]
+fn a_silent_client_gets_disconnect_0x8d_when_its_keep_alive_runs_out() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let (mut c, _) = Raw::login5(s.mqtt_port, &c5("mute", &token).keep_alive(1));
+    // Only time makes a keep alive run out: 1.5 × 1 s (MQTT 5 §3.1.2.10).
+    let d = c.expect_disconnect5(Duration::from_secs(10), "a keep alive that ran out");
+    assert_eq!(d.reason, rc::KEEP_ALIVE_TIMEOUT, "{d:?}");
+}
+
+#[test]
+fn a_publish_past_max_topics_gets_disconnect_0x97() {
+    let s = Server::start_with(Config::new().mqtt("max_topics", "2"));
+    let token = s.token("d1");
+    let mut c = login(&s, "spreader", &token);
+    let mut pkid = 0;
+    let d = loop {
+        pkid += 1;
+        assert!(pkid < 10, "max_topics = 2 was never reached");
+        c.send(&publish5(
+            &format!("mt/{pkid}"),
+            b"x",
+            1,
+            false,
+            pkid,
+            &Props::new(),
+        ));
+        let p = c.expect_packet(WAIT, "PUBACK or DISCONNECT");
+        if p.kind == DISCONNECT {
+            break p.disconnect5();
+        }
+    };
+    assert_eq!(d.reason, rc::QUOTA_EXCEEDED, "{d:?}");
+}

@@ -181,10 +181,22 @@ impl Session {
                 .check(&id.device_id, Kind::Publish)
                 .is_err()
             {
-                // Disconnected rather than dropped: nothing is acknowledged
-                // that is not delivered, and the client resends later.
                 if let Some(w) = &watch {
                     w.emit(|| refused("limit", "publish_per_minute", &c.client_id, &p.topic));
+                }
+                // MQTT 5 can refuse one QoS 1/2 publish (0x97): the client
+                // knows it was not taken. Otherwise disconnected rather than
+                // dropped: nothing is acknowledged that is not delivered,
+                // and the client resends later.
+                if c.client.v5_or_later() && p.qos > 0 {
+                    tracing::info!(client_id = %c.client_id, "publish limit reached: refused with 0x97");
+                    return self.ack_dropped(
+                        p.qos,
+                        p.pkid,
+                        reason::QUOTA_EXCEEDED,
+                        "publish limit reached (limits.publish_per_minute)",
+                        ctx,
+                    );
                 }
                 tracing::info!(client_id = %c.client_id, "publish limit reached: disconnecting");
                 return self.close(ctx, "publish limit reached");

@@ -531,14 +531,19 @@ pub(crate) mod rc {
     pub(crate) const UNSPECIFIED: u8 = 0x80;
     pub(crate) const MALFORMED: u8 = 0x81;
     pub(crate) const PROTOCOL_ERROR: u8 = 0x82;
+    pub(crate) const CLIENT_IDENTIFIER_NOT_VALID: u8 = 0x85;
     pub(crate) const BAD_USER_NAME_OR_PASSWORD: u8 = 0x86;
     pub(crate) const NOT_AUTHORIZED: u8 = 0x87;
     pub(crate) const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
+    pub(crate) const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
     pub(crate) const SESSION_TAKEN_OVER: u8 = 0x8E;
     pub(crate) const TOPIC_FILTER_INVALID: u8 = 0x8F;
     pub(crate) const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
     pub(crate) const TOPIC_ALIAS_INVALID: u8 = 0x94;
+    pub(crate) const PACKET_TOO_LARGE: u8 = 0x95;
+    pub(crate) const QUOTA_EXCEEDED: u8 = 0x97;
     pub(crate) const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
+    pub(crate) const CONNECTION_RATE_EXCEEDED: u8 = 0x9F;
 }
 
 // ------------------------------------------------------------ raw packets
