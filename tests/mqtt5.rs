@@ -1601,7 +1601,7 @@ fn connect_user_properties_are_accepted_and_ignored() {
 }
 
 #[test]
-fn a_publish_past_publish_per_minute_gets_puback_0x97_and_the_connection_stays() {
+fn past_publish_per_minute_qos1_gets_puback_0x97_and_qos0_disconnect_0x96() {
     let s = Server::start_with(Config::new().raw("[limits]\npublish_per_minute = 2"));
     let token = s.token("d1");
     let mut sub = login(&s, "counter", &token);
@@ -1628,7 +1628,10 @@ fn a_publish_past_publish_per_minute_gets_puback_0x97_and_the_connection_stays()
         vec!["one", "two"],
         "the refused publish was not delivered"
     );
-    bye(c);
+    // QoS 0 has no acknowledgement to refuse it with: the connection goes.
+    c.send(&publish5("ppm/t", b"four", 0, false, 0, &Props::new()));
+    let d = c.expect_disconnect5(WAIT, "a QoS 0 publish past the limit");
+    assert_eq!(d.reason, rc::MESSAGE_RATE_TOO_HIGH, "{d:?}");
     bye(sub);
 }
 

@@ -541,6 +541,7 @@ pub(crate) mod rc {
     pub(crate) const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
     pub(crate) const TOPIC_ALIAS_INVALID: u8 = 0x94;
     pub(crate) const PACKET_TOO_LARGE: u8 = 0x95;
+    pub(crate) const MESSAGE_RATE_TOO_HIGH: u8 = 0x96;
     pub(crate) const QUOTA_EXCEEDED: u8 = 0x97;
     pub(crate) const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
     pub(crate) const CONNECTION_RATE_EXCEEDED: u8 = 0x9F;
