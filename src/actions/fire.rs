@@ -35,7 +35,7 @@ use crate::device::DeviceInfo;
 use crate::store::actions::{self as records, RunOutcome};
 use crate::store::deliveries::{self, NewDelivery};
 use crate::store::item::DataItem;
-use crate::store::{data as bucket, now_ms, StoreError};
+use crate::store::{data as bucket, now_ms, Ingest, StoreError};
 
 /// The actions a batch is the doing of (the loop guard); empty for what a
 /// device sends.
@@ -60,9 +60,13 @@ pub(crate) struct Fired {
     runs: Vec<Run>,
     /// `http_post` and `email` deliveries, queued in the batch's transaction.
     deliveries: Vec<NewDelivery>,
-    /// Run records written with the batch (`insert_bucket`'s, and those of
-    /// runs decided not to run).
+    /// Run records written with the batch (those of runs decided not to
+    /// run, and errors).
     records: Vec<records::RunRecord>,
+    /// `insert_bucket`'s `ok` runs with the items each stored: tallied in
+    /// the batch's transaction, one row per action, device and topic for
+    /// the whole commit (`store::actions::tally`).
+    tallied: Vec<(records::RunRecord, usize)>,
     /// Lock keys whose state changed: written as they are when the
     /// transaction runs.
     locks: Vec<LockKey>,
@@ -111,6 +115,7 @@ impl Fired {
         self.runs.is_empty()
             && self.deliveries.is_empty()
             && self.records.is_empty()
+            && self.tallied.is_empty()
             && self.locks.is_empty()
             && self.events.is_empty()
     }
@@ -146,11 +151,12 @@ impl Fired {
         }
     }
 
-    /// An `insert_bucket` run, recorded with the items it stores.
+    /// An `insert_bucket` run, recorded (in aggregate with the other runs
+    /// of its commit) with the items it stores.
     pub(crate) fn stored_by(&mut self, def: &ActionDef, cause: &Cause, n: usize) {
-        let detail = format!("{n} items stored");
-        self.records
-            .push(record(def, cause, RunOutcome::Ok, &detail));
+        let detail = records::stored_detail(n as u64, 1);
+        self.tallied
+            .push((record(def, cause, RunOutcome::Ok, &detail), n));
         if let Some(device) = &cause.device {
             self.events.push(Shown {
                 device: device.clone(),
@@ -293,6 +299,7 @@ pub(crate) fn record(
         stdout: String::new(),
         stderr: String::new(),
         attempts: Vec::new(),
+        count: 1,
     }
 }
 
@@ -391,17 +398,31 @@ pub(crate) async fn commit(
         runs,
         deliveries: queued,
         records: recorded,
+        tallied,
         locks,
         events,
     } = fired;
-    let outcomes: Vec<RunOutcome> = recorded.iter().map(|r| r.outcome).collect();
+    let outcomes: Vec<RunOutcome> = recorded
+        .iter()
+        .map(|r| r.outcome)
+        .chain(tallied.iter().map(|(r, _)| r.outcome))
+        .collect();
     let has_deliveries = !queued.is_empty();
-    if !items.is_empty()
-        || extra.is_some()
-        || !queued.is_empty()
-        || !recorded.is_empty()
-        || !locks.is_empty()
-    {
+    if extra.is_none() && queued.is_empty() && locks.is_empty() {
+        // Rows and run records only (an insert_bucket publish, say): written
+        // with the other batches waiting, in one SAVEPOINT.
+        if !items.is_empty() || !recorded.is_empty() || !tallied.is_empty() {
+            engine
+                .cfg
+                .store
+                .ingest(Ingest {
+                    items,
+                    runs: recorded,
+                    tallied,
+                })
+                .await?;
+        }
+    } else {
         let shared = engine.clone();
         engine
             .cfg
@@ -421,6 +442,10 @@ pub(crate) async fn commit(
                 }
                 for key in &locks {
                     records::set_lock(c, &key.0, &key.1, shared.locks.locked_at(key))?;
+                }
+                // Last: nothing after it can fail and roll this job back.
+                for (r, n) in tallied {
+                    records::tally(r, n);
                 }
                 Ok(())
             })

@@ -595,7 +595,16 @@ async fn on_publish(
             return true;
         }
     };
-    let scope: Vec<Value> = parsed.items.iter().map(|i| i.to_json()).collect();
+    // The items as JSON, for conditions and for what other types get; an
+    // insert_bucket action without conditions needs none of it.
+    let needs_scope = defs
+        .iter()
+        .any(|d| !d.conditions.is_empty() || !matches!(d.kind, ActionKind::InsertBucket));
+    let scope: Vec<Value> = if needs_scope {
+        parsed.items.iter().map(|i| i.to_json()).collect()
+    } else {
+        Vec::new()
+    };
     let mut store_items = legacy;
     let mut fired = Fired::default();
     let n = parsed.items.len();

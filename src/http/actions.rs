@@ -42,6 +42,7 @@ pub(super) fn run_json(r: &RunRecord) -> Value {
         "stdout": r.stdout,
         "stderr": r.stderr,
         "attempts": r.attempts,
+        "count": r.count,
     })
 }
 

@@ -4,7 +4,17 @@
 //! Runs are kept per action up to a count and an age ([`prune`]); the runs of
 //! an action that is no longer loaded stay until pruned, so that its history
 //! can still be read.
+//!
+//! The `ok` runs of `insert_bucket` are recorded in aggregate: a job of the
+//! store's writer hands them to [`tally`], and the writer writes what was
+//! tallied, one row per action, device and topic with its `count`, just
+//! before it commits the transaction ([`write_tallies`]). So a publish's run
+//! is on record in the same commit as its rows, and a batch of a thousand
+//! publishes writes a few run rows instead of a thousand. Every other run
+//! (a rejection with its reason, say) is a row of its own, `count` 1.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -78,6 +88,9 @@ pub(crate) struct RunRecord {
     /// A delivery's attempts, one JSON object each (see
     /// `actions::deliver`); empty for the other types.
     pub attempts: Vec<Value>,
+    /// How many runs this record stands for: more than 1 only for the
+    /// `insert_bucket` runs of one commit, recorded together ([`tally`]).
+    pub count: i64,
 }
 
 /// A loaded action as recorded, with its last run.
@@ -174,8 +187,8 @@ pub(crate) fn sync(
 pub(crate) fn insert_run(conn: &Connection, run: &RunRecord) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO action_runs (action, trigger_kind, trigger_detail, device_id, started_at,
-            ended_at, outcome, detail, exit_code, stdout, stderr, attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            ended_at, outcome, detail, exit_code, stdout, stderr, attempts, count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         run.action,
@@ -189,9 +202,78 @@ pub(crate) fn insert_run(conn: &Connection, run: &RunRecord) -> rusqlite::Result
         run.exit_code,
         run.stdout,
         run.stderr,
-        Value::Array(run.attempts.clone()).to_string()
+        Value::Array(run.attempts.clone()).to_string(),
+        run.count.max(1)
     ])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// What a detail line of an `insert_bucket` run says: the items stored, and
+/// how many runs (publishes) stored them when it stands for more than one.
+pub(crate) fn stored_detail(items: u64, runs: i64) -> String {
+    if runs > 1 {
+        format!("{items} items stored by {runs} runs")
+    } else {
+        format!("{items} items stored")
+    }
+}
+
+/// `ok` runs of `insert_bucket` tallied in the writer's open transaction,
+/// by (action, device, topic): the first run (its `count` summed, its end
+/// the latest end) and the items stored. Only the store's writer thread
+/// uses it: jobs run there, and the writer drains it before each commit.
+type TallyKey = (String, Option<String>, String);
+
+thread_local! {
+    static TALLY: RefCell<HashMap<TallyKey, (RunRecord, u64)>> = RefCell::new(HashMap::new());
+}
+
+/// Adds an `ok` run that stored `items` items to the open transaction's
+/// tally; written by [`write_tallies`] before the commit. Call it from a
+/// job of `Store::write`, as the job's last step (nothing after it may
+/// fail, or the run would be counted while the job's rows roll back).
+pub(crate) fn tally(mut run: RunRecord, items: usize) {
+    let key = (
+        std::mem::take(&mut run.action),
+        run.device_id.take(),
+        std::mem::take(&mut run.trigger_detail),
+    );
+    TALLY.with(|t| {
+        let mut t = t.borrow_mut();
+        match t.get_mut(&key) {
+            Some((first, n)) => {
+                first.count += run.count.max(1);
+                first.started_at = first.started_at.min(run.started_at);
+                first.ended_at = first.ended_at.max(run.ended_at);
+                *n += items as u64;
+            }
+            None => {
+                run.count = run.count.max(1);
+                t.insert(key, (run, items as u64));
+            }
+        }
+    });
+}
+
+/// Writes the runs tallied since the last call, one row per action, device
+/// and topic (oldest first), and forgets them; the store's writer calls it
+/// just before each commit. Whether it succeeds or not, the tally is empty
+/// afterwards (a failure fails the whole transaction).
+pub(crate) fn write_tallies(conn: &Connection) -> rusqlite::Result<()> {
+    let mut pending: Vec<(TallyKey, (RunRecord, u64))> =
+        TALLY.with(|t| t.borrow_mut().drain().collect());
+    if pending.is_empty() {
+        return Ok(());
+    }
+    pending.sort_by_key(|(_, (run, _))| run.started_at);
+    for ((action, device_id, trigger_detail), (mut run, items)) in pending {
+        run.action = action;
+        run.device_id = device_id;
+        run.trigger_detail = trigger_detail;
+        run.detail = stored_detail(items, run.count);
+        insert_run(conn, &run)?;
+    }
+    Ok(())
 }
 
 /// Appends one attempt to a run's record and sets how it stands now (a
@@ -246,7 +328,7 @@ pub(crate) fn end_run(
 }
 
 const RUN_COLUMNS: &str = "id, action, trigger_kind, trigger_detail, device_id, started_at, \
-                           ended_at, outcome, detail, exit_code, stdout, stderr, attempts";
+                           ended_at, outcome, detail, exit_code, stdout, stderr, attempts, count";
 
 fn run_from(r: &Row<'_>, first: usize) -> rusqlite::Result<RunRecord> {
     let outcome: String = r.get(first + 7)?;
@@ -268,6 +350,7 @@ fn run_from(r: &Row<'_>, first: usize) -> rusqlite::Result<RunRecord> {
             Ok(Value::Array(a)) => a,
             _ => Vec::new(),
         },
+        count: r.get(first + 13)?,
     })
 }
 
@@ -484,6 +567,7 @@ mod tests {
             stdout: String::new(),
             stderr: String::new(),
             attempts: Vec::new(),
+            count: 1,
         }
     }
 

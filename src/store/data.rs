@@ -9,6 +9,14 @@ use super::item::DataItem;
 /// Stores items; the caller commits (through `Store::write`, so that a QoS 1
 /// publish is acknowledged only once they are in).
 pub(crate) fn insert(conn: &Connection, items: &[DataItem]) -> rusqlite::Result<()> {
+    insert_rows(conn, items)?;
+    crate::metrics::METRICS.data_stored.add(items.len() as u64);
+    Ok(())
+}
+
+/// [`insert`] without counting them in the metrics (`Store::ingest` counts
+/// what committed).
+pub(crate) fn insert_rows(conn: &Connection, items: &[DataItem]) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO data (id, device_id, variable, value, value_num, unit, time, grp, location, metadata, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -35,7 +43,6 @@ pub(crate) fn insert(conn: &Connection, items: &[DataItem]) -> rusqlite::Result<
             d.created_at
         ])?;
     }
-    crate::metrics::METRICS.data_stored.add(items.len() as u64);
     Ok(())
 }
 

@@ -216,6 +216,7 @@ mod tests {
                 stdout: String::new(),
                 stderr: String::new(),
                 attempts: Vec::new(),
+                count: 1,
             },
             kind: "http_post",
             request: json!({"url": "http://x/"}),

@@ -1309,6 +1309,8 @@ function renderRuns() {
       el("span", "muted", duration(run.duration_ms)),
       el("span", "trigger", `${run.trigger.kind} ${run.trigger.detail || ""}`.trim()),
     );
+    // insert_bucket runs of one commit are one record with their count.
+    if (run.count > 1) head.append(el("span", "muted", `× ${run.count} runs`));
     if (run.device_id) {
       const name = state.names.get(run.device_id);
       const device = el(name ? "a" : "span", "device", name || run.device_id);
