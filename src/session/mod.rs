@@ -247,7 +247,8 @@ struct Conn {
     subscriber: Arc<Subscriber>,
     /// Which attachment of the subscriber this connection is.
     generation: u64,
-    will: Option<Will>,
+    /// Boxed: most devices have none, and it is read once, at the end.
+    will: Option<Box<Will>>,
     /// The session expiry interval in force (seconds; None = for ever).
     expiry: Option<u32>,
     /// What the protocol version and the client's CONNECT make of it.
@@ -273,7 +274,8 @@ struct Conn {
 
     // Messages to the client.
     /// A resumed session whose queue is still being read from SQLite.
-    resume: Option<Resumed>,
+    /// Boxed: only a resumed session has one, while its queue is read.
+    resume: Option<Box<Resumed>>,
     /// Messages from SQLite (a resumed session), sent before anything newer.
     resend: VecDeque<Delivery>,
     /// Messages taken from the subscriber queue and not yet written.
@@ -622,7 +624,7 @@ impl Actor for Session {
         let mut delayed = None;
         if let Some(will) = will {
             let delay = Duration::from_secs(u64::from(will.delay));
-            let m = will_message(will, delay);
+            let m = will_message(*will, delay);
             if delay.is_zero() || c.expiry == Some(0) {
                 let router = self.handles.router.clone();
                 actix::spawn(async move {
