@@ -119,7 +119,7 @@ fn many_idle_connections_then_all_publish_and_every_message_is_delivered() {
     for c in &mut clients {
         assert_eq!(c.expect_kind(PUBACK, T, "PUBACK").pkid(), 1);
     }
-    let mut seen = vec![false; N];
+    let mut seen = [false; N];
     for _ in 0..N {
         let p = sub.expect_publish(T);
         sub.send(&puback_packet(p.pkid));

@@ -313,10 +313,11 @@ mod tests {
             while out.shared.borrow().io.is_none() {
                 tokio::task::yield_now().await;
             }
-            let s = out.shared.borrow();
-            assert!(s.task.is_none());
-            assert_eq!(s.queue.capacity(), 0, "no queue block kept");
-            drop(s);
+            {
+                let s = out.shared.borrow();
+                assert!(s.task.is_none());
+                assert_eq!(s.queue.capacity(), 0, "no queue block kept");
+            }
             out.control(p(8));
             out.end(Duration::from_secs(5));
             let mut rest = Vec::new();
