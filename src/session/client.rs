@@ -74,15 +74,15 @@ pub(crate) enum AliasError {
 #[derive(Debug)]
 pub(crate) struct AliasesIn {
     max: u16,
-    topics: HashMap<u16, Arc<str>>,
+    /// Boxed and made on the first alias: most clients use none, and an
+    /// empty map inline would still take 48 bytes of every connection.
+    #[allow(clippy::box_collection)]
+    topics: Option<Box<HashMap<u16, Arc<str>>>>,
 }
 
 impl AliasesIn {
     pub(crate) fn new(max: u16) -> AliasesIn {
-        AliasesIn {
-            max,
-            topics: HashMap::new(),
-        }
+        AliasesIn { max, topics: None }
     }
 
     /// The topic of a PUBLISH: its own, remembered under its alias if it
@@ -99,9 +99,15 @@ impl AliasesIn {
             return Err(AliasError::Invalid);
         }
         if topic.is_empty() {
-            return self.topics.get(&alias).cloned().ok_or(AliasError::Unknown);
+            return self
+                .topics
+                .as_ref()
+                .and_then(|t| t.get(&alias).cloned())
+                .ok_or(AliasError::Unknown);
         }
-        self.topics.insert(alias, topic.clone());
+        self.topics
+            .get_or_insert_with(Default::default)
+            .insert(alias, topic.clone());
         Ok(topic)
     }
 }
@@ -124,6 +130,13 @@ pub(crate) enum AliasUse {
 #[derive(Debug)]
 pub(crate) struct AliasesOut {
     max: u16,
+    /// Boxed and made on the first send that may use an alias: most
+    /// clients allow none.
+    maps: Option<Box<OutMaps>>,
+}
+
+#[derive(Debug, Default)]
+struct OutMaps {
     /// Alias to (topic, sends since it got the alias); index = alias - 1.
     slots: Vec<(Arc<str>, u64)>,
     by_topic: HashMap<Arc<str>, u16>,
@@ -133,12 +146,7 @@ pub(crate) struct AliasesOut {
 
 impl AliasesOut {
     pub(crate) fn new(max: u16) -> AliasesOut {
-        AliasesOut {
-            max,
-            slots: Vec::new(),
-            by_topic: HashMap::new(),
-            counts: HashMap::new(),
-        }
+        AliasesOut { max, maps: None }
     }
 
     /// How the next PUBLISH on `topic` names it.
@@ -146,13 +154,30 @@ impl AliasesOut {
         if self.max == 0 || topic.is_empty() {
             return AliasUse::Name;
         }
+        let max = self.max;
+        self.maps
+            .get_or_insert_with(Default::default)
+            .choose(max, topic)
+    }
+
+    /// Forgets what `choose` just decided for `topic` (the PUBLISH was not
+    /// sent after all: larger than the client's maximum packet size).
+    pub(crate) fn undo(&mut self, topic: &Arc<str>, used: AliasUse) {
+        if let Some(m) = self.maps.as_mut() {
+            m.undo(topic, used);
+        }
+    }
+}
+
+impl OutMaps {
+    fn choose(&mut self, max: u16, topic: &Arc<str>) -> AliasUse {
         if let Some(&alias) = self.by_topic.get(topic) {
             if let Some(slot) = self.slots.get_mut(usize::from(alias) - 1) {
                 slot.1 += 1;
             }
             return AliasUse::Alias(alias);
         }
-        if self.slots.len() < usize::from(self.max) {
+        if self.slots.len() < usize::from(max) {
             self.slots.push((topic.clone(), 1));
             let alias = self.slots.len() as u16;
             self.by_topic.insert(topic.clone(), alias);
@@ -186,9 +211,7 @@ impl AliasesOut {
         AliasUse::Set(alias)
     }
 
-    /// Forgets what `choose` just decided for `topic` (the PUBLISH was not
-    /// sent after all: larger than the client's maximum packet size).
-    pub(crate) fn undo(&mut self, topic: &Arc<str>, used: AliasUse) {
+    fn undo(&mut self, topic: &Arc<str>, used: AliasUse) {
         if let AliasUse::Set(alias) = used {
             self.by_topic.remove(topic);
             if let Some(slot) = self.slots.get_mut(usize::from(alias) - 1) {

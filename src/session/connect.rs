@@ -328,7 +328,7 @@ impl Session {
                     identity,
                     subscriber,
                     generation,
-                    will,
+                    will: will.map(Box::new),
                     expiry: granted_expiry,
                     client,
                     acl,
@@ -477,7 +477,7 @@ impl Session {
         let Some(c) = self.phase.conn_mut() else {
             return;
         };
-        c.resume = Some(Resumed {
+        c.resume = Some(Box::new(Resumed {
             was_inflight: resume.was_inflight,
             after: 0,
             // Everything queued up to now is in SQLite (or on its way there
@@ -486,7 +486,7 @@ impl Session {
             last: crate::router::queue::SEQ.load(std::sync::atomic::Ordering::Relaxed),
             unloaded: 0,
             reading: false,
-        });
+        }));
         for pkid in resume.pubrel {
             self.send(Packet::PubRel(Ack::ok(pkid)), ctx);
         }

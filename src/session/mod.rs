@@ -33,6 +33,7 @@ mod inflight;
 mod outbound;
 mod peer;
 mod publish;
+mod reader;
 mod subscribe;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -43,10 +44,10 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, watch};
-use tokio_util::codec::{Encoder, FramedRead};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tokio_util::codec::Encoder;
 
 use crate::actions::supervisor::{SharedIndex, Supervisor};
 use crate::config::{AclRule, MqttConfig};
@@ -64,6 +65,7 @@ use incoming::Incoming;
 use inflight::Inflight;
 use outbound::{Outbound, Queued};
 pub(crate) use peer::{Peer, Transport};
+use reader::PacketReader;
 
 /// Packets queued to the writer task before the session stops reading and
 /// delivering. Bounds what one connection holds beyond the kernel's buffer.
@@ -79,15 +81,6 @@ const PUBLISH_SLACK: usize = 64;
 /// SUBSCRIBE and UNSUBSCRIBE requests of one client the router has not
 /// answered yet; past this the session reads no further.
 const SUBSCRIBE_WINDOW: usize = 16;
-
-/// The read buffer a connection starts with; it grows for larger packets.
-/// Small, because most connections are idle devices and this is what each
-/// of them costs.
-const READ_BUFFER: usize = 4096;
-
-/// How much a connection's writer gathers into one write: enough to batch a
-/// burst of small packets into few syscalls.
-const WRITE_BUFFER: usize = 16 * 1024;
 
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -254,7 +247,8 @@ struct Conn {
     subscriber: Arc<Subscriber>,
     /// Which attachment of the subscriber this connection is.
     generation: u64,
-    will: Option<Will>,
+    /// Boxed: most devices have none, and it is read once, at the end.
+    will: Option<Box<Will>>,
     /// The session expiry interval in force (seconds; None = for ever).
     expiry: Option<u32>,
     /// What the protocol version and the client's CONNECT make of it.
@@ -280,7 +274,8 @@ struct Conn {
 
     // Messages to the client.
     /// A resumed session whose queue is still being read from SQLite.
-    resume: Option<Resumed>,
+    /// Boxed: only a resumed session has one, while its queue is read.
+    resume: Option<Box<Resumed>>,
     /// Messages from SQLite (a resumed session), sent before anything newer.
     resend: VecDeque<Delivery>,
     /// Messages taken from the subscriber queue and not yet written.
@@ -312,7 +307,6 @@ pub(crate) struct Session {
     out: Outbound,
     /// A wait for room in the writer queue is running.
     waiting_writer: bool,
-    writer_task: Option<tokio::task::JoinHandle<()>>,
     gate: Gate,
     /// The protocol level of the CONNECT (0 before it): how packets are
     /// encoded and how a refusal or a close is told.
@@ -340,11 +334,9 @@ impl Session {
             let max = handles.mqtt.max_packet_size;
             let gate = Gate::default();
             ctx.add_stream(Gated {
-                inner: FramedRead::with_capacity(read, MqttCodec::new(max), READ_BUFFER),
+                inner: PacketReader::new(read, MqttCodec::new(max)),
                 gate: gate.clone(),
             });
-            let (writer, rx) = mpsc::channel(WRITER_QUEUE);
-            let writer_task = actix::spawn(write_loop(write, rx));
             ctx.run_later(CONNECT_TIMEOUT, |act, ctx| {
                 if matches!(act.phase, Phase::AwaitingConnect) {
                     act.close(ctx, "no CONNECT in time");
@@ -364,9 +356,8 @@ impl Session {
                 handles,
                 peer,
                 phase: Phase::AwaitingConnect,
-                out: Outbound::new(writer),
+                out: Outbound::new(write, WRITER_QUEUE),
                 waiting_writer: false,
-                writer_task: Some(writer_task),
                 gate,
                 level: 0,
                 codec: MqttCodec::new(max),
@@ -597,12 +588,7 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Some(task) = self.writer_task.take() {
-            actix::spawn(async move {
-                tokio::time::sleep(WRITER_GRACE).await;
-                task.abort();
-            });
-        }
+        self.out.end(WRITER_GRACE);
         if let Phase::Connecting { client_id } = &self.phase {
             // Ended while the router was handing the session over.
             self.handles.router.do_send(Disconnected {
@@ -638,7 +624,7 @@ impl Actor for Session {
         let mut delayed = None;
         if let Some(will) = will {
             let delay = Duration::from_secs(u64::from(will.delay));
-            let m = will_message(will, delay);
+            let m = will_message(*will, delay);
             if delay.is_zero() || c.expiry == Some(0) {
                 let router = self.handles.router.clone();
                 actix::spawn(async move {
@@ -778,41 +764,6 @@ fn will_message(will: Will, delay: Duration) -> Publication {
         properties: properties.filter(|p| !p.is_empty()),
         expires_at,
     }
-}
-
-/// Writes what the session queues: whatever is waiting is gathered into one
-/// buffer and written with one call. The buffer exists only while there is
-/// something to write, so an idle connection holds none.
-async fn write_loop<W: AsyncWrite + Unpin>(mut io: W, mut rx: mpsc::Receiver<Bytes>) {
-    let mut buf: Vec<u8> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        if rx.is_empty() {
-            // One packet alone (the common case of an idle device's ping):
-            // no copy.
-            if io.write_all(&first).await.is_err() {
-                return;
-            }
-        } else {
-            buf.extend_from_slice(&first);
-            while buf.len() < WRITE_BUFFER {
-                match rx.try_recv() {
-                    Ok(more) => buf.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
-            if io.write_all(&buf).await.is_err() {
-                return;
-            }
-            buf.clear();
-            if rx.is_empty() {
-                buf = Vec::new();
-            }
-        }
-        if io.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = io.shutdown().await;
 }
 
 /// A socket that counts its bytes into `$SYS/broker/bytes/...`.
