@@ -1703,3 +1703,39 @@ fn a_publish_past_max_topics_gets_disconnect_0x97() {
     };
     assert_eq!(d.reason, rc::QUOTA_EXCEEDED, "{d:?}");
 }
+#[test]
+fn a_subscriber_that_stops_reading_gets_disconnect_0x97_as_a_slow_consumer() {
+    let s = Server::start_with(
+        Config::new()
+            .mqtt("slow_subscriber_timeout", "\"1s\"")
+            .mqtt("max_queued_messages", "10"),
+    );
+    let token = s.token("d1");
+    let (mut slow, _) = Raw::login5(s.mqtt_port, &c5("sloth", &token).keep_alive(0));
+    assert_eq!(slow.subscribe5(1, None, &[("sc/t", 1)]).codes, vec![1]);
+    let mut p = login(&s, "firehose", &token);
+    // Enough to fill its socket and its queue; the publisher is held back
+    // for slow_subscriber_timeout, then the subscriber is let go.
+    let payload = vec![b'z'; 16 * 1024];
+    for sent in 1..=4000 {
+        p.send(&publish5("sc/t", &payload, 0, false, 0, &Props::new()));
+        if sent % 100 == 0 && slow_gone(&s) {
+            break;
+        }
+    }
+    assert!(
+        slow_gone(&s),
+        "the subscriber was let go as a slow consumer"
+    );
+    // It reads again at once: what was in its socket, then the DISCONNECT
+    // (the broker gives the last writes 2 s; a client that never reads
+    // again gets the close alone).
+    let d = slow.expect_disconnect5(Duration::from_secs(30), "a slow consumer");
+    assert_eq!(d.reason, rc::QUOTA_EXCEEDED, "{d:?}");
+    bye(p);
+}
+
+/// Whether the broker has counted a slow consumer yet.
+fn slow_gone(s: &Server) -> bool {
+    s.metric("brook_slow_consumers_total") > 0.0
+}

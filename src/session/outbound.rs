@@ -187,11 +187,26 @@ impl Outbound {
     pub(crate) fn end(&mut self, grace: Duration) {
         let mut s = self.shared.borrow_mut();
         s.ended = true;
+        // What waited for room (the DISCONNECT that says why, most often)
+        // goes last, within the same grace: past the queue's cap, but only
+        // the answers to requests already read are ever held.
+        if !s.closed {
+            s.queue.extend(self.overflow.drain(..));
+        }
         if let Some(io) = s.io.take() {
-            actix::spawn(async move {
-                let mut io = io;
-                let _ = tokio::time::timeout(grace, io.shutdown()).await;
-            });
+            if s.queue.is_empty() {
+                actix::spawn(async move {
+                    let mut io = io;
+                    let _ = tokio::time::timeout(grace, io.shutdown()).await;
+                });
+            } else {
+                let task = actix::spawn(write_out(self.shared.clone(), io)).abort_handle();
+                s.task = Some(task.clone());
+                actix::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    task.abort();
+                });
+            }
         } else if let Some(task) = s.task.clone() {
             actix::spawn(async move {
                 tokio::time::sleep(grace).await;
@@ -323,6 +338,20 @@ mod tests {
             let mut rest = Vec::new();
             server.read_to_end(&mut rest).await.expect("read");
             assert_eq!(rest, [8], "queued before the end, written, then shut down");
+        });
+    }
+
+    #[test]
+    fn packets_held_for_room_are_written_after_the_end_too() {
+        local(async {
+            let (client, mut server) = tokio::io::duplex(1024);
+            let mut out = Outbound::new(client, 1);
+            assert_eq!(out.delivery(p(1)), Queued::Sent);
+            assert_eq!(out.control(p(2)), Queued::Held, "the queue is full");
+            out.end(Duration::from_secs(5));
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).await.expect("read");
+            assert_eq!(rest, [1, 2], "the held packet went last, then the shutdown");
         });
     }
 
