@@ -2,7 +2,7 @@
 # brook vs rumqttd and Mosquitto, side by side on this machine.
 #
 #   bench/run.sh            # 3 rounds, full sizes (about 15 minutes)
-#   bench/run.sh --quick    # 1 round, small sizes (about 2 minutes)
+#   bench/run.sh --quick    # 1 round, small sizes (about 3 minutes)
 #
 # Builds brook and brook-bench in release, starts brook (temp data dir, free
 # loopback ports, an admin token, an insert_bucket action on bench/durable/#,
@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1 ;;
         --mqtt5-only) MQTT5_ONLY=1 ;;
         --no-rumqttd) NO_RUMQTTD=1 ;;
-        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
