@@ -76,6 +76,10 @@ struct Common {
     /// The MQTT version the clients speak: 3.1.1 (or 4) or 5.
     #[arg(long, global = true, default_value = "3.1.1", value_parser = Version::parse)]
     mqtt: Version,
+    /// The round of `bench/run.sh` this run belongs to, copied into the
+    /// result line (`report` pairs figures of the same round by it).
+    #[arg(long, global = true)]
+    round: Option<u32>,
 }
 
 impl Common {
@@ -95,6 +99,11 @@ impl Common {
 enum Cmd {
     /// P publishers, each N messages to its own topic; one wildcard subscriber.
     Fanin(FaninArgs),
+    /// One publisher, N subscribers on its topic: deliveries/s and losses.
+    Fanout(FanoutArgs),
+    /// N retained topics: the broker's RSS per retained topic, and a
+    /// wildcard subscriber checks they are all retained.
+    Retained(RetainedArgs),
     /// One publisher at a fixed rate, one subscriber: latency percentiles.
     Latency(LatencyArgs),
     /// C idle clients at once: connect rate and the broker's RSS.
@@ -140,6 +149,43 @@ struct FaninArgs {
     /// QoS 1: unacknowledged messages per publisher.
     #[arg(long, default_value_t = 100)]
     window: usize,
+}
+
+#[derive(Args)]
+struct FanoutArgs {
+    #[arg(long, default_value_t = 50)]
+    subscribers: usize,
+    /// Messages the publisher sends (each subscriber should get them all).
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// Payload bytes (at least 20: publisher, sequence, timestamp).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// The publisher's and the subscriptions' QoS.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    qos: u8,
+    /// QoS 1: unacknowledged messages the publisher keeps in flight.
+    #[arg(long, default_value_t = 100)]
+    window: usize,
+    /// Subscriber connections being opened at once.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+}
+
+#[derive(Args)]
+struct RetainedArgs {
+    /// Retained topics (`bench/RUN/r/I`, 16-byte payloads, QoS 1).
+    #[arg(long, default_value_t = 100_000)]
+    topics: usize,
+    /// Unacknowledged retained PUBLISHes in flight.
+    #[arg(long, default_value_t = 200)]
+    window: usize,
+    /// Seconds to wait before reading RSS after the last PUBACK.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// The QoS of the subscription that counts the retained messages.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    sub_qos: u8,
 }
 
 #[derive(Args)]
@@ -234,6 +280,8 @@ fn main() -> Result<()> {
     let line = rt.block_on(async {
         match cli.cmd {
             Cmd::Fanin(a) => fanin(&c, &a).await.map(Some),
+            Cmd::Fanout(a) => fanout(&c, &a).await.map(Some),
+            Cmd::Retained(a) => retained(&c, &a).await.map(Some),
             Cmd::Latency(a) => latency(&c, &a).await.map(Some),
             Cmd::Connections(a) => connections(&c, &a).await.map(Some),
             Cmd::Durable(a) => durable(&c, &a).await.map(Some),
@@ -285,7 +333,10 @@ fn main() -> Result<()> {
             }
         }
     })?;
-    if let Some(line) = line {
+    if let Some(mut line) = line {
+        if let (Some(round), Some(o)) = (c.round, line.as_object_mut()) {
+            o.insert("round".into(), json!(round));
+        }
         println!("{line}");
     }
     // Idle connections and publisher tasks may still be open; don't wait.
@@ -448,6 +499,222 @@ async fn fanin(c: &Common, a: &FaninArgs) -> Result<Value> {
     }))
 }
 
+/// Opens `n` subscribers `bench-RUN-sub-I` on `filter`, `concurrency` at
+/// a time, each subscribed (SUBACK read) before this returns.
+async fn open_subscribers(
+    target: &Target,
+    run: &str,
+    n: usize,
+    filter: &str,
+    qos: u8,
+    concurrency: usize,
+    deadline: Instant,
+) -> Result<Vec<(conn::Conn, BytesMut)>> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await?;
+        let target = target.clone();
+        let id = format!("bench-{run}-sub-{i}");
+        let filter = filter.to_string();
+        set.spawn(async move {
+            let r = tokio::time::timeout_at(
+                deadline.into(),
+                open_subscriber(&target, &id, &filter, qos, None),
+            )
+            .await
+            .map_err(|_| anyhow!("subscriber {i}: not subscribed within --max-seconds"))
+            .and_then(|r| r.with_context(|| format!("subscriber {i}")));
+            drop(permit);
+            r
+        });
+    }
+    let mut subs = Vec::with_capacity(n);
+    while let Some(r) = set.join_next().await {
+        subs.push(r??);
+    }
+    Ok(subs)
+}
+
+async fn fanout(c: &Common, a: &FanoutArgs) -> Result<Value> {
+    let target = c.target();
+    let run = run_id();
+    let deadline = Instant::now() + Duration::from_secs(c.max_seconds);
+    let topic = format!("bench/{run}/fanout");
+    let subs = open_subscribers(
+        &target,
+        &run,
+        a.subscribers,
+        &topic,
+        a.qos,
+        a.concurrency,
+        deadline,
+    )
+    .await?;
+    let (ps, pb, window) = open_publishers(&target, &run, 1, a.window)
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow!("open_publishers opened no publisher"))?;
+    let done = Arc::new(AtomicBool::new(false));
+    // One task per subscriber on the runtime's worker threads (as many as
+    // cores): each wakes when its socket has data and counts what one read
+    // brought in place, so the client side costs little per delivery.
+    let sub_tasks: Vec<_> = subs
+        .into_iter()
+        .map(|(s, b)| {
+            tokio::spawn(clients::counting_subscriber(
+                s,
+                b,
+                clients::CountSpec {
+                    version: target.version,
+                    expected: a.messages,
+                    publishers_done: done.clone(),
+                    idle: Duration::from_secs(2),
+                    give_up: deadline,
+                },
+                clients::payload_seq,
+            ))
+        })
+        .collect();
+    let base = Instant::now();
+    let publisher = tokio::spawn(clients::publisher(
+        ps,
+        pb,
+        PubSpec {
+            version: target.version,
+            index: 0,
+            topic,
+            qos: a.qos,
+            count: Some(a.messages),
+            window,
+            rate: None,
+            payload: Payload::Binary { size: a.size },
+            base,
+            stop_sending: deadline,
+            give_up: deadline,
+            progress: Arc::new(AtomicU64::new(0)),
+        },
+    ));
+    let p = publisher.await??;
+    done.store(true, Ordering::Relaxed);
+    let mut results = Vec::with_capacity(sub_tasks.len());
+    for t in sub_tasks {
+        results.push(t.await??);
+    }
+    let expected = a.subscribers as u64 * a.messages;
+    let unique: u64 = results.iter().map(|r| r.unique).sum();
+    let last = results.iter().filter_map(|r| r.last).max();
+    Ok(json!({
+        "scenario": "fanout",
+        "broker": c.broker,
+        "mqtt": mqtt_label(c.mqtt),
+        "qos": a.qos,
+        "subscribers": a.subscribers,
+        "messages": a.messages,
+        "size": a.size,
+        "window": if a.qos > 0 { json!(window) } else { Value::Null },
+        "sent_per_s": rate(p.acked, base, p.finished),
+        "deliveries_per_s": rate(unique, base, last),
+        "expected": expected,
+        "received": unique,
+        "lost": expected - unique.min(expected),
+        "min_received": results.iter().map(|r| r.unique).min(),
+        "max_received": results.iter().map(|r| r.unique).max(),
+        "complete_subscribers": results.iter().filter(|r| r.unique >= a.messages).count(),
+        "refused": p.refused,
+        "dup": results.iter().map(|r| r.dup).sum::<u64>(),
+        "out_of_order": results.iter().map(|r| r.out_of_order).sum::<u64>(),
+        "timed_out": p.timed_out || results.iter().any(|r| r.timed_out),
+        "seconds": round3(base.elapsed().as_secs_f64()),
+        "rss_kb": rss_kb(c.broker_pid),
+    }))
+}
+
+async fn retained(c: &Common, a: &RetainedArgs) -> Result<Value> {
+    if a.topics == 0 {
+        bail!("--topics 0: nothing to measure");
+    }
+    let target = c.target();
+    let run = run_id();
+    let deadline = Instant::now() + Duration::from_secs(c.max_seconds);
+    let prefix = format!("bench/{run}/r/");
+    let topic = |i: usize| format!("{prefix}{i}");
+    let (mut p, mut buf) = wire::open(&target, &format!("bench-{run}-retainer"), 60, None).await?;
+    let rss_before = rss_kb(c.broker_pid);
+    let base = Instant::now();
+    publish_retained(
+        &mut p,
+        &mut buf,
+        target.version,
+        &topic,
+        a.topics,
+        a.window,
+        deadline,
+    )
+    .await?;
+    let publish_secs = base.elapsed().as_secs_f64();
+    let mut bye = BytesMut::new();
+    wire::disconnect(&mut bye);
+    let _ = p.write_all(&bye).await;
+    drop(p);
+    tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
+    let rss_retained = rss_kb(c.broker_pid);
+    // Are they all retained? A new subscriber to the prefix gets each once.
+    // Its SUBACK is read with the PUBLISHes: a broker may send retained
+    // messages before it, which `subscribe_and_wait` would skip.
+    let (mut s, b) = wire::open(&target, &format!("bench-{run}-counter"), 120, None).await?;
+    let mut sub = BytesMut::new();
+    wire::subscribe(
+        &mut sub,
+        target.version,
+        1,
+        &format!("{prefix}#"),
+        a.sub_qos,
+    );
+    s.write_all(&sub).await?;
+    let key = |p: &wire::Publish<'_>| -> Option<u64> {
+        let rest = p.topic.strip_prefix(prefix.as_bytes())?;
+        let i: u64 = std::str::from_utf8(rest).ok()?.parse().ok()?;
+        (p.retain && i < a.topics as u64).then_some(i)
+    };
+    let count = clients::counting_subscriber(
+        s,
+        b,
+        clients::CountSpec {
+            version: target.version,
+            expected: a.topics as u64,
+            publishers_done: Arc::new(AtomicBool::new(true)),
+            idle: Duration::from_secs(5),
+            give_up: deadline,
+        },
+        key,
+    )
+    .await?;
+    let rss_after_sub = rss_kb(c.broker_pid);
+    let per_topic = match (rss_before, rss_retained) {
+        (Some(b), Some(r)) => Some(((r as f64 - b as f64) * 1024.0 / a.topics as f64).round()),
+        _ => None,
+    };
+    Ok(json!({
+        "scenario": "retained",
+        "broker": c.broker,
+        "mqtt": mqtt_label(c.mqtt),
+        "topics": a.topics,
+        "size": 16,
+        "publish_per_s": (a.topics as f64 / publish_secs).round(),
+        "rss_before_kb": rss_before,
+        "rss_retained_kb": rss_retained,
+        "rss_after_subscriber_kb": rss_after_sub,
+        "bytes_per_topic": per_topic,
+        "retained_received": count.unique,
+        "missing": a.topics as u64 - count.unique.min(a.topics as u64),
+        "dup": count.dup,
+        "not_counted": count.received - count.unique - count.dup,
+        "timed_out": count.timed_out,
+        "seconds": round3(base.elapsed().as_secs_f64()),
+    }))
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -567,25 +834,27 @@ async fn connect_times(target: &Target, run: &str, tag: &str, n: usize) -> Resul
     Ok(times)
 }
 
-async fn churn(c: &Common, a: &ChurnArgs) -> Result<Value> {
-    let target = c.target();
-    let run = run_id();
-    let deadline = Instant::now() + Duration::from_secs(c.max_seconds);
-    let topic = |i: usize| format!("bench/{run}/r/{i}");
-    // The retained topics, QoS 1 with a window so that they are all in.
-    let (mut p, mut buf) = wire::open(&target, &format!("bench-{run}-retainer"), 60, None).await?;
-    let window = 200usize;
+/// Publishes `n` retained messages (QoS 1, 16-byte payloads) to `topic(0)`
+/// .. `topic(n - 1)` with `window` of them unacknowledged at most, until
+/// every one is acknowledged; `Err` past `deadline`. MQTT 5: a PUBACK with
+/// a failure reason is an error (the topic would not be retained).
+async fn publish_retained(
+    p: &mut conn::Conn,
+    buf: &mut BytesMut,
+    v: Version,
+    topic: &dyn Fn(usize) -> String,
+    n: usize,
+    window: usize,
+    deadline: Instant,
+) -> Result<()> {
+    let window = window.max(1);
     let mut sent = 0usize;
     let mut acked = 0usize;
     let mut out = BytesMut::new();
-    while acked < a.topics {
-        if Instant::now() >= deadline {
-            bail!("retained topics not in within --max-seconds");
-        }
-        while sent < a.topics && sent - acked < window {
+    while acked < n {
+        out.clear();
+        while sent < n && sent - acked < window {
             let packet_id = (sent % 65535 + 1) as u16;
-            out.clear();
-            let v = target.version;
             wire::publish(
                 &mut out,
                 v,
@@ -595,14 +864,51 @@ async fn churn(c: &Common, a: &ChurnArgs) -> Result<Value> {
                 packet_id,
                 b"0123456789abcdef",
             );
-            p.write_all(&out).await?;
             sent += 1;
         }
-        let packet = wire::read_packet(&mut p, &mut buf).await?;
-        if packet.kind() == wire::PUBACK {
-            acked += 1;
+        if !out.is_empty() {
+            p.write_all(&out).await?;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let packet = tokio::time::timeout(left, wire::read_packet(p, buf))
+            .await
+            .map_err(|_| {
+                anyhow!("{acked} of {n} retained topics acknowledged within --max-seconds")
+            })??;
+        match packet.kind() {
+            wire::PUBACK if packet.reason(v) >= 0x80 => bail!(
+                "retained PUBLISH {} refused, reason {:#04x}",
+                packet.ack_id(),
+                packet.reason(v)
+            ),
+            wire::PUBACK => acked += 1,
+            wire::DISCONNECT => bail!(
+                "DISCONNECT from the broker after {acked} retained topics, reason {:#04x}",
+                packet.reason(v)
+            ),
+            _ => {}
         }
     }
+    Ok(())
+}
+
+async fn churn(c: &Common, a: &ChurnArgs) -> Result<Value> {
+    let target = c.target();
+    let run = run_id();
+    let deadline = Instant::now() + Duration::from_secs(c.max_seconds);
+    let topic = |i: usize| format!("bench/{run}/r/{i}");
+    let (mut p, mut buf) = wire::open(&target, &format!("bench-{run}-retainer"), 60, None).await?;
+    publish_retained(
+        &mut p,
+        &mut buf,
+        target.version,
+        &topic,
+        a.topics,
+        200,
+        deadline,
+    )
+    .await?;
+    let mut out = BytesMut::new();
     let before = connect_times(&target, &run, "idle", a.probes).await?;
     // The client that will leave: clean session, many literal filters.
     let (mut heavy, mut hbuf) =

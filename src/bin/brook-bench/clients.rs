@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::Conn;
 use anyhow::{bail, Result};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::wire::{self, Version, DISCONNECT, PUBACK, PUBLISH, PUBREC};
@@ -348,6 +348,145 @@ pub(crate) async fn subscriber(
     wire::disconnect(&mut bye);
     let _ = stream.write_all(&bye).await;
     Ok(res)
+}
+
+pub(crate) struct CountSpec {
+    pub version: Version,
+    /// Distinct keys expected; reaching them ends the subscriber.
+    pub expected: u64,
+    /// Set when the publishers are done (or from the start, when nothing
+    /// more is coming but what the broker holds); then `idle` without a
+    /// packet ends the subscriber.
+    pub publishers_done: Arc<AtomicBool>,
+    pub idle: Duration,
+    pub give_up: Instant,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CountResult {
+    /// PUBLISH packets received.
+    pub received: u64,
+    /// Distinct keys among them.
+    pub unique: u64,
+    pub dup: u64,
+    /// Keys lower than one seen before.
+    pub out_of_order: u64,
+    /// When the read that brought the last PUBLISH returned.
+    pub last: Option<Instant>,
+    pub timed_out: bool,
+}
+
+/// A lean subscriber for scenarios with many of them (fan-out) or many
+/// messages to count (retained): it parses packets in place in its read
+/// buffer (no copy, no allocation per message), takes the clock once per
+/// read rather than per message, answers QoS 1/2 with one write per read,
+/// and counts the distinct `key`s of the PUBLISHes (`None`: not counted).
+pub(crate) async fn counting_subscriber<K>(
+    mut stream: Conn,
+    mut inbuf: BytesMut,
+    spec: CountSpec,
+    key: K,
+) -> Result<CountResult>
+where
+    K: Fn(&wire::Publish<'_>) -> Option<u64>,
+{
+    let mut res = CountResult::default();
+    let mut seen = Seen::default();
+    let mut acks = BytesMut::with_capacity(4096);
+    let mut last_activity = Instant::now();
+    let mut read_at = last_activity;
+    loop {
+        let mut got = false;
+        let used = wire::for_each_packet(&inbuf, |header, body| {
+            match header >> 4 {
+                PUBLISH => {
+                    let p = wire::Publish::parse(header, body, spec.version)?;
+                    got = true;
+                    res.received += 1;
+                    match p.qos {
+                        1 => wire::ack(&mut acks, PUBACK, p.id),
+                        2 => wire::ack(&mut acks, PUBREC, p.id),
+                        _ => {}
+                    }
+                    if let Some(k) = key(&p) {
+                        if !seen.insert(k) {
+                            res.dup += 1;
+                        } else if seen.max.is_some_and(|m| k < m) {
+                            res.out_of_order += 1;
+                        }
+                        seen.max = Some(seen.max.map_or(k, |m| m.max(k)));
+                    }
+                }
+                wire::SUBACK => {
+                    if let Some(code) = wire::suback_codes(body, spec.version)?
+                        .iter()
+                        .find(|c| **c >= 0x80)
+                    {
+                        bail!("subscription refused ({code:#04x})");
+                    }
+                }
+                wire::PUBREL if body.len() >= 2 => wire::ack(
+                    &mut acks,
+                    wire::PUBCOMP,
+                    u16::from_be_bytes([body[0], body[1]]),
+                ),
+                DISCONNECT => bail!(
+                    "subscriber: DISCONNECT from the broker, reason {:#04x}",
+                    if spec.version == Version::V5 {
+                        body.first().copied().unwrap_or(0)
+                    } else {
+                        0
+                    }
+                ),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        inbuf.advance(used);
+        res.unique = seen.unique;
+        if got {
+            res.last = Some(read_at);
+        }
+        if !acks.is_empty() {
+            stream.write_all(&acks).await?;
+            acks.clear();
+        }
+        if res.unique >= spec.expected {
+            break;
+        }
+        let now = Instant::now();
+        if now >= spec.give_up {
+            res.timed_out = true;
+            break;
+        }
+        let done = spec.publishers_done.load(Ordering::Relaxed);
+        if done && now.duration_since(last_activity) >= spec.idle {
+            break;
+        }
+        let wait = Duration::from_millis(100).min(spec.give_up - now);
+        if inbuf.capacity() - inbuf.len() < 8 * 1024 {
+            inbuf.reserve(64 * 1024);
+        }
+        match tokio::time::timeout(wait, stream.read_buf(&mut inbuf)).await {
+            Ok(Ok(0)) => bail!("subscriber: connection closed by the broker"),
+            Ok(Ok(_)) => {
+                read_at = Instant::now();
+                last_activity = read_at;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    let mut bye = BytesMut::new();
+    wire::disconnect(&mut bye);
+    let _ = stream.write_all(&bye).await;
+    Ok(res)
+}
+
+/// The sequence number of a binary payload (see `HEADER`).
+pub(crate) fn payload_seq(p: &wire::Publish<'_>) -> Option<u64> {
+    let b = p.payload.get(4..12)?;
+    Some(u64::from_be_bytes(b.try_into().ok()?))
 }
 
 /// The value at quantile `q` (0..=1) of sorted samples.

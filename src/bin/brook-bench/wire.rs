@@ -253,29 +253,9 @@ impl Packet {
     /// (qos, packet id, payload) of a PUBLISH; MQTT 5: its properties are
     /// skipped.
     pub(crate) fn publish(&self, v: Version) -> Result<(u8, u16, Bytes)> {
-        let qos = (self.header >> 1) & 3;
-        let b = &self.body;
-        if b.len() < 2 {
-            bail!("short PUBLISH");
-        }
-        let tlen = u16::from_be_bytes([b[0], b[1]]) as usize;
-        let mut at = 2 + tlen;
-        let mut id = 0;
-        if qos > 0 {
-            if b.len() < at + 2 {
-                bail!("short PUBLISH");
-            }
-            id = u16::from_be_bytes([b[at], b[at + 1]]);
-            at += 2;
-        }
-        if v.v5() {
-            let (plen, n) = get_varint(b.get(at..).unwrap_or_default())?;
-            at += n + plen;
-        }
-        if b.len() < at {
-            bail!("short PUBLISH");
-        }
-        Ok((qos, id, self.body.slice(at..)))
+        let p = Publish::parse(self.header, &self.body, v)?;
+        let at = self.body.len() - p.payload.len();
+        Ok((p.qos, p.id, self.body.slice(at..)))
     }
 
     /// The CONNACK's return code (3.1.1) or reason code (MQTT 5) and, in
@@ -305,16 +285,20 @@ impl Packet {
     /// The SUBACK's return codes (3.1.1: 0x80 = failure) or reason codes
     /// (MQTT 5: 0x80 and up = failure), one per filter.
     pub(crate) fn suback_codes(&self, v: Version) -> Result<&[u8]> {
-        let b = &self.body;
-        let mut at = 2;
-        if v.v5() {
-            let (plen, n) = get_varint(b.get(at..).unwrap_or_default())?;
-            at += n + plen;
-        }
-        match b.get(at..) {
-            Some(codes) if !codes.is_empty() => Ok(codes),
-            _ => bail!("short SUBACK"),
-        }
+        suback_codes(&self.body, v)
+    }
+}
+
+/// The return or reason codes of a SUBACK with this body.
+pub(crate) fn suback_codes(b: &[u8], v: Version) -> Result<&[u8]> {
+    let mut at = 2;
+    if v.v5() {
+        let (plen, n) = get_varint(b.get(at..).unwrap_or_default())?;
+        at += n + plen;
+    }
+    match b.get(at..) {
+        Some(codes) if !codes.is_empty() => Ok(codes),
+        _ => bail!("short SUBACK"),
     }
 }
 
@@ -384,6 +368,76 @@ fn for_each_property(block: &[u8], mut f: impl FnMut(u8, &[u8])) -> Result<()> {
         p = &p[size..];
     }
     Ok(())
+}
+
+/// A PUBLISH read in place: its parts borrow the packet's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Publish<'a> {
+    pub qos: u8,
+    pub retain: bool,
+    pub id: u16,
+    pub topic: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl<'a> Publish<'a> {
+    /// The parts of a PUBLISH with this first byte and body (what follows
+    /// the remaining length); MQTT 5: its properties are skipped.
+    pub(crate) fn parse(header: u8, b: &'a [u8], v: Version) -> Result<Publish<'a>> {
+        let qos = (header >> 1) & 3;
+        if b.len() < 2 {
+            bail!("short PUBLISH");
+        }
+        let tlen = u16::from_be_bytes([b[0], b[1]]) as usize;
+        let mut at = 2 + tlen;
+        let topic = b.get(2..at).ok_or_else(|| anyhow!("short PUBLISH"))?;
+        let mut id = 0;
+        if qos > 0 {
+            if b.len() < at + 2 {
+                bail!("short PUBLISH");
+            }
+            id = u16::from_be_bytes([b[at], b[at + 1]]);
+            at += 2;
+        }
+        if v.v5() {
+            let (plen, n) = get_varint(b.get(at..).unwrap_or_default())?;
+            at += n + plen;
+        }
+        let payload = b.get(at..).ok_or_else(|| anyhow!("short PUBLISH"))?;
+        Ok(Publish {
+            qos,
+            retain: header & 1 == 1,
+            id,
+            topic,
+            payload,
+        })
+    }
+}
+
+/// Calls `f(first byte, body)` for each whole packet at the front of `buf`,
+/// without copying; returns the bytes those packets took (the caller
+/// advances past them and keeps the rest for the next read).
+pub(crate) fn for_each_packet(
+    buf: &[u8],
+    mut f: impl FnMut(u8, &[u8]) -> Result<()>,
+) -> Result<usize> {
+    let mut at = 0;
+    while buf.len() - at >= 2 {
+        let rest = &buf[at + 1..];
+        let (len, n) = match get_varint(rest) {
+            Ok(x) => x,
+            // Fewer than 4 bytes, all with the continuation bit: wait.
+            Err(_) if rest.len() < 4 => break,
+            Err(e) => return Err(e),
+        };
+        let end = at + 1 + n + len;
+        if end > buf.len() {
+            break;
+        }
+        f(buf[at], &buf[at + 1 + n..end])?;
+        at = end;
+    }
+    Ok(at)
 }
 
 /// Takes one whole packet off the front of `buf`, if there is one.
@@ -567,6 +621,49 @@ mod tests {
         assert!(next_packet(&mut part).unwrap().is_none());
         part.extend_from_slice(&whole[3..]);
         assert!(next_packet(&mut part).unwrap().is_some());
+    }
+
+    /// Packets read in place: whole ones are given, a split one waits for
+    /// the rest, whatever byte the read stopped at.
+    #[test]
+    fn packets_in_place() {
+        for v in [Version::V4, Version::V5] {
+            let mut whole = BytesMut::new();
+            publish(&mut whole, v, "a/1", 1, true, 7, &[5u8; 200]);
+            ack(&mut whole, PUBREL, 9);
+            publish(&mut whole, v, "b", 0, false, 0, b"xy");
+            for cut in 0..=whole.len() {
+                let mut seen = Vec::new();
+                let mut walk = |buf: &[u8]| {
+                    for_each_packet(buf, |h, body| {
+                        seen.push(h >> 4);
+                        if h >> 4 == PUBLISH {
+                            let p = Publish::parse(h, body, v)?;
+                            assert!(p.topic == b"a/1" || p.topic == b"b");
+                            if p.topic == b"a/1" {
+                                assert_eq!(
+                                    (p.qos, p.retain, p.id, p.payload.len()),
+                                    (1, true, 7, 200)
+                                );
+                            } else {
+                                assert_eq!((p.qos, p.retain, p.payload), (0, false, &b"xy"[..]));
+                            }
+                        }
+                        Ok(())
+                    })
+                    .unwrap()
+                };
+                let used = walk(&whole[..cut]);
+                let mut rest = whole[used..cut].to_vec();
+                rest.extend_from_slice(&whole[cut..]);
+                assert_eq!(walk(&rest), rest.len(), "{v:?} cut at {cut}");
+                assert_eq!(seen, vec![PUBLISH, PUBREL, PUBLISH], "{v:?} cut at {cut}");
+            }
+        }
+        let mut bad = BytesMut::from(&b"\x30\xff\xff\xff\xff\x01"[..]);
+        assert!(for_each_packet(&bad, |_, _| Ok(())).is_err());
+        bad.truncate(4);
+        assert_eq!(for_each_packet(&bad, |_, _| Ok(())).unwrap(), 0);
     }
 
     /// The MQTT 5 packets byte for byte, as the spec lays them out.
