@@ -245,6 +245,36 @@ fn retained_message_is_delivered_to_later_subscriber_with_retain_flag() {
 }
 
 #[test]
+fn suback_comes_before_the_retained_messages_of_its_subscription() {
+    let s = Server::start();
+    let token = s.token("d1");
+    let mut publisher = s.mqtt("pub", &token);
+    for i in 0..20 {
+        publisher.publish_acked(&format!("order/{i}"), QoS::AtLeastOnce, true, "kept");
+    }
+    // A persistent session: its SUBACK waits for the subscription's commit,
+    // which is when retained messages used to overtake it.
+    for clean in [false, true] {
+        let mut raw = Raw::login(
+            s.mqtt_port,
+            &ConnectOpts::new(&format!("orderly-{clean}"), Some(&token)).clean(clean),
+        );
+        raw.send(&raw::subscribe_packet(7, &[("order/#", 1)]));
+        let first = raw.expect_packet(WAIT, "the answer to SUBSCRIBE");
+        assert_eq!(
+            first.kind,
+            raw::SUBACK,
+            "clean session {clean}: SUBACK first, got {first:?}"
+        );
+        for _ in 0..20 {
+            let p = raw.expect_publish(WAIT);
+            assert!(p.retain, "a retained message after the SUBACK");
+            raw.send(&raw::puback_packet(p.pkid));
+        }
+    }
+}
+
+#[test]
 fn empty_retained_payload_clears_retained_message() {
     let s = Server::start();
     let token = s.token("d1");

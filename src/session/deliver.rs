@@ -43,6 +43,11 @@ impl Session {
             } else if c.resume.is_some() {
                 // The next page of the resumed queue comes before anything newer.
                 break;
+            } else if c.subscribing > 0 {
+                // A SUBACK is owed: what the subscription brings (its
+                // retained messages) comes after it, as clients expect;
+                // the answer drains again.
+                break;
             } else {
                 if c.batch.is_empty() {
                     c.subscriber.pop_into(&mut c.batch, BATCH);

@@ -154,6 +154,7 @@ impl Session {
                 Err(_) => return act.close(ctx, "router unavailable"),
             }
             act.pump(ctx);
+            act.drain(ctx);
         }));
         self.update_gate();
     }
@@ -235,6 +236,7 @@ impl Session {
             };
             act.send(Packet::UnsubAck(UnsubAck { pkid, codes, ..UnsubAck::default() }), ctx);
             act.pump(ctx);
+            act.drain(ctx);
         }));
         self.update_gate();
     }
