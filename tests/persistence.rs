@@ -285,3 +285,168 @@ fn sigterm_stores_every_acknowledged_publish_and_exits_in_time() {
         "acknowledged but not stored: {missing:?}"
     );
 }
+
+/// Publishes QoS 1 on a raw connection and waits for its PUBACK.
+fn raw_publish_acked(c: &mut Raw, topic: &str, payload: &[u8], retain: bool, pkid: u16) {
+    c.send(&raw::publish_packet(topic, payload, 1, retain, false, pkid));
+    let p = c.expect_kind(raw::PUBACK, WAIT, "PUBACK");
+    assert_eq!(p.pkid(), pkid);
+}
+
+/// The next PUBLISH on a raw connection, acknowledged when QoS 1.
+fn raw_next_publish(c: &mut Raw) -> raw::Publish {
+    let p = c.expect_publish(WAIT);
+    if p.qos == 1 {
+        c.send(&raw::puback_packet(p.pkid));
+    }
+    p
+}
+
+/// Retained topics that nobody publishes to have no topic actor (a restart
+/// loads them into the retained table only), and a subscriber still gets
+/// every one of them once, with the retain flag, through a queue ten times
+/// smaller than their number.
+#[test]
+fn retained_topics_without_traffic_have_no_actor_and_are_all_delivered() {
+    let mut s = Server::start_with(
+        common::Config::new()
+            .mqtt("max_queued_messages", "50")
+            .mqtt("sys_interval", "\"1h\""),
+    );
+    let d = s.create_device("d");
+    let mut p = Raw::login(s.mqtt_port, &ConnectOpts::new("pub", Some(&d.token)));
+    for i in 0..500u16 {
+        let payload = format!("r{i}");
+        raw_publish_acked(
+            &mut p,
+            &format!("idle/{i}"),
+            payload.as_bytes(),
+            true,
+            i + 1,
+        );
+    }
+    s.kill9();
+    s.restart();
+    let active = s.metric("brook_topics_active");
+    assert!(
+        active < 100.0,
+        "{active} topic actors after a restart with 500 retained topics nobody publishes to"
+    );
+    let mut c = Raw::login(s.mqtt_port, &ConnectOpts::new("reader", Some(&d.token)));
+    assert_eq!(c.subscribe(1, &[("idle/#", 1)]), vec![1]);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..500 {
+        let m = raw_next_publish(&mut c);
+        assert!(
+            m.retain,
+            "a retained message on subscribe has the retain flag"
+        );
+        let i = m.topic.strip_prefix("idle/").expect("a topic under idle/");
+        assert_eq!(
+            m.payload,
+            format!("r{i}").into_bytes(),
+            "payload of {}",
+            m.topic
+        );
+        assert!(seen.insert(m.topic.clone()), "{} delivered twice", m.topic);
+    }
+    assert_eq!(seen.len(), 500);
+}
+
+/// A retained topic without an actor: a new subscriber gets its retained
+/// message, and live publishes after it (which start the topic's actor)
+/// arrive after it, in order; a later retained publish replaces it, an
+/// empty one clears it, and both survive another restart.
+#[test]
+fn a_retained_topic_without_an_actor_keeps_order_with_live_traffic() {
+    let mut s = Server::start();
+    let d = s.create_device("d");
+    let mut p = Raw::login(s.mqtt_port, &ConnectOpts::new("pub", Some(&d.token)));
+    raw_publish_acked(&mut p, "quiet/a", b"old", true, 1);
+    raw_publish_acked(&mut p, "quiet/b", b"gone soon", true, 2);
+    s.kill9();
+    s.restart();
+
+    let mut sub = Raw::login(s.mqtt_port, &ConnectOpts::new("sub", Some(&d.token)));
+    assert_eq!(sub.subscribe(1, &[("quiet/a", 1)]), vec![1]);
+    let mut p = Raw::login(s.mqtt_port, &ConnectOpts::new("pub", Some(&d.token)));
+    raw_publish_acked(&mut p, "quiet/a", b"live 1", false, 1);
+    raw_publish_acked(&mut p, "quiet/a", b"new", true, 2);
+    raw_publish_acked(&mut p, "quiet/a", b"live 2", false, 3);
+    raw_publish_acked(&mut p, "quiet/b", b"", true, 4);
+    let got: Vec<(Vec<u8>, bool)> = (0..4)
+        .map(|_| {
+            let m = raw_next_publish(&mut sub);
+            (m.payload, m.retain)
+        })
+        .collect();
+    let want: Vec<(Vec<u8>, bool)> = vec![
+        (b"old".to_vec(), true),
+        (b"live 1".to_vec(), false),
+        (b"new".to_vec(), false),
+        (b"live 2".to_vec(), false),
+    ];
+    assert_eq!(
+        got, want,
+        "the retained message first, then the live ones in order"
+    );
+
+    s.kill9();
+    s.restart();
+    let mut late = Raw::login(s.mqtt_port, &ConnectOpts::new("late", Some(&d.token)));
+    assert_eq!(late.subscribe(1, &[("quiet/#", 1)]), vec![1]);
+    let m = raw_next_publish(&mut late);
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..], m.retain),
+        ("quiet/a", &b"new"[..], true)
+    );
+    // quiet/b was cleared: a marker published after the subscribe is next.
+    raw_publish_acked(
+        &mut Raw::login(s.mqtt_port, &ConnectOpts::new("pub", Some(&d.token))),
+        "quiet/marker",
+        b"m",
+        false,
+        1,
+    );
+    let m = raw_next_publish(&mut late);
+    assert_eq!(
+        m.topic, "quiet/marker",
+        "no retained message left on quiet/b"
+    );
+}
+
+/// Retained messages loaded at start count against max_retained_messages:
+/// with the limit full, a new topic's retained publish is delivered but
+/// not retained, while a replacement on a loaded topic is.
+#[test]
+fn loaded_retained_messages_count_against_the_limit() {
+    let mut s = Server::start_with(common::Config::new().mqtt("max_retained_messages", "2"));
+    let d = s.create_device("d");
+    let mut p = Raw::login(s.mqtt_port, &ConnectOpts::new("pub", Some(&d.token)));
+    raw_publish_acked(&mut p, "lim/1", b"one", true, 1);
+    raw_publish_acked(&mut p, "lim/2", b"two", true, 2);
+    s.kill9();
+    s.restart();
+    let mut p = Raw::login(s.mqtt_port, &ConnectOpts::new("pub", Some(&d.token)));
+    raw_publish_acked(&mut p, "lim/3", b"three", true, 1);
+    raw_publish_acked(&mut p, "lim/1", b"uno", true, 2);
+    let mut c = Raw::login(s.mqtt_port, &ConnectOpts::new("sub", Some(&d.token)));
+    assert_eq!(c.subscribe(1, &[("lim/#", 1)]), vec![1]);
+    let mut got: Vec<(String, Vec<u8>)> = (0..2)
+        .map(|_| {
+            let m = raw_next_publish(&mut c);
+            (m.topic, m.payload)
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("lim/1".to_string(), b"uno".to_vec()),
+            ("lim/2".to_string(), b"two".to_vec())
+        ]
+    );
+    raw_publish_acked(&mut p, "lim/marker", b"m", false, 3);
+    let m = raw_next_publish(&mut c);
+    assert_eq!(m.topic, "lim/marker", "lim/3 was not retained");
+}

@@ -21,6 +21,7 @@ pub(crate) mod budget;
 pub(crate) mod grant;
 mod jobs;
 pub(crate) mod queue;
+pub(crate) mod retained;
 pub(crate) mod topic;
 pub(crate) mod trie;
 
@@ -38,7 +39,8 @@ use acl::ClientAcl;
 use budget::RetainedBudget;
 use grant::{Reach, Sub};
 use queue::Subscriber;
-use topic::{Member, Retained, Retire, SetShared, SetSubscriber, Topic};
+use retained::{Retained, RetainedTable};
+use topic::{Member, Retire, SetShared, SetSubscriber, Topic};
 use trie::{NameTrie, SubTrie};
 
 /// How often the router looks for entries whose connection ended without
@@ -47,8 +49,16 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a session may keep using a topic address it resolved without
 /// asking again. The router retires a topic only when nobody resolved it for
-/// longer than this, so no session can still send to a stopped topic.
-pub(crate) const TOPIC_LEASE: Duration = Duration::from_secs(30);
+/// longer than this, so no session can still send to a stopped topic. Short,
+/// so that a topic's actor goes soon after its traffic (a retained message
+/// stays in the table without it); a session publishing to a topic all the
+/// time asks the router again once per lease.
+pub(crate) const TOPIC_LEASE: Duration = Duration::from_secs(5);
+
+/// Topic actors retired before the allocator is asked to give their memory
+/// back to the system, and how long after the first of them it is asked.
+const TRIM_AFTER_RETIRED: usize = 1024;
+const TRIM_DELAY: Duration = Duration::from_secs(2);
 
 pub(crate) use crate::config::BRIDGE_CLIENT_PREFIX;
 
@@ -305,10 +315,13 @@ pub(crate) struct Router {
     /// (`$share/GROUP/FILTER`), and each key's members.
     shared: SubTrie<()>,
     groups: HashMap<Arc<str>, HashMap<Arc<str>, Sub>>,
-    /// The active topics by name, and the same names as a tree, so that a
-    /// filter finds the topics it matches without a scan of all of them.
+    /// The topics with an actor (those with traffic) by name; and as a
+    /// tree, those and the topics with a retained message, so that a filter
+    /// finds the topics it matches without a scan of all of them.
     topics: HashMap<Arc<str>, TopicEntry>,
     names: NameTrie,
+    /// The retained messages, shared with the topic actors (`retained.rs`).
+    retained: Arc<RetainedTable>,
     /// How many of `topics` are the broker's own `$SYS` ones (not counted
     /// against `max_topics`).
     sys_topics: usize,
@@ -330,6 +343,29 @@ pub(crate) struct Router {
     next_arbiter: usize,
     store: Store,
     limits: RouterLimits,
+    /// Topic actors retired since the allocator was last trimmed, and
+    /// whether a trim is on its way.
+    retired: usize,
+    trimming: bool,
+}
+
+/// Gives the memory freed by retired topic actors back to the system:
+/// glibc keeps freed small allocations in its heaps otherwise, and the RSS
+/// of a broker that had 100,000 topics with traffic would never come down.
+fn trim_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // On a thread of its own: it walks every heap.
+        let _ = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(|| {
+                // SAFETY: malloc_trim only returns free pages of glibc's own
+                // heaps to the kernel; it takes the heaps' locks itself.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+    }
 }
 
 impl Router {
@@ -340,6 +376,7 @@ impl Router {
             groups: HashMap::new(),
             topics: HashMap::new(),
             names: NameTrie::default(),
+            retained: Arc::new(RetainedTable::new(limits.retained.clone())),
             sys_topics: 0,
             clients: HashMap::new(),
             sessions_of: HashMap::new(),
@@ -352,11 +389,13 @@ impl Router {
             next_arbiter: 0,
             store,
             limits,
+            retired: 0,
+            trimming: false,
         }
     }
 
     /// Loads what SQLite holds: persistent sessions with their subscriptions,
-    /// and retained messages (each gets its topic actor now). Subscriptions
+    /// and retained messages (into the table; no topic actor). Subscriptions
     /// that break a limit, and retained messages past the budget, are left
     /// out with a log line.
     pub(crate) fn restore(
@@ -420,18 +459,13 @@ impl Router {
         }
         let mut skipped = 0usize;
         for r in retained {
-            if !self.limits.retained.replace(None, r.payload.len()) {
+            let name: Arc<str> = r.topic.into();
+            let kept = Retained::new(&r.payload, r.qos, r.properties, r.expires_at);
+            if !self.retained.load(name.clone(), kept) {
                 skipped += 1;
                 continue;
             }
-            let name: Arc<str> = r.topic.into();
-            let retained = Retained {
-                payload: r.payload,
-                qos: r.qos,
-                properties: r.properties,
-                expires_at: r.expires_at,
-            };
-            self.create_topic(ctx, name, Some(retained));
+            self.names.insert(&name);
         }
         if skipped > 0 {
             tracing::warn!(
@@ -524,12 +558,10 @@ impl Router {
         )
     }
 
-    fn create_topic(
-        &mut self,
-        ctx: &mut Context<Self>,
-        name: Arc<str>,
-        retained: Option<Retained>,
-    ) -> Addr<Topic> {
+    /// Starts the actor for topic `name` (which has none).
+    fn create_topic(&mut self, router: Addr<Router>, name: Arc<str>) -> Addr<Topic> {
+        // One allocation of the name, shared with the table and the tree.
+        let name = self.retained.key(&name).unwrap_or(name);
         let subscribers = grant::matches(&self.trie, &name)
             .into_iter()
             .filter_map(|(client, grant)| {
@@ -553,13 +585,12 @@ impl Router {
             .collect();
         let topic = Topic::new(
             name.clone(),
-            retained,
             subscribers,
             shared,
             self.store.clone(),
-            ctx.address(),
+            router,
             self.limits.queue.slow_timeout,
-            self.limits.retained.clone(),
+            self.retained.clone(),
         );
         let addr = if self.arbiters.is_empty() {
             topic.start()
@@ -598,21 +629,64 @@ impl Router {
         let Some(entry) = self.clients.get(client) else {
             return;
         };
+        let subscriber = entry.subscriber.clone();
+        let acl = entry.acl.clone();
         for (name, retained_qos) in names {
-            let Some(t) = self.topics.get(name) else {
+            let actor = self.topics.get(name).map(|t| t.addr.clone());
+            if actor.is_none() && retained_qos.is_none() {
+                // No actor to tell, no retained message to send: a topic
+                // actor started later finds the client in the index.
                 continue;
-            };
-            let grant = if entry.acl.can_receive(name) {
+            }
+            let grant = if acl.can_receive(name) {
                 grant::grant_of(&self.trie, name, client)
             } else {
                 None
             };
+            let addr = match actor {
+                Some(addr) => addr,
+                None => {
+                    let (Some(want), Some(g)) = (retained_qos, grant.as_ref()) else {
+                        continue;
+                    };
+                    // Nothing publishes to a topic without an actor: its
+                    // retained message is queued from here, in order.
+                    let Some(d) =
+                        topic::retained_delivery(&self.retained, name, want, &g.all, &subscriber)
+                    else {
+                        self.forget_name_unless_retained(name);
+                        continue;
+                    };
+                    match subscriber.push(d) {
+                        queue::Push::Queued(c) => {
+                            topic::answer(None, topic::Published::Done, c.into_iter().collect());
+                            continue;
+                        }
+                        queue::Push::Dropped => continue,
+                        queue::Push::Full(..) => {
+                            // The queue is full: an actor for the topic waits
+                            // for room (taking the topic's publishes after
+                            // it), as it would for any message.
+                            let Some(me) = self.me.clone() else { continue };
+                            self.create_topic(me, name.clone())
+                        }
+                    }
+                }
+            };
             self.sent += 1;
-            t.addr.do_send(SetSubscriber {
+            addr.do_send(SetSubscriber {
                 client: client.clone(),
                 retained_qos: grant.as_ref().and(retained_qos),
-                grant: grant.map(|g| (g, entry.subscriber.clone())),
+                grant: grant.map(|g| (g, subscriber.clone())),
             });
+        }
+    }
+
+    /// Takes `name` out of the tree of names when it has neither an actor
+    /// nor a retained message (one that expired, say).
+    fn forget_name_unless_retained(&mut self, name: &str) {
+        if !self.topics.contains_key(name) && !self.retained.contains(name) {
+            self.names.remove(name);
         }
     }
 
@@ -909,11 +983,14 @@ impl Handler<Resolve> for Router {
             }
         }
         let sys = msg.0.starts_with("$SYS/");
-        if !sys && self.client_topics() >= self.limits.max_topics {
+        // A retained topic gets its actor whatever the count: retained
+        // messages have their own bound.
+        if !sys && self.client_topics() >= self.limits.max_topics && !self.retained.contains(&msg.0)
+        {
             METRICS.topics_refused.inc();
             return MessageResult(None);
         }
-        MessageResult(Some(self.create_topic(ctx, msg.0, None)))
+        MessageResult(Some(self.create_topic(ctx.address(), msg.0)))
     }
 }
 
@@ -1015,7 +1092,7 @@ impl Handler<ForgetDevice> for Router {
 impl Handler<TopicIdle> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: TopicIdle, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: TopicIdle, ctx: &mut Self::Context) {
         let Some(t) = self.topics.get(&msg.name) else {
             return;
         };
@@ -1023,11 +1100,21 @@ impl Handler<TopicIdle> for Router {
             return;
         }
         self.topics.remove(&msg.name);
-        self.names.remove(&msg.name);
+        // Its retained message (if any) stays, in the table and the tree.
+        self.forget_name_unless_retained(&msg.name);
         if msg.name.starts_with("$SYS/") {
             self.sys_topics -= 1;
         }
         msg.addr.do_send(Retire);
+        self.retired += 1;
+        if self.retired >= TRIM_AFTER_RETIRED && !self.trimming {
+            self.trimming = true;
+            ctx.run_later(TRIM_DELAY, |act, _| {
+                act.trimming = false;
+                act.retired = 0;
+                trim_allocator();
+            });
+        }
     }
 }
 

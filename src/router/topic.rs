@@ -1,6 +1,8 @@
-//! One actor per active topic name: it holds the topic's retained message and
-//! fans each publish out to the clients subscribed, in the order publishes
-//! arrive, so order is kept per topic and publisher.
+//! One actor per topic name with traffic: it fans each publish out to the
+//! clients subscribed, in the order publishes arrive, so order is kept per
+//! topic and publisher, and it changes the topic's retained message in the
+//! shared [`RetainedTable`] (which holds retained messages whether or not
+//! their topic has an actor).
 //!
 //! The router tells it who subscribes (with the highest QoS each client was
 //! granted among its matching filters); sessions send it publishes directly,
@@ -11,7 +13,7 @@
 //!
 //! A retained message on subscribe goes through the subscriber's bounded
 //! queue like any other message (waiting for room the same way). Retained
-//! messages count against the broker-wide [`RetainedBudget`].
+//! messages count against the broker-wide budget (see `retained.rs`).
 //!
 //! Each client gets one copy of a message however many of its subscriptions
 //! match, as its [`Grant`] says (the highest QoS, every subscription
@@ -21,9 +23,9 @@
 //! member with room, else the next one connected, else the next whose
 //! session is persistent (its queue in SQLite keeps it).
 //!
-//! A topic with no retained message and no traffic for a while asks the router
-//! to retire it; the router agrees only once no session can still hold its
-//! address (see `router::TOPIC_LEASE`).
+//! A topic with no traffic for a while asks the router to retire it (its
+//! retained message stays in the table); the router agrees only once no
+//! session can still hold its address (see `router::TOPIC_LEASE`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,17 +36,16 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use super::budget::RetainedBudget;
 use super::grant::{Grant, Reach};
+use super::retained::{Found, RetainedCopy, RetainedTable};
 use super::{Router, TopicIdle};
 use crate::metrics::METRICS;
 use crate::protocol::PublishProperties;
 use crate::router::queue::{next_seq, Delivery, Push, Room, Subscriber};
 use crate::store::{now_ms, retained, Store, StoreError};
 
-/// How long a topic without a retained message may see no traffic before it
-/// asks to be retired.
-const IDLE_AFTER: Duration = Duration::from_secs(120);
+/// How long a topic may see no traffic before it asks to be retired.
+const IDLE_AFTER: Duration = Duration::from_secs(10);
 
 /// A publish to this topic. `done` answers once every subscriber has the
 /// message queued and everything that must be durable is committed.
@@ -63,16 +64,6 @@ pub(crate) struct Publish {
     /// through subscriptions without No Local, and a bridge never gets its
     /// own incoming messages back. None for the broker's own publishes.
     pub origin: Option<Arc<str>>,
-}
-
-/// A retained message as a topic holds it.
-#[derive(Debug, Clone)]
-pub(crate) struct Retained {
-    pub payload: Bytes,
-    pub qos: u8,
-    pub properties: Option<Arc<PublishProperties>>,
-    /// Unix ms when it expires (it is then no longer sent); None = never.
-    pub expires_at: Option<i64>,
 }
 
 /// What came of a [`Publish`].
@@ -150,11 +141,10 @@ pub(crate) struct Retire;
 
 pub(crate) struct Topic {
     name: Arc<str>,
-    /// The retained message; none when cleared.
-    retained: Option<Retained>,
-    /// Whether retained messages here count against the budget (all but `$SYS`).
-    counted: bool,
-    budget: Arc<RetainedBudget>,
+    /// Whether retained messages here are stored (all but `$SYS`).
+    stored: bool,
+    /// Every topic's retained message, this one's among them.
+    table: Arc<RetainedTable>,
     /// Who gets a copy, and how.
     subscribers: HashMap<Arc<str>, (Grant, Arc<Subscriber>)>,
     /// The shared subscriptions matching this topic, by key.
@@ -167,24 +157,20 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
-    /// `retained` must already be counted in `budget` (the router loads
-    /// retained messages within the budget).
     #[allow(clippy::too_many_arguments)] // its parts, named once, by the router
     pub(crate) fn new(
         name: Arc<str>,
-        retained: Option<Retained>,
         subscribers: HashMap<Arc<str>, (Grant, Arc<Subscriber>)>,
         shared: Vec<(Arc<str>, Vec<Member>)>,
         store: Store,
         router: Addr<Router>,
         slow_timeout: Duration,
-        budget: Arc<RetainedBudget>,
+        table: Arc<RetainedTable>,
     ) -> Topic {
         Topic {
-            counted: !name.starts_with("$SYS/"),
-            budget,
+            stored: !name.starts_with("$SYS/"),
+            table,
             name,
-            retained,
             subscribers,
             shared: shared
                 .into_iter()
@@ -206,22 +192,61 @@ impl Topic {
         reach: &Reach,
         sub: &Subscriber,
     ) -> Delivery {
-        Delivery {
-            topic: self.name.clone(),
-            payload: m.payload.clone(),
-            qos,
-            retain,
-            seq: if sub.persistent && qos > 0 {
-                next_seq()
-            } else {
-                0
-            },
-            dup: false,
-            properties: m.properties.clone(),
-            expires_at: m.expires_at,
-            sub_ids: reach.ids.clone(),
-        }
+        delivery(&self.name, m, qos, retain, reach, sub)
     }
+}
+
+/// The copy of a message on `topic` for one subscriber.
+fn delivery(
+    topic: &Arc<str>,
+    m: Body<'_>,
+    qos: u8,
+    retain: bool,
+    reach: &Reach,
+    sub: &Subscriber,
+) -> Delivery {
+    Delivery {
+        topic: topic.clone(),
+        payload: m.payload.clone(),
+        qos,
+        retain,
+        seq: if sub.persistent && qos > 0 {
+            next_seq()
+        } else {
+            0
+        },
+        dup: false,
+        properties: m.properties.clone(),
+        expires_at: m.expires_at,
+        sub_ids: reach.ids.clone(),
+    }
+}
+
+/// The copy of `topic`'s retained message for a new subscriber, at the
+/// lower of `want` and the message's QoS; None when it has none (or it
+/// expired).
+pub(super) fn retained_delivery(
+    table: &RetainedTable,
+    topic: &Arc<str>,
+    want: u8,
+    reach: &Reach,
+    sub: &Subscriber,
+) -> Option<Delivery> {
+    let Found::Message(r) = table.get(topic, now_ms()) else {
+        return None;
+    };
+    let RetainedCopy {
+        payload,
+        qos,
+        properties,
+        expires_at,
+    } = r;
+    let m = Body {
+        payload: &payload,
+        properties: &properties,
+        expires_at,
+    };
+    Some(delivery(topic, m, want.min(qos), true, reach, sub))
 }
 
 impl Actor for Topic {
@@ -233,7 +258,7 @@ impl Actor for Topic {
         ctx.run_interval(IDLE_AFTER / 2, |act, ctx| {
             // Sessions that ended are dropped here or at the next publish.
             act.subscribers.retain(|_, (_, s)| !s.is_gone());
-            if act.retained.is_none() && act.last_activity.elapsed() >= IDLE_AFTER {
+            if act.last_activity.elapsed() >= IDLE_AFTER {
                 act.router.do_send(TopicIdle {
                     name: act.name.clone(),
                     addr: ctx.address(),
@@ -265,7 +290,11 @@ async fn all_committed(commits: Vec<Commit>) -> bool {
     ok
 }
 
-fn answer(done: Option<oneshot::Sender<Published>>, outcome: Published, commits: Vec<Commit>) {
+pub(super) fn answer(
+    done: Option<oneshot::Sender<Published>>,
+    outcome: Published,
+    commits: Vec<Commit>,
+) {
     let Some(done) = done else {
         if !commits.is_empty() {
             actix::spawn(all_committed(commits));
@@ -318,26 +347,16 @@ impl Topic {
     /// message is still delivered).
     fn retain(&mut self, msg: &Publish, commits: &mut Vec<Commit>) -> bool {
         let payload = &msg.payload;
-        let old = self.retained.as_ref().map(|r| r.payload.len());
-        if payload.is_empty() {
-            if let (Some(bytes), true) = (old, self.counted) {
-                self.budget.release(bytes);
-            }
-            self.retained = None;
-        } else {
-            if self.counted && !self.budget.replace(old, payload.len()) {
-                METRICS.retained_refused.inc();
-                tracing::info!(topic = %self.name, bytes = payload.len(), "retained limit reached: not retained");
-                return false;
-            }
-            self.retained = Some(Retained {
-                payload: payload.clone(),
-                qos: msg.qos,
-                properties: msg.properties.clone(),
-                expires_at: msg.expires_at,
-            });
+        let (props, expires_at) = (msg.properties.clone(), msg.expires_at);
+        if !self
+            .table
+            .set(&self.name, payload, msg.qos, props, expires_at)
+        {
+            METRICS.retained_refused.inc();
+            tracing::info!(topic = %self.name, bytes = payload.len(), "retained limit reached: not retained");
+            return false;
         }
-        if self.counted {
+        if self.stored {
             let row = retained::RetainedRow {
                 topic: self.name.to_string(),
                 payload: payload.clone(),
@@ -453,17 +472,9 @@ impl Handler<SetSubscriber> for Topic {
         self.last_activity = Instant::now();
         match msg.grant {
             Some((grant, sub)) => {
-                let retained = match (msg.retained_qos, &self.retained) {
-                    (Some(want), Some(r)) if r.expires_at.is_none_or(|at| at > now_ms()) => {
-                        let m = Body {
-                            payload: &r.payload,
-                            properties: &r.properties,
-                            expires_at: r.expires_at,
-                        };
-                        Some(self.delivery(m, want.min(r.qos), true, &grant.all, &sub))
-                    }
-                    _ => None,
-                };
+                let retained = msg.retained_qos.and_then(|want| {
+                    retained_delivery(&self.table, &self.name, want, &grant.all, &sub)
+                });
                 self.subscribers.insert(msg.client, (grant, sub.clone()));
                 let Some(d) = retained else { return };
                 match sub.push(d) {

@@ -27,10 +27,13 @@ const ROOT: NodeId = 0;
 /// in a map beyond.
 const FEW_CHILDREN: usize = 8;
 
-/// A node's children by level text.
+/// A node's children by level text. The map is boxed so that every node
+/// (most have a few children or none) stays small.
 enum Children {
     Few(Vec<(Box<str>, NodeId)>),
-    Many(HashMap<Box<str>, NodeId>),
+    // Boxed on purpose: the extra allocation is for the rare wide node.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<Box<str>, NodeId>>),
 }
 
 impl Children {
@@ -47,7 +50,7 @@ impl Children {
             Children::Few(v) => {
                 let mut m: HashMap<Box<str>, NodeId> = v.drain(..).collect();
                 m.insert(key.into(), id);
-                *self = Children::Many(m);
+                *self = Children::Many(Box::new(m));
             }
             Children::Many(m) => {
                 m.insert(key.into(), id);
