@@ -660,12 +660,17 @@ mod tests {
     fn runs_tallied_in_one_commit_are_one_row_per_device_and_topic_with_their_count() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), 64, Duration::from_secs(5));
-        // Hold the writer so that every job below lands in one transaction.
+        // Hold the writer so that every job below lands in one transaction:
+        // once the blocker runs, its own transaction's jobs are chosen, and
+        // everything queued from then on waits for the next one.
         let (go, wait) = mpsc::channel::<()>();
+        let (running, started) = mpsc::channel::<()>();
         let blocker = store.write(move |_| {
+            let _ = running.send(());
             let _ = wait.recv();
             Ok(())
         });
+        started.recv().unwrap();
         let mut jobs = Vec::new();
         for i in 0..10 {
             let topic = if i < 7 { "t/a" } else { "t/b" };
