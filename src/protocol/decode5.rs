@@ -25,7 +25,7 @@ use super::packet::{
     Publish, PublishProperties, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
     UserProperties, Will,
 };
-use super::validate::{check_topic_filter, split_shared};
+use super::validate::{check_topic_filter, split_shared, utf8_str};
 
 /// The packets (and the will) a property may appear in, as bits (§2.2.2.2, Table 2-4).
 mod block {
@@ -540,7 +540,9 @@ fn connack(mut r: Reader) -> Result<Packet, DecodeError> {
 /// server sends several) and the session refuses them from a client.
 fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
     let qos = (byte >> 1) & 0b11;
-    let topic = r.string("topic name")?;
+    // Checked in place and copied once, into the Arc the message keeps.
+    let raw = r.binary("topic name")?;
+    let topic = utf8_str(&raw).map_err(|why| r.err(format_args!("topic name {why}")))?;
     let pkid = match qos {
         0 => 0,
         // [MQTT-2.2.1-3]: a packet that parses but breaks a rule is a Protocol Error (§1.2).
@@ -556,7 +558,7 @@ fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
             return Err(r.protocol("topic name is empty and there is no topic alias"));
         }
     } else {
-        topic_name(&r, "topic name", &topic)?;
+        topic_name(&r, "topic name", topic)?;
     }
     Ok(Packet::Publish(Publish {
         topic: Arc::from(topic),

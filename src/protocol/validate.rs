@@ -59,9 +59,15 @@ pub(crate) fn split_shared(filter: &str) -> Result<Option<(&str, &str)>, &'stati
 
 /// Decodes an MQTT UTF-8 string: well-formed UTF-8 without U+0000 (§1.5.3).
 pub(crate) fn utf8_string(bytes: &[u8]) -> Result<String, &'static str> {
+    utf8_str(bytes).map(str::to_owned)
+}
+
+/// [`utf8_string`] without the copy, for callers that keep the text in
+/// another form (a PUBLISH's topic becomes an `Arc<str>`).
+pub(crate) fn utf8_str(bytes: &[u8]) -> Result<&str, &'static str> {
     let s = std::str::from_utf8(bytes).map_err(|_| "is not valid UTF-8")?;
     if s.contains('\0') {
         return Err("contains U+0000");
     }
-    Ok(s.to_owned())
+    Ok(s)
 }
