@@ -182,18 +182,6 @@ impl Topic {
             slow_timeout,
         }
     }
-
-    /// The copy of a message for one subscriber.
-    fn delivery(
-        &self,
-        m: Body<'_>,
-        qos: u8,
-        retain: bool,
-        reach: &Reach,
-        sub: &Subscriber,
-    ) -> Delivery {
-        delivery(&self.name, m, qos, retain, reach, sub)
-    }
 }
 
 /// The copy of a message on `topic` for one subscriber.
@@ -423,7 +411,7 @@ impl Handler<Publish> for Topic {
             // subscription with Retain As Published; other clients get it
             // only for retained messages sent on subscribe.
             let retain = msg.retain && (sub.bridge.is_some() || reach.retain_as_published);
-            let d = self.delivery(m, msg.qos.min(reach.qos), retain, reach, sub);
+            let d = delivery(&self.name, m, msg.qos.min(reach.qos), retain, reach, sub);
             push(sub, d, &mut commits);
         }
         if ended {
@@ -438,7 +426,14 @@ impl Handler<Publish> for Topic {
             };
             let reach = &member.reach;
             let retain = msg.retain && reach.retain_as_published;
-            let d = self.delivery(m, msg.qos.min(reach.qos), retain, reach, &member.subscriber);
+            let d = delivery(
+                &self.name,
+                m,
+                msg.qos.min(reach.qos),
+                retain,
+                reach,
+                &member.subscriber,
+            );
             matched = true;
             push(&member.subscriber, d, &mut commits);
         }
