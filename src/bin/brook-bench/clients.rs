@@ -315,32 +315,30 @@ pub(crate) async fn subscriber(
                 _ => {}
             }
         }
-        if !acks.is_empty() {
-            stream.write_all(&acks).await?;
-            acks.clear();
-        }
-        if spec.expected.is_some_and(|e| res.unique >= e) {
-            break;
-        }
-        let now = Instant::now();
-        if now >= spec.give_up {
-            res.timed_out = true;
-            break;
-        }
-        let done = spec.publishers_done.load(Ordering::Relaxed);
-        if done && now.duration_since(last_activity) >= spec.idle {
-            break;
-        }
-        // Wake up now and then to look at the clock and the done flag.
-        let wait = Duration::from_millis(100).min(spec.give_up - now);
-        if inbuf.capacity() - inbuf.len() < 16 * 1024 {
-            inbuf.reserve(256 * 1024);
-        }
-        match tokio::time::timeout(wait, stream.read_buf(&mut inbuf)).await {
-            Ok(Ok(0)) => bail!("subscriber: connection closed by the broker"),
-            Ok(Ok(_)) => last_activity = Instant::now(),
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => {}
+        let complete = spec.expected.is_some_and(|e| res.unique >= e);
+        let until = Until {
+            publishers_done: &spec.publishers_done,
+            idle: spec.idle,
+            give_up: spec.give_up,
+        };
+        let room = (16 * 1024, 256 * 1024);
+        match end_of_pass(
+            &mut stream,
+            &mut inbuf,
+            &mut acks,
+            complete,
+            &until,
+            last_activity,
+            room,
+        )
+        .await?
+        {
+            Pass::Read => last_activity = Instant::now(),
+            Pass::Quiet => {}
+            Pass::Stop { timed_out } => {
+                res.timed_out = timed_out;
+                break;
+            }
         }
     }
     res.per_publisher = seen.iter().map(|s| s.unique).collect();
@@ -447,40 +445,101 @@ where
         if got {
             res.last = Some(read_at);
         }
-        if !acks.is_empty() {
-            stream.write_all(&acks).await?;
-            acks.clear();
-        }
-        if res.unique >= spec.expected {
-            break;
-        }
-        let now = Instant::now();
-        if now >= spec.give_up {
-            res.timed_out = true;
-            break;
-        }
-        let done = spec.publishers_done.load(Ordering::Relaxed);
-        if done && now.duration_since(last_activity) >= spec.idle {
-            break;
-        }
-        let wait = Duration::from_millis(100).min(spec.give_up - now);
-        if inbuf.capacity() - inbuf.len() < 8 * 1024 {
-            inbuf.reserve(64 * 1024);
-        }
-        match tokio::time::timeout(wait, stream.read_buf(&mut inbuf)).await {
-            Ok(Ok(0)) => bail!("subscriber: connection closed by the broker"),
-            Ok(Ok(_)) => {
+        let complete = res.unique >= spec.expected;
+        let until = Until {
+            publishers_done: &spec.publishers_done,
+            idle: spec.idle,
+            give_up: spec.give_up,
+        };
+        let room = (8 * 1024, 64 * 1024);
+        match end_of_pass(
+            &mut stream,
+            &mut inbuf,
+            &mut acks,
+            complete,
+            &until,
+            last_activity,
+            room,
+        )
+        .await?
+        {
+            Pass::Read => {
                 read_at = Instant::now();
                 last_activity = read_at;
             }
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => {}
+            Pass::Quiet => {}
+            Pass::Stop { timed_out } => {
+                res.timed_out = timed_out;
+                break;
+            }
         }
     }
     let mut bye = BytesMut::new();
     wire::disconnect(&mut bye);
     let _ = stream.write_all(&bye).await;
     Ok(res)
+}
+
+/// When a subscriber stops waiting for more.
+struct Until<'a> {
+    /// Set once the publishers are done; then `idle` without a message ends it.
+    publishers_done: &'a AtomicBool,
+    idle: Duration,
+    give_up: Instant,
+}
+
+/// What the end of one pass of a subscriber's loop came to.
+enum Pass {
+    /// More bytes are in the buffer.
+    Read,
+    /// Nothing came within the wait (the clock and the done flag are looked
+    /// at again).
+    Quiet,
+    Stop {
+        timed_out: bool,
+    },
+}
+
+/// The end of one pass of a subscriber's loop: sends the acknowledgements
+/// gathered, then stops (`complete`, past `give_up`, or the publishers are
+/// done and nothing came since `last_activity` for `idle`) or reads more,
+/// waiting at most 100 ms; `room` is (free bytes below which the buffer
+/// grows, by how much).
+async fn end_of_pass(
+    stream: &mut Conn,
+    inbuf: &mut BytesMut,
+    acks: &mut BytesMut,
+    complete: bool,
+    until: &Until<'_>,
+    last_activity: Instant,
+    room: (usize, usize),
+) -> Result<Pass> {
+    if !acks.is_empty() {
+        stream.write_all(acks).await?;
+        acks.clear();
+    }
+    if complete {
+        return Ok(Pass::Stop { timed_out: false });
+    }
+    let now = Instant::now();
+    if now >= until.give_up {
+        return Ok(Pass::Stop { timed_out: true });
+    }
+    let done = until.publishers_done.load(Ordering::Relaxed);
+    if done && now.duration_since(last_activity) >= until.idle {
+        return Ok(Pass::Stop { timed_out: false });
+    }
+    // Wake up now and then to look at the clock and the done flag.
+    let wait = Duration::from_millis(100).min(until.give_up - now);
+    if inbuf.capacity() - inbuf.len() < room.0 {
+        inbuf.reserve(room.1);
+    }
+    match tokio::time::timeout(wait, stream.read_buf(inbuf)).await {
+        Ok(Ok(0)) => bail!("subscriber: connection closed by the broker"),
+        Ok(Ok(_)) => Ok(Pass::Read),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Ok(Pass::Quiet),
+    }
 }
 
 /// The sequence number of a binary payload (see `HEADER`).
