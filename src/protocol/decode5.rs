@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::decode::Reader;
 use super::error::{protocol_with, DecodeError};
@@ -541,8 +541,15 @@ fn connack(mut r: Reader) -> Result<Packet, DecodeError> {
 fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
     let qos = (byte >> 1) & 0b11;
     // Checked in place and copied once, into the Arc the message keeps.
-    let raw = r.binary("topic name")?;
-    let topic = utf8_str(&raw).map_err(|why| r.err(format_args!("topic name {why}")))?;
+    let len = usize::from(r.u16("topic name")?);
+    if r.buf.len() < len {
+        return Err(r.err("topic name runs past the end of the packet"));
+    }
+    let topic: Arc<str> = match utf8_str(&r.buf[..len]) {
+        Ok(t) => Arc::from(t),
+        Err(why) => return Err(r.err(format_args!("topic name {why}"))),
+    };
+    r.buf.advance(len);
     let pkid = match qos {
         0 => 0,
         // [MQTT-2.2.1-3]: a packet that parses but breaks a rule is a Protocol Error (§1.2).
@@ -551,6 +558,23 @@ fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
             pkid => pkid,
         },
     };
+    if r.buf.first() == Some(&0) {
+        // The common case: a property length of 0, nothing to walk.
+        r.buf.advance(1);
+        if topic.is_empty() {
+            return Err(r.protocol("topic name is empty and there is no topic alias"));
+        }
+        topic_name(&r, "topic name", &topic)?;
+        return Ok(Packet::Publish(Publish {
+            topic,
+            payload: std::mem::take(&mut r.buf),
+            qos,
+            retain: byte & 0x01 != 0,
+            dup: byte & 0x08 != 0,
+            pkid,
+            ..Publish::default()
+        }));
+    }
     let mut p = properties(&mut r, block::PUBLISH, "PUBLISH")?;
     if topic.is_empty() {
         if p.topic_alias.is_none() {
@@ -558,10 +582,10 @@ fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
             return Err(r.protocol("topic name is empty and there is no topic alias"));
         }
     } else {
-        topic_name(&r, "topic name", topic)?;
+        topic_name(&r, "topic name", &topic)?;
     }
     Ok(Packet::Publish(Publish {
-        topic: Arc::from(topic),
+        topic,
         payload: std::mem::take(&mut r.buf),
         qos,
         retain: byte & 0x01 != 0,

@@ -57,10 +57,14 @@ impl Session {
                 tracing::info!(client_id = %c.client_id, "PUBLISH with a subscription identifier from a client: protocol error");
                 return self.close(ctx, "protocol error");
             }
-            match c.client.aliases_in.resolve(p.topic.clone(), p.topic_alias) {
-                Ok(topic) => p.topic = topic,
-                Err(AliasError::Invalid) => return self.close(ctx, "topic alias invalid"),
-                Err(AliasError::Unknown) => {
+            match p
+                .topic_alias
+                .map(|a| c.client.aliases_in.resolve(p.topic.clone(), Some(a)))
+            {
+                None => {}
+                Some(Ok(topic)) => p.topic = topic,
+                Some(Err(AliasError::Invalid)) => return self.close(ctx, "topic alias invalid"),
+                Some(Err(AliasError::Unknown)) => {
                     tracing::info!(client_id = %c.client_id, "PUBLISH by an alias never set: protocol error");
                     return self.close(ctx, "protocol error");
                 }
