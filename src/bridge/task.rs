@@ -885,7 +885,10 @@ impl Bridge {
                 Some((addr, at)) if at.elapsed() < TOPIC_LEASE && addr.connected() => addr.clone(),
                 _ => {
                     if c.resolving.is_none() {
-                        let ask = self.broker.router.send(Resolve(front.topic.clone()));
+                        let ask = self
+                            .broker
+                            .router
+                            .send(Resolve(front.topic.clone(), crate::router::home::current()));
                         c.resolving = Some(async move { ask.await.map_err(|_| ()) }.boxed());
                     }
                     return;

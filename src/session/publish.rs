@@ -292,7 +292,10 @@ impl Session {
                 _ => {
                     c.lookup = Lookup::Resolving;
                     let name = front.0.topic.clone();
-                    let lookup = self.handles.router.send(Resolve(name.clone()));
+                    let lookup = self
+                        .handles
+                        .router
+                        .send(Resolve(name.clone(), crate::router::home::current()));
                     ctx.spawn(lookup.into_actor(self).map(move |addr, act, ctx| {
                         let addr = match addr {
                             Ok(Some(addr)) => addr,
