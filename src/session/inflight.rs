@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use foldhash::fast::RandomState;
+
 use crate::router::queue::Delivery;
 
 /// What a PUBREC is.
@@ -27,9 +29,11 @@ pub(crate) struct Inflight {
     max: usize,
     next_pkid: u16,
     /// Sent and awaiting PUBACK (QoS 1) or PUBREC (QoS 2), by packet id.
-    sent: HashMap<u16, Delivery>,
+    /// The keys are ids we chose, so a fast hasher is safe (SipHash was 5 %
+    /// of a QoS 1 fan-out profile).
+    sent: HashMap<u16, Delivery, RandomState>,
     /// QoS 2 packet ids that got PUBREC and await PUBCOMP.
-    released: HashSet<u16>,
+    released: HashSet<u16, RandomState>,
 }
 
 impl Inflight {
@@ -37,8 +41,8 @@ impl Inflight {
         Inflight {
             max: max.clamp(1, usize::from(u16::MAX)),
             next_pkid: 1,
-            sent: HashMap::new(),
-            released: HashSet::new(),
+            sent: HashMap::default(),
+            released: HashSet::default(),
         }
     }
 
