@@ -446,9 +446,13 @@ impl Session {
         }
         if let Some(ka) = self.keep_alive {
             // Closed after 1.5 × keep-alive of silence, checked often enough
-            // that the close comes within a quarter of the keep-alive after.
+            // that the close comes within half the keep-alive after (a
+            // packet counts from the check after it, a quarter later at most).
             let every = (ka / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
             ctx.run_interval(every, move |act, ctx| {
+                if std::mem::take(&mut act.seen) {
+                    act.last_seen = Instant::now();
+                }
                 if act.last_seen.elapsed() > ka + ka / 2 {
                     tracing::info!(client_id = act.client_id(), "keep-alive expired");
                     act.close(ctx, "keep-alive expired");
@@ -577,6 +581,7 @@ impl Session {
             other => other,
         };
         self.last_seen = Instant::now();
+        self.seen = false;
         self.update_gate();
         self.drain(ctx);
     }
