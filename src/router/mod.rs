@@ -2,7 +2,9 @@
 //! client session, connected or persistent and away.
 //!
 //! Sessions ask it for a topic actor's address (`Resolve`) the first time
-//! they publish to a topic and then talk to that topic directly; they tell it
+//! they publish to a topic and then talk to that topic directly (a new topic
+//! actor starts on the arbiter of the connection that asked, `home.rs`, so
+//! that its publisher's messages reach it without crossing a thread); they tell it
 //! of CONNECT (session takeover and resumption happen here), SUBSCRIBE,
 //! UNSUBSCRIBE and disconnection. It keeps each active topic actor's list of
 //! subscribers up to date, so that a publish never consults the index.
