@@ -558,26 +558,17 @@ fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
             pkid => pkid,
         },
     };
-    if r.buf.first() == Some(&0) {
+    let (topic_alias, subscription_ids, properties) = if r.buf.first() == Some(&0) {
         // The common case: a property length of 0, nothing to walk.
         r.buf.advance(1);
-        if topic.is_empty() {
-            return Err(r.protocol("topic name is empty and there is no topic alias"));
-        }
-        topic_name(&r, "topic name", &topic)?;
-        return Ok(Packet::Publish(Publish {
-            topic,
-            payload: std::mem::take(&mut r.buf),
-            qos,
-            retain: byte & 0x01 != 0,
-            dup: byte & 0x08 != 0,
-            pkid,
-            ..Publish::default()
-        }));
-    }
-    let mut p = properties(&mut r, block::PUBLISH, "PUBLISH")?;
+        (None, Vec::new(), None)
+    } else {
+        let mut p = properties(&mut r, block::PUBLISH, "PUBLISH")?;
+        let ids = std::mem::take(&mut p.subscription_ids);
+        (p.topic_alias, ids, p.publish())
+    };
     if topic.is_empty() {
-        if p.topic_alias.is_none() {
+        if topic_alias.is_none() {
             // §3.3.2.1
             return Err(r.protocol("topic name is empty and there is no topic alias"));
         }
@@ -591,9 +582,9 @@ fn publish(byte: u8, mut r: Reader) -> Result<Packet, DecodeError> {
         retain: byte & 0x01 != 0,
         dup: byte & 0x08 != 0,
         pkid,
-        topic_alias: p.topic_alias,
-        subscription_ids: std::mem::take(&mut p.subscription_ids),
-        properties: p.publish(),
+        topic_alias,
+        subscription_ids,
+        properties,
         ..Publish::default()
     }))
 }
