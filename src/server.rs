@@ -84,13 +84,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let arbiters: Vec<Arbiter> = (0..cores)
-            .map(|i| {
-                let a = Arbiter::new();
-                a.spawn_fn(move || crate::router::home::set(i));
-                a
-            })
-            .collect();
+        let arbiters = crate::router::home::arbiters(cores);
         let handles: Vec<ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
         let limits = RouterLimits {
             queue: QueueLimits {

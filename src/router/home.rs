@@ -1,9 +1,9 @@
 //! Which of the per-core arbiters the current thread is, so that a topic
-//! actor can be started beside the connection it delivers to.
+//! actor can be started beside the connection that publishes to it.
 //!
-//! The server numbers its arbiters when it starts them ([`set`] runs first
-//! on each); a thread that is not one of them (the main arbiter, a test's
-//! runtime) has no number.
+//! The server starts its arbiters with [`arbiters`], which numbers them
+//! (each runs [`set`] first); a thread that is not one of them (the main
+//! arbiter, a test's runtime) has no number.
 
 use std::cell::Cell;
 
@@ -12,8 +12,19 @@ thread_local! {
 }
 
 /// Names the current thread arbiter `index` of the server's list.
-pub(crate) fn set(index: usize) {
+fn set(index: usize) {
     HOME.with(|h| h.set(Some(index)));
+}
+
+/// Starts `n` arbiters, each knowing its index in the returned list.
+pub(crate) fn arbiters(n: usize) -> Vec<actix::Arbiter> {
+    (0..n)
+        .map(|i| {
+            let a = actix::Arbiter::new();
+            a.spawn_fn(move || set(i));
+            a
+        })
+        .collect()
 }
 
 /// The index of the arbiter the current thread is, if it is one.
@@ -54,13 +65,7 @@ mod tests {
         let store = Store::open(dir.path(), Synchronous::Normal).expect("the store opens");
         let system = actix::System::new();
         system.block_on(async move {
-            let arbiters: Vec<Arbiter> = (0..2)
-                .map(|i| {
-                    let a = Arbiter::new();
-                    a.spawn_fn(move || set(i));
-                    a
-                })
-                .collect();
+            let arbiters = super::arbiters(2);
             let handles = arbiters.iter().map(|a| a.handle()).collect();
             let limits = RouterLimits {
                 queue: QueueLimits {

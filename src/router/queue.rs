@@ -62,9 +62,11 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
-    /// Whether its message expiry interval has passed by `now` (unix ms).
-    pub(crate) fn expired(&self, now: i64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+    /// Whether its message expiry interval has passed (the clock is read
+    /// only for a message that has one).
+    pub(crate) fn expired(&self) -> bool {
+        self.expires_at
+            .is_some_and(|at| at <= crate::store::now_ms())
     }
 }
 

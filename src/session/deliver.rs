@@ -71,7 +71,7 @@ impl Session {
                 }
                 return;
             };
-            if !from_resend && d.expires_at.is_some() && d.expired(crate::store::now_ms()) {
+            if !from_resend && d.expired() {
                 // MQTT 5 §3.3.2.3.3: not yet on its way to this client, and
                 // its message expiry is over: gone from its queue.
                 METRICS.dropped_expired.inc();

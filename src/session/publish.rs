@@ -57,19 +57,21 @@ impl Session {
                 tracing::info!(client_id = %c.client_id, "PUBLISH with a subscription identifier from a client: protocol error");
                 return self.close(ctx, "protocol error");
             }
-            match p
-                .topic_alias
-                .map(|a| c.client.aliases_in.resolve(p.topic.clone(), Some(a)))
-            {
-                None => {}
-                Some(Ok(topic)) => p.topic = topic,
-                Some(Err(AliasError::Invalid)) => return self.close(ctx, "topic alias invalid"),
-                Some(Err(AliasError::Unknown)) => {
-                    tracing::info!(client_id = %c.client_id, "PUBLISH by an alias never set: protocol error");
-                    return self.close(ctx, "protocol error");
+            // Without an alias the topic stands as it is (no lookup).
+            if p.topic_alias.is_some() {
+                match c
+                    .client
+                    .aliases_in
+                    .resolve(p.topic.clone(), p.topic_alias.take())
+                {
+                    Ok(topic) => p.topic = topic,
+                    Err(AliasError::Invalid) => return self.close(ctx, "topic alias invalid"),
+                    Err(AliasError::Unknown) => {
+                        tracing::info!(client_id = %c.client_id, "PUBLISH by an alias never set: protocol error");
+                        return self.close(ctx, "protocol error");
+                    }
                 }
             }
-            p.topic_alias = None;
             let unacked = c.incoming.unacknowledged();
             let resent_qos2 = p.qos == 2 && c.incoming.has_qos2(p.pkid);
             if p.qos > 0 && !resent_qos2 && unacked >= receive_maximum {

@@ -518,7 +518,7 @@ pub(crate) fn drop_locks_except(conn: &Connection, keep: &[String]) -> rusqlite:
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::actions::file::load_dir;
     use rusqlite_migration::{Migrations, M};
@@ -552,7 +552,8 @@ mod tests {
         )
     }
 
-    fn run(action: &str, started_at: i64, outcome: RunOutcome) -> RunRecord {
+    /// A run record for tests (the store's tests too).
+    pub(in crate::store) fn run(action: &str, started_at: i64, outcome: RunOutcome) -> RunRecord {
         RunRecord {
             id: 0,
             action: action.into(),

@@ -639,20 +639,11 @@ mod tests {
 
     fn bucket_run(device: &str, topic: &str, at: i64) -> actions::RunRecord {
         actions::RunRecord {
-            id: 0,
-            action: "store".into(),
-            trigger_kind: "mqtt_topic".into(),
             trigger_detail: topic.into(),
             device_id: Some(device.into()),
-            started_at: at,
             ended_at: Some(at),
-            outcome: actions::RunOutcome::Ok,
             detail: actions::stored_detail(1, 1),
-            exit_code: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            attempts: Vec::new(),
-            count: 1,
+            ..actions::tests::run("store", at, actions::RunOutcome::Ok)
         }
     }
 
